@@ -1,0 +1,99 @@
+// Algorithm: one agent's decentralised optimiser over a flat parameter vector (ALGORITHMS.md §1-2).
+//
+// A round is split into phases so that a lock-step driver (gut-sim, the tests) can run n agents
+// without threads blocking on each other, while a networked driver (gut-agentd) simply calls the
+// phases one after another and blocks inside the Neighbourhood:
+//   phase 0        : compute, send slot-0 messages
+//   phase p (1..)  : receive slot p-1, compute, send slot p (if any)
+//   last phase     : receive the last slot, finish the round
+// Every method of this file sends one message per neighbour per round (phases() == 2); methods with
+// two messages per round use three phases and slots 0 and 1 of the same Neighbourhood.
+//
+// The gradient comes from a GradientOracle: the algorithm writes the evaluation point into
+// oracle.point() and asks for the gradient of the round's minibatch there. T is float for training
+// and double for the reference-value tests; the code is the same.
+//
+// Ownership: an Algorithm owns its state buffers; it does not own the oracle or the neighbourhood
+// handed to it per call. One thread drives an Algorithm. Errors from the neighbourhood or the oracle
+// are returned unchanged; after an error the round must not be continued.
+#ifndef GUT_CORE_ALGORITHM_ALGORITHM_H_
+#define GUT_CORE_ALGORITHM_ALGORITHM_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/exchange/neighbourhood.h"
+
+namespace gut::core {
+
+template <typename T>
+class GradientOracle {
+ public:
+  virtual ~GradientOracle() = default;
+  // Where the next gradient is evaluated; the algorithm writes it before ComputeGradient().
+  virtual absl::Span<T> point() = 0;
+  // Gradient of this round's minibatch loss at point(). May be called more than once per round
+  // (cross-gradient methods); the minibatch stays the same within a round.
+  virtual absl::Status ComputeGradient() = 0;
+  virtual absl::Span<const T> gradient() const = 0;
+};
+
+template <typename T>
+struct RoundContext {
+  int64_t round = 0;  // global round counter, unique per exchange
+  double lr = 0;      // this round's learning rate
+  GradientOracle<T>* oracle = nullptr;
+  Neighbourhood<T>* nbh = nullptr;
+};
+
+struct Hyperparameters {
+  std::string algorithm = "qg-gutm";
+  double lr = 0.1;         // initial learning rate eta_0
+  double momentum = 0.0;   // beta
+  double mu = 0.0;         // GUT scaling factor
+  bool nesterov = false;   // dsgdm, qg-dsgdm-lin
+  double qgm_beta = -1;    // qg-dsgdm-lin's EMA rate mu~; negative means "= momentum"
+};
+
+// Names accepted by CreateAlgorithm, with one line each for help texts.
+const std::vector<std::pair<std::string, std::string>>& AlgorithmNames();
+std::string AllowedAlgorithmNames();
+
+// Checks the hyperparameters against the algorithm's requirements; errors name the field
+// (algorithm.name, algorithm.momentum, algorithm.mu, ...) and the allowed values.
+absl::Status ValidateHyperparameters(const Hyperparameters& h);
+
+template <typename T>
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+
+  virtual std::string name() const = 0;
+  virtual int phases() const { return 2; }
+  virtual absl::Status RunPhase(int phase, const RoundContext<T>& ctx) = 0;
+
+  // Final averaging (ALGORITHMS.md §1.6): one round of x <- W x with the method's own gossip
+  // bookkeeping, no gradient. Always two phases: 0 sends, 1 receives and combines.
+  virtual absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) = 0;
+
+  // The agent's model x_i (what is evaluated, checkpointed and averaged).
+  virtual absl::Span<const T> params() const = 0;
+  // Model-sized buffers this method keeps between rounds besides x_i itself (its memory cost).
+  virtual int persistent_buffers() const = 0;
+};
+
+// Creates the algorithm named in h.algorithm for a model of x0.size() parameters, every agent
+// starting from x0. self_weight is the agent's w_ii.
+template <typename T>
+absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparameters& h,
+                                                              absl::Span<const T> x0,
+                                                              double self_weight);
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_ALGORITHM_ALGORITHM_H_

@@ -1,0 +1,162 @@
+// GUT family, following the reference code's memory-efficient form (ALGORITHMS.md §1.3).
+// All work is two fused element-wise passes over the flat vectors, one before the gradient
+// (bookkeeping and the gossiped point z = x + G) and one after it (tracking and the SGD step),
+// so the method adds no pass over memory that DSGD does not already make.
+#include <vector>
+
+#include "core/algorithm/methods.h"
+#include "core/algorithm/replica_gossip.h"
+
+namespace gut::core {
+namespace {
+
+template <typename T>
+class GutFamily final : public Algorithm<T> {
+ public:
+  GutFamily(const GutOptions& o, absl::Span<const T> x0, double self_weight)
+      : name_(o.name),
+        beta_(static_cast<T>(o.momentum)),
+        mu_(static_cast<T>(o.mu)),
+        tracking_(o.mu != 0 || o.force_tracking),
+        gossip_(x0, self_weight),
+        x_(x0.begin(), x0.end()),
+        e_(x0.size()),
+        r_(x0.size()) {
+    if (tracking_) delta_prev_.assign(x0.size(), T(0));
+    if (o.momentum != 0) m_.assign(x0.size(), T(0));
+  }
+
+  std::string name() const override { return name_; }
+  absl::Span<const T> params() const override { return x_; }
+  int persistent_buffers() const override {
+    return 2 + (tracking_ ? 1 : 0) + (m_.empty() ? 0 : 1);
+  }
+
+  absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
+    if (phase == 0) {
+      // Step 1: send e = x - x̂.
+      gossip_.Difference(x_.data(), e_.data());
+      return ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(e_));
+    }
+    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, absl::MakeSpan(r_)); !s.ok()) return s;
+    if (first_) {
+      eta_prev_ = static_cast<T>(ctx.lr);
+    }
+    absl::Span<T> point = ctx.oracle->point();
+    PassBeforeGradient(point.data());
+    if (auto s = ctx.oracle->ComputeGradient(); !s.ok()) return s;
+    PassAfterGradient(ctx.oracle->gradient().data(), static_cast<T>(ctx.lr));
+    eta_prev_ = static_cast<T>(ctx.lr);
+    first_ = false;
+    return absl::OkStatus();
+  }
+
+  absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) override {
+    if (phase == 0) {
+      gossip_.Difference(x_.data(), e_.data());
+      return nbh->Broadcast(round, 0, absl::MakeSpan(e_));
+    }
+    if (auto s = nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(r_)); !s.ok()) return s;
+    gossip_.AbsorbAndCombine(e_.data(), r_.data(), x_.data());
+    return absl::OkStatus();
+  }
+
+ private:
+  // Steps 2-5: a = r + w_ii e + (1+beta)(s - c x̂) (old x̂, s; stored over e), x̂ += e, s += r,
+  // z = x + (s - c x̂).
+  void PassBeforeGradient(T* __restrict z) {
+    const size_t n = x_.size();
+    T* __restrict e = e_.data();
+    const T* __restrict r = r_.data();
+    T* __restrict xh = gossip_.xhat();
+    T* __restrict s = gossip_.s();
+    const T* __restrict x = x_.data();
+    const T c = gossip_.c(), wii = gossip_.self_weight(), b = T(1) + beta_;
+    if (tracking_) {
+      for (size_t k = 0; k < n; ++k) {
+        const T ek = e[k], rk = r[k];
+        e[k] = rk + wii * ek + b * (s[k] - c * xh[k]);
+        xh[k] += ek;
+        s[k] += rk;
+        z[k] = x[k] + (s[k] - c * xh[k]);
+      }
+    } else {
+      for (size_t k = 0; k < n; ++k) {
+        xh[k] += e[k];
+        s[k] += r[k];
+        z[k] = x[k] + (s[k] - c * xh[k]);
+      }
+    }
+  }
+
+  // Steps 7-9: delta = g - G/eta_prev, y = delta - (mu/eta_prev) a - mu delta_prev,
+  // m = y (first step) or beta m + y, x -= eta m.
+  void PassAfterGradient(const T* __restrict g, T lr) {
+    const size_t n = x_.size();
+    const T* __restrict xh = gossip_.xhat();
+    const T* __restrict s = gossip_.s();
+    T* __restrict x = x_.data();
+    const T c = gossip_.c(), eta_prev = eta_prev_;
+    if (tracking_) {
+      const T* __restrict a = e_.data();
+      T* __restrict dp = delta_prev_.data();
+      const T mu = mu_, mu_over_eta = mu_ / eta_prev;
+      if (m_.empty()) {
+        for (size_t k = 0; k < n; ++k) {
+          const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
+          const T y = d - mu_over_eta * a[k] - mu * dp[k];
+          dp[k] = d;
+          x[k] -= lr * y;
+        }
+      } else {
+        T* __restrict m = m_.data();
+        const T beta = beta_;
+        for (size_t k = 0; k < n; ++k) {
+          const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
+          const T y = d - mu_over_eta * a[k] - mu * dp[k];
+          dp[k] = d;
+          m[k] = first_ ? y : beta * m[k] + y;
+          x[k] -= lr * m[k];
+        }
+      }
+    } else if (m_.empty()) {
+      for (size_t k = 0; k < n; ++k) {
+        const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
+        x[k] -= lr * d;
+      }
+    } else {
+      T* __restrict m = m_.data();
+      const T beta = beta_;
+      for (size_t k = 0; k < n; ++k) {
+        const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
+        m[k] = first_ ? d : beta * m[k] + d;
+        x[k] -= lr * m[k];
+      }
+    }
+  }
+
+  std::string name_;
+  T beta_, mu_;
+  bool tracking_;
+  ReplicaGossip<T> gossip_;
+  std::vector<T> x_;
+  std::vector<T> e_, r_;  // transient: outgoing message (then the accumulator a), received sum
+  std::vector<T> delta_prev_, m_;
+  T eta_prev_ = T(0);
+  bool first_ = true;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Algorithm<T>> MakeGutFamily(const GutOptions& o, absl::Span<const T> x0,
+                                            double self_weight) {
+  return std::make_unique<GutFamily<T>>(o, x0, self_weight);
+}
+
+template std::unique_ptr<Algorithm<float>> MakeGutFamily(const GutOptions&, absl::Span<const float>,
+                                                         double);
+template std::unique_ptr<Algorithm<double>> MakeGutFamily(const GutOptions&,
+                                                          absl::Span<const double>, double);
+
+}  // namespace gut::core

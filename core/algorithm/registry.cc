@@ -1,0 +1,97 @@
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/algorithm/algorithm.h"
+#include "core/algorithm/methods.h"
+
+namespace gut::core {
+
+const std::vector<std::pair<std::string, std::string>>& AlgorithmNames() {
+  static const auto* names = new std::vector<std::pair<std::string, std::string>>{
+      {"dsgd", "D-PSGD as the GUT reference code runs it: x <- Wx - eta grad F(Wx) (mu = 0, beta = 0)"},
+      {"dsgd-atc", "adapt-then-combine DSGD: x <- W(x - eta grad F(x))"},
+      {"dsgdm", "DSGD with local heavy-ball (or Nesterov) momentum, adapt-then-combine"},
+      {"qg-dsgdm", "QG-DSGDm as the GUT reference code runs it (mu = 0, beta > 0)"},
+      {"qg-dsgdm-lin", "QG-DSGDm of Lin et al. (ICML 2021), quasi-global EMA momentum"},
+      {"gut", "Global Update Tracking (beta = 0, 0 < mu <= 1)"},
+      {"qg-gutm", "GUT with quasi-global momentum (beta > 0, mu > 0, mu + beta < 1)"},
+  };
+  return *names;
+}
+
+std::string AllowedAlgorithmNames() {
+  std::vector<std::string> n;
+  for (const auto& [name, help] : AlgorithmNames()) n.push_back(name);
+  return absl::StrJoin(n, ", ");
+}
+
+absl::Status ValidateHyperparameters(const Hyperparameters& h) {
+  bool known = false;
+  for (const auto& [name, help] : AlgorithmNames()) known |= (name == h.algorithm);
+  if (!known) {
+    return absl::InvalidArgumentError(absl::StrCat("algorithm.name: unknown algorithm '",
+                                                   h.algorithm, "'; allowed: ",
+                                                   AllowedAlgorithmNames()));
+  }
+  if (!(h.lr > 0) || !std::isfinite(h.lr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.lr must be a positive number, got ", h.lr));
+  }
+  const std::string& a = h.algorithm;
+  const bool needs_momentum = (a == "qg-dsgdm" || a == "qg-gutm" || a == "qg-dsgdm-lin");
+  const bool takes_momentum = needs_momentum || a == "dsgdm";
+  if (takes_momentum) {
+    if (!(h.momentum >= 0 && h.momentum < 1) || (needs_momentum && h.momentum == 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.momentum: ", a, " needs beta in ", needs_momentum ? "(0, 1)" : "[0, 1)",
+          ", got ", h.momentum));
+    }
+  }
+  if (a == "gut") {
+    if (!(h.mu > 0 && h.mu <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("algorithm.mu: gut needs 0 < mu <= 1, got ", h.mu));
+    }
+  }
+  if (a == "qg-gutm") {
+    if (!(h.mu > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("algorithm.mu: qg-gutm needs mu > 0, got ", h.mu));
+    }
+    if (!(h.mu + h.momentum < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.mu: qg-gutm needs mu + momentum < 1 (the average dynamics diverge "
+          "otherwise, ALGORITHMS.md §1.4 g); got mu = ", h.mu, ", momentum = ", h.momentum));
+    }
+  }
+  if (a == "qg-dsgdm-lin" && h.qgm_beta >= 0 && !(h.qgm_beta < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.qgm_beta must be in [0, 1), got ", h.qgm_beta));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparameters& h,
+                                                              absl::Span<const T> x0,
+                                                              double self_weight) {
+  if (auto s = ValidateHyperparameters(h); !s.ok()) return s;
+  const std::string& a = h.algorithm;
+  if (a == "dsgd") return MakeGutFamily<T>({a, 0.0, 0.0}, x0, self_weight);
+  if (a == "qg-dsgdm") return MakeGutFamily<T>({a, h.momentum, 0.0}, x0, self_weight);
+  if (a == "gut") return MakeGutFamily<T>({a, 0.0, h.mu}, x0, self_weight);
+  if (a == "qg-gutm") return MakeGutFamily<T>({a, h.momentum, h.mu}, x0, self_weight);
+  if (a == "dsgd-atc") return MakeDsgdm<T>(a, 0.0, false, x0, self_weight);
+  if (a == "dsgdm") return MakeDsgdm<T>(a, h.momentum, h.nesterov, x0, self_weight);
+  // qg-dsgdm-lin
+  return MakeQgDsgdmLin<T>(h.momentum, h.qgm_beta >= 0 ? h.qgm_beta : h.momentum, h.nesterov, x0,
+                           self_weight);
+}
+
+template absl::StatusOr<std::unique_ptr<Algorithm<float>>> CreateAlgorithm(
+    const Hyperparameters&, absl::Span<const float>, double);
+template absl::StatusOr<std::unique_ptr<Algorithm<double>>> CreateAlgorithm(
+    const Hyperparameters&, absl::Span<const double>, double);
+
+}  // namespace gut::core

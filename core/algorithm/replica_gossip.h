@@ -1,0 +1,60 @@
+// ReplicaGossip: the gossip bookkeeping shared by every method of ALGORITHMS.md §1.3 family.
+// It keeps the agent's public copy x̂_i (what its neighbours hold of it) and the weighted sum of
+// the neighbours' copies s_i = sum_{j in N(i)} w_ij x̂_j, so that only model *differences* travel:
+//   send   e = x - x̂  (on return of the send, e is what the neighbours decoded)
+//   absorb x̂ += e, s += r with r = sum_j w_ij e_j
+//   G_k    = s_k - (1 - w_ii) x̂_k   ( = (W x)_i - x_i  for a lossless codec)
+// With a lossy codec x̂ advances by the decoded value, so x - x̂ carries the compression error into
+// the next message (error feedback) and all replicas stay bit-identical.
+#ifndef GUT_CORE_ALGORITHM_REPLICA_GOSSIP_H_
+#define GUT_CORE_ALGORITHM_REPLICA_GOSSIP_H_
+
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace gut::core {
+
+template <typename T>
+class ReplicaGossip {
+ public:
+  // Every agent starts from the same x0, so s = sum_j w_ij x0 = (1 - w_ii) x0 needs no exchange.
+  ReplicaGossip(absl::Span<const T> x0, double self_weight)
+      : w_self_(static_cast<T>(self_weight)),
+        c_(static_cast<T>(1.0 - self_weight)),
+        xhat_(x0.begin(), x0.end()),
+        s_(x0.size()) {
+    for (size_t k = 0; k < x0.size(); ++k) s_[k] = c_ * x0[k];
+  }
+
+  size_t size() const { return xhat_.size(); }
+  T self_weight() const { return w_self_; }
+  T c() const { return c_; }
+  T* xhat() { return xhat_.data(); }
+  T* s() { return s_.data(); }
+
+  // e = x - x̂
+  void Difference(const T* __restrict x, T* __restrict e) const {
+    const T* __restrict xh = xhat_.data();
+    for (size_t k = 0; k < xhat_.size(); ++k) e[k] = x[k] - xh[k];
+  }
+  // x̂ += e, s += r, then x += G (the plain combine step x <- W x for a lossless codec).
+  void AbsorbAndCombine(const T* __restrict e, const T* __restrict r, T* __restrict x) {
+    T* __restrict xh = xhat_.data();
+    T* __restrict s = s_.data();
+    const T c = c_;
+    for (size_t k = 0; k < xhat_.size(); ++k) {
+      xh[k] += e[k];
+      s[k] += r[k];
+      x[k] += s[k] - c * xh[k];
+    }
+  }
+
+ private:
+  T w_self_, c_;
+  std::vector<T> xhat_, s_;
+};
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_ALGORITHM_REPLICA_GOSSIP_H_

@@ -1,0 +1,359 @@
+#include "core/config/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/topology/graph.h"
+
+namespace gut::core {
+namespace {
+
+const char* const kGraphs = "ring, torus, torus2d, dyck, petersen, full, chain, exponential, edges";
+
+// Reads typed values out of a YAML map and remembers which keys were used, so that anything left
+// over (a typo, a key of a later version) is reported instead of silently ignored.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string path, std::string source)
+      : node_(node), path_(std::move(path)), source_(std::move(source)) {}
+
+  absl::Status Check() const {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(node_), path_, " must be a mapping"));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename V>
+  absl::Status Get(const std::string& key, V* out) {
+    used_.insert(key);
+    if (!node_ || !node_.IsMap()) return absl::OkStatus();
+    const YAML::Node v = node_[key];
+    if (!v || v.IsNull()) return absl::OkStatus();
+    try {
+      *out = v.as<V>();
+    } catch (const YAML::Exception&) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(v), Key(key), ": cannot read '",
+                                                     Dump(v), "' as ", TypeName<V>()));
+    }
+    return absl::OkStatus();
+  }
+
+  YAML::Node Child(const std::string& key) {
+    used_.insert(key);
+    if (!node_ || !node_.IsMap()) return YAML::Node();
+    return node_[key];
+  }
+
+  absl::Status NoUnknownKeys(const std::string& allowed) const {
+    if (!node_ || !node_.IsMap()) return absl::OkStatus();
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!used_.count(k)) {
+        return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), "unknown key '", Key(k),
+                                                       "'; allowed keys here: ", allowed));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::string Key(const std::string& k) const { return path_.empty() ? k : path_ + "." + k; }
+  std::string Where(const YAML::Node& n) const {
+    const YAML::Mark m = n.Mark();
+    if (m.is_null()) return source_ + ": ";
+    return absl::StrCat(source_, ":", m.line + 1, ": ");
+  }
+
+ private:
+  static std::string Dump(const YAML::Node& n) {
+    std::stringstream ss;
+    ss << n;
+    return ss.str();
+  }
+  template <typename V>
+  static const char* TypeName() {
+    if constexpr (std::is_same_v<V, bool>) return "a boolean";
+    else if constexpr (std::is_integral_v<V>) return "an integer";
+    else if constexpr (std::is_floating_point_v<V>) return "a number";
+    else if constexpr (std::is_same_v<V, std::string>) return "a string";
+    else return "a list";
+  }
+
+  YAML::Node node_;
+  std::string path_, source_;
+  std::set<std::string> used_;
+};
+
+absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set '", text, "': expected key.path=value, e.g. run.epochs=1"));
+  }
+  const std::string path = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  std::vector<std::string> keys = absl::StrSplit(path, '.');
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--set ", path, ": cannot parse value '", value,
+                                                   "': ", e.msg));
+  }
+  // yaml-cpp nodes are handles: walk down with copies that refer into the tree.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node cur = chain.back();
+    if (!cur.IsMap() && !cur.IsNull()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--set ", path, ": '", absl::StrJoin(keys.begin(), keys.begin() + i, "."),
+          "' is not a mapping"));
+    }
+    YAML::Node next = cur[keys[i]];
+    if (!next || next.IsNull()) {
+      cur[keys[i]] = YAML::Node(YAML::NodeType::Map);
+      next = cur[keys[i]];
+    }
+    chain.push_back(next);
+  }
+  YAML::Node parent = chain.back();
+  if (!parent.IsMap() && !parent.IsNull()) {
+    return absl::InvalidArgumentError(absl::StrCat("--set ", path, ": parent is not a mapping"));
+  }
+  parent[keys.back()] = parsed;
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const RunConfig& c) {
+  auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
+  if (c.num_agents < 2) return bad(absl::StrCat("agents.count must be at least 2, got ", c.num_agents));
+  if (c.epochs < 1) return bad(absl::StrCat("run.epochs must be at least 1, got ", c.epochs));
+  if (c.final_gossip_rounds < 0)
+    return bad(absl::StrCat("run.final_gossip_rounds must be >= 0, got ", c.final_gossip_rounds));
+  if (c.eval_every < 1) return bad(absl::StrCat("run.eval_every must be >= 1, got ", c.eval_every));
+  if (c.threads < 0) return bad(absl::StrCat("run.threads must be >= 0 (0 = all cores), got ", c.threads));
+  if (c.batch_size < 1) return bad(absl::StrCat("data.batch_size must be >= 1, got ", c.batch_size));
+  if (c.test_batch_size < 1)
+    return bad(absl::StrCat("data.test_batch_size must be >= 1, got ", c.test_batch_size));
+  if (c.dataset != "fashion-mnist" && c.dataset != "mnist")
+    return bad(absl::StrCat("data.dataset: unknown data set '", c.dataset, "'; allowed: fashion-mnist, mnist"));
+  if (c.partition != "dirichlet" && c.partition != "iid")
+    return bad(absl::StrCat("data.partition: unknown partition '", c.partition, "'; allowed: dirichlet, iid"));
+  if (c.partition == "dirichlet" && (!(c.alpha > 0) || !std::isfinite(c.alpha)))
+    return bad(absl::StrCat("data.alpha must be a positive number (Dirichlet concentration), got ", c.alpha));
+  if (c.model != "lenet5") return bad(absl::StrCat("model.name: unknown model '", c.model, "'; allowed: lenet5"));
+  if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
+  if (!(c.schedule.gamma > 0)) return bad(absl::StrCat("algorithm.schedule.gamma must be positive, got ", c.schedule.gamma));
+  for (double m : c.schedule.milestones)
+    if (!(m >= 0 && m <= 1))
+      return bad(absl::StrCat("algorithm.schedule.milestones: each milestone is a fraction of the epochs in [0, 1], got ", m));
+  if (auto s = ValidateHyperparameters(c.hyper); !s.ok()) return s;
+  if (!std::filesystem::is_directory(c.data_path))
+    return bad(absl::StrCat("data.path: directory '", c.data_path,
+                            "' does not exist (install Debian's dataset-fashion-mnist, or point data.path at a "
+                            "directory with the four MNIST IDX files)"));
+  auto w = BuildMixingMatrix(c);
+  if (!w.ok()) return w.status();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std::string& source,
+                                        const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg));
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(source, ": the manifest must be a YAML mapping"));
+  for (const auto& o : overrides) {
+    if (auto s = ApplyOverride(root, o); !s.ok()) return s;
+  }
+
+  RunConfig c;
+  MapReader top(root, "", source);
+  absl::Status st;
+  auto chain = [&st](absl::Status s) { if (st.ok()) st = std::move(s); };
+
+  MapReader run(top.Child("run"), "run", source);
+  chain(run.Check());
+  chain(run.Get("name", &c.name));
+  chain(run.Get("seed", &c.seed));
+  chain(run.Get("epochs", &c.epochs));
+  chain(run.Get("final_gossip_rounds", &c.final_gossip_rounds));
+  chain(run.Get("eval_every", &c.eval_every));
+  chain(run.Get("threads", &c.threads));
+  chain(run.NoUnknownKeys("name, seed, epochs, final_gossip_rounds, eval_every, threads"));
+
+  MapReader agents(top.Child("agents"), "agents", source);
+  chain(agents.Check());
+  chain(agents.Get("count", &c.num_agents));
+  chain(agents.NoUnknownKeys("count"));
+
+  MapReader topo(top.Child("topology"), "topology", source);
+  chain(topo.Check());
+  chain(topo.Get("graph", &c.graph));
+  chain(topo.Get("rows", &c.rows));
+  chain(topo.Get("cols", &c.cols));
+  chain(topo.Get("weights", &c.weights));
+  {
+    const YAML::Node e = topo.Child("edges");
+    if (e && !e.IsNull()) {
+      if (!e.IsSequence()) {
+        chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(e), "topology.edges must be a list of [a, b] pairs")));
+      } else {
+        for (size_t k = 0; k < e.size() && st.ok(); ++k) {
+          const YAML::Node p = e[k];
+          if (!p.IsSequence() || p.size() != 2) {
+            chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must be a pair [a, b]")));
+            break;
+          }
+          try {
+            c.edges.emplace_back(p[0].as<int>(), p[1].as<int>());
+          } catch (const YAML::Exception&) {
+            chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must hold two integer ranks")));
+          }
+        }
+      }
+    }
+  }
+  chain(topo.NoUnknownKeys("graph, rows, cols, edges, weights"));
+
+  MapReader algo(top.Child("algorithm"), "algorithm", source);
+  chain(algo.Check());
+  chain(algo.Get("name", &c.hyper.algorithm));
+  chain(algo.Get("lr", &c.hyper.lr));
+  chain(algo.Get("momentum", &c.hyper.momentum));
+  chain(algo.Get("mu", &c.hyper.mu));
+  chain(algo.Get("nesterov", &c.hyper.nesterov));
+  chain(algo.Get("qgm_beta", &c.hyper.qgm_beta));
+  {
+    MapReader sched(algo.Child("schedule"), "algorithm.schedule", source);
+    chain(sched.Check());
+    chain(sched.Get("milestones", &c.schedule.milestones));
+    chain(sched.Get("gamma", &c.schedule.gamma));
+    chain(sched.NoUnknownKeys("milestones, gamma"));
+  }
+  chain(algo.NoUnknownKeys("name, lr, momentum, mu, nesterov, qgm_beta, schedule"));
+
+  MapReader data(top.Child("data"), "data", source);
+  chain(data.Check());
+  chain(data.Get("dataset", &c.dataset));
+  chain(data.Get("path", &c.data_path));
+  chain(data.Get("partition", &c.partition));
+  chain(data.Get("alpha", &c.alpha));
+  chain(data.Get("batch_size", &c.batch_size));
+  chain(data.Get("test_batch_size", &c.test_batch_size));
+  chain(data.NoUnknownKeys("dataset, path, partition, alpha, batch_size, test_batch_size"));
+
+  MapReader model(top.Child("model"), "model", source);
+  chain(model.Check());
+  chain(model.Get("name", &c.model));
+  chain(model.NoUnknownKeys("name"));
+
+  MapReader ex(top.Child("exchange"), "exchange", source);
+  chain(ex.Check());
+  chain(ex.Get("deadline_s", &c.deadline_s));
+  chain(ex.NoUnknownKeys("deadline_s"));
+
+  chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, exchange"));
+  if (!st.ok()) return st;
+
+  c.schedule.lr0 = c.hyper.lr;
+  c.schedule.epochs = c.epochs;
+  if (auto s = Validate(c); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
+  }
+  return c;
+}
+
+absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
+                                       const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open manifest '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseManifest(ss.str(), path, overrides);
+}
+
+absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& c) {
+  const int n = c.num_agents;
+  absl::StatusOr<Graph> g = absl::InvalidArgumentError(
+      absl::StrCat("topology.graph: unknown graph '", c.graph, "'; allowed: ", kGraphs));
+  if (c.graph == "ring") g = MakeRing(n);
+  else if (c.graph == "torus") g = MakeCirculantTorus(n);
+  else if (c.graph == "torus2d") {
+    if (c.rows * c.cols != n) {
+      return absl::InvalidArgumentError(absl::StrCat("topology: torus2d needs rows * cols = agents.count, got ",
+                                                     c.rows, " * ", c.cols, " != ", n));
+    }
+    g = MakeTorus2D(c.rows, c.cols);
+  } else if (c.graph == "dyck") g = MakeCodeDyck(n);
+  else if (c.graph == "petersen") g = MakePetersen(n);
+  else if (c.graph == "full") g = MakeFull(n);
+  else if (c.graph == "chain") g = MakeChain(n);
+  else if (c.graph == "exponential") g = MakeExponential(n);
+  else if (c.graph == "edges") {
+    if (c.edges.empty()) return absl::InvalidArgumentError("topology.edges: graph 'edges' needs a non-empty edge list");
+    g = Graph::FromEdges("edges", n, c.edges);
+  }
+  if (!g.ok()) return absl::InvalidArgumentError(absl::StrCat("topology: ", g.status().message()));
+  auto rule = ParseWeightRule(c.weights);
+  if (!rule.ok()) return absl::InvalidArgumentError(absl::StrCat("topology.weights: ", rule.status().message()));
+  MixingMatrix w = MixingMatrix::Build(*g, *rule);
+  if (auto s = w.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("topology: ", s.message()));
+  return w;
+}
+
+std::string ToYaml(const RunConfig& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << c.name
+      << YAML::Key << "seed" << YAML::Value << c.seed << YAML::Key << "epochs" << YAML::Value << c.epochs
+      << YAML::Key << "final_gossip_rounds" << YAML::Value << c.final_gossip_rounds << YAML::Key
+      << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "threads" << YAML::Value << c.threads
+      << YAML::EndMap;
+  out << YAML::Key << "agents" << YAML::Value << YAML::BeginMap << YAML::Key << "count" << YAML::Value
+      << c.num_agents << YAML::EndMap;
+  out << YAML::Key << "topology" << YAML::Value << YAML::BeginMap << YAML::Key << "graph" << YAML::Value
+      << c.graph;
+  if (c.graph == "torus2d") out << YAML::Key << "rows" << YAML::Value << c.rows << YAML::Key << "cols" << YAML::Value << c.cols;
+  if (c.graph == "edges") {
+    out << YAML::Key << "edges" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& [a, b] : c.edges) out << YAML::Flow << YAML::BeginSeq << a << b << YAML::EndSeq;
+    out << YAML::EndSeq;
+  }
+  out << YAML::Key << "weights" << YAML::Value << c.weights << YAML::EndMap;
+  out << YAML::Key << "algorithm" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+      << c.hyper.algorithm << YAML::Key << "lr" << YAML::Value << c.hyper.lr << YAML::Key << "momentum"
+      << YAML::Value << c.hyper.momentum << YAML::Key << "mu" << YAML::Value << c.hyper.mu << YAML::Key
+      << "nesterov" << YAML::Value << c.hyper.nesterov << YAML::Key << "schedule" << YAML::Value
+      << YAML::BeginMap << YAML::Key << "milestones" << YAML::Value << YAML::Flow << c.schedule.milestones
+      << YAML::Key << "gamma" << YAML::Value << c.schedule.gamma << YAML::EndMap << YAML::EndMap;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "dataset" << YAML::Value
+      << c.dataset << YAML::Key << "path" << YAML::Value << c.data_path << YAML::Key << "partition"
+      << YAML::Value << c.partition << YAML::Key << "alpha" << YAML::Value << c.alpha << YAML::Key
+      << "batch_size" << YAML::Value << c.batch_size << YAML::Key << "test_batch_size" << YAML::Value
+      << c.test_batch_size << YAML::EndMap;
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+      << c.model << YAML::EndMap;
+  out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
+      << YAML::Value << c.deadline_s << YAML::EndMap;
+  out << YAML::EndMap;
+  return out.c_str();
+}
+
+}  // namespace gut::core

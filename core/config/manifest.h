@@ -1,0 +1,67 @@
+// Run manifest: one YAML file that names a run (agents, graph, weights, algorithm and
+// hyperparameters, data and partition, model, exchange deadlines). gut-sim reads it, and so will
+// the coordinator. Schema and defaults: docs/manifest.md. Every key is checked: an unknown key, a
+// value of the wrong type or out of range is an error naming the key path (and the line), and the
+// allowed values.
+#ifndef GUT_CORE_CONFIG_MANIFEST_H_
+#define GUT_CORE_CONFIG_MANIFEST_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/algorithm/algorithm.h"
+#include "core/config/lr_schedule.h"
+#include "core/topology/mixing.h"
+
+namespace gut::core {
+
+struct RunConfig {
+  // run
+  std::string name = "gut-run";
+  uint32_t seed = 12;
+  int epochs = 100;
+  int final_gossip_rounds = 51;
+  int eval_every = 1;  // evaluate every agent every k epochs (the last epoch always)
+  int threads = 0;     // worker threads of gut-sim; 0 = all cores
+  // agents
+  int num_agents = 16;
+  // topology
+  std::string graph = "ring";
+  int rows = 0, cols = 0;                 // torus2d
+  std::vector<std::pair<int, int>> edges;  // graph: edges
+  std::string weights = "uniform";
+  // algorithm
+  Hyperparameters hyper;
+  LrSchedule schedule;
+  // data
+  std::string dataset = "fashion-mnist";
+  std::string data_path = "/usr/share/datasets/fashion-mnist";
+  std::string partition = "dirichlet";
+  double alpha = 0.1;
+  int batch_size = 32;        // per agent
+  int test_batch_size = 1000;  // evaluation batch (does not change the result)
+  // model
+  std::string model = "lenet5";
+  // exchange
+  double deadline_s = 60;
+};
+
+// Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.
+// `source` names the file in error messages.
+absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std::string& source,
+                                        const std::vector<std::string>& overrides);
+absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
+                                       const std::vector<std::string>& overrides);
+
+// The graph and mixing matrix the manifest describes, validated (connected, symmetric, doubly
+// stochastic).
+absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& config);
+
+// The manifest back as YAML (every key, defaults filled in): the run's recorded configuration.
+std::string ToYaml(const RunConfig& config);
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_CONFIG_MANIFEST_H_

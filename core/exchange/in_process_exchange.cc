@@ -1,0 +1,164 @@
+#include "core/exchange/in_process_exchange.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace gut::core {
+
+template <typename T>
+class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
+ public:
+  EndpointImpl(InProcessExchange* hub, const MixingMatrix& w, int rank)
+      : hub_(hub), rank_(rank), self_weight_(w.self_weight(rank)) {
+    const auto& nb = w.graph().neighbours(rank);
+    for (size_t k = 0; k < nb.size(); ++k) neighbours_.push_back({nb[k], w.weight(rank, k)});
+  }
+
+  int rank() const override { return rank_; }
+  double self_weight() const override { return self_weight_; }
+  const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
+
+  absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
+    auto m = std::make_shared<const std::vector<T>>(message.begin(), message.end());
+    for (const auto& nb : neighbours_) {
+      if (auto s = hub_->Post(rank_, nb.rank, round, slot, m); !s.ok()) return s;
+    }
+    sent_ += static_cast<int64_t>(neighbours_.size() * message.size() * sizeof(float));
+    return absl::OkStatus();
+  }
+
+  absl::Status SendTo(int64_t round, int slot, int neighbour_index,
+                      absl::Span<T> message) override {
+    if (neighbour_index < 0 || neighbour_index >= static_cast<int>(neighbours_.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("agent ", rank_, ": neighbour index ",
+                                                     neighbour_index, " out of range"));
+    }
+    auto m = std::make_shared<const std::vector<T>>(message.begin(), message.end());
+    sent_ += static_cast<int64_t>(message.size() * sizeof(float));
+    return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, m);
+  }
+
+  absl::Status ReceiveWeightedSum(int64_t round, int slot, absl::Span<T> out) override {
+    std::vector<Message> got;
+    if (auto s = Collect(round, slot, &got); !s.ok()) return s;
+    for (size_t k = 0; k < got.size(); ++k) {
+      if (got[k]->size() != out.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "agent ", rank_, ": message from agent ", neighbours_[k].rank, " has ", got[k]->size(),
+            " elements, expected ", out.size()));
+      }
+    }
+    T* o = out.data();
+    const size_t n = out.size();
+    if (got.empty()) {
+      std::fill(out.begin(), out.end(), T(0));
+      return absl::OkStatus();
+    }
+    {
+      const T w = static_cast<T>(neighbours_[0].weight);
+      const T* m = got[0]->data();
+      for (size_t i = 0; i < n; ++i) o[i] = w * m[i];
+    }
+    for (size_t k = 1; k < got.size(); ++k) {
+      const T w = static_cast<T>(neighbours_[k].weight);
+      const T* m = got[k]->data();
+      for (size_t i = 0; i < n; ++i) o[i] += w * m[i];
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReceiveEach(
+      int64_t round, int slot,
+      const std::function<void(int, absl::Span<const T>)>& fn) override {
+    std::vector<Message> got;
+    if (auto s = Collect(round, slot, &got); !s.ok()) return s;
+    for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), absl::MakeConstSpan(*got[k]));
+    return absl::OkStatus();
+  }
+
+  int64_t bytes_sent() const override { return sent_; }
+  int64_t bytes_received() const override { return received_; }
+
+ private:
+  absl::Status Collect(int64_t round, int slot, std::vector<Message>* got) {
+    absl::MutexLock lock(&hub_->mu_);
+    auto& box = hub_->mailbox_[rank_];
+    auto& last = hub_->received_[rank_];
+    if (auto it = last.find(slot); it != last.end() && round <= it->second) {
+      return absl::FailedPreconditionError(absl::StrCat("agent ", rank_, ": round ", round,
+                                                        " slot ", slot, " was already received"));
+    }
+    auto all_in = [&]() {
+      for (const auto& nb : neighbours_)
+        if (box.find(Key{round, slot, nb.rank}) == box.end()) return false;
+      return true;
+    };
+    const absl::Condition cond(&all_in);
+    if (!hub_->mu_.AwaitWithTimeout(cond, hub_->deadline_)) {
+      std::vector<int> missing;
+      for (const auto& nb : neighbours_)
+        if (box.find(Key{round, slot, nb.rank}) == box.end()) missing.push_back(nb.rank);
+      return absl::DeadlineExceededError(absl::StrCat(
+          "agent ", rank_, ": round ", round, " slot ", slot, ": no message from agent(s) ",
+          absl::StrJoin(missing, ", "), " within ", absl::FormatDuration(hub_->deadline_)));
+    }
+    got->clear();
+    for (const auto& nb : neighbours_) {
+      auto it = box.find(Key{round, slot, nb.rank});
+      received_ += static_cast<int64_t>(it->second->size() * sizeof(float));
+      got->push_back(std::move(it->second));
+      box.erase(it);
+    }
+    last[slot] = round;
+    return absl::OkStatus();
+  }
+
+  InProcessExchange* hub_;
+  int rank_;
+  double self_weight_;
+  std::vector<NeighbourInfo> neighbours_;
+  std::atomic<int64_t> sent_{0}, received_{0};
+};
+
+template <typename T>
+InProcessExchange<T>::InProcessExchange(const MixingMatrix& w, absl::Duration deadline)
+    : deadline_(deadline), mailbox_(w.size()), received_(w.size()) {
+  for (int i = 0; i < w.size(); ++i) endpoints_.push_back(std::make_unique<EndpointImpl>(this, w, i));
+}
+
+template <typename T>
+InProcessExchange<T>::~InProcessExchange() = default;
+
+template <typename T>
+Neighbourhood<T>& InProcessExchange<T>::Endpoint(int rank) {
+  return *endpoints_[rank];
+}
+
+template <typename T>
+absl::Status InProcessExchange<T>::Post(int from, int to, int64_t round, int slot,
+                                        const Message& m) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = received_[to].find(slot); it != received_[to].end() && round <= it->second) {
+    return absl::FailedPreconditionError(absl::StrCat("agent ", from, " sent round ", round,
+                                                      " slot ", slot, " to agent ", to,
+                                                      ", which has already received that round"));
+  }
+  auto [it, inserted] = mailbox_[to].emplace(Key{round, slot, from}, m);
+  if (!inserted) {
+    return absl::AlreadyExistsError(absl::StrCat("agent ", from, " sent round ", round, " slot ",
+                                                 slot, " to agent ", to, " twice"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+int64_t InProcessExchange<T>::total_bytes_sent() const {
+  int64_t total = 0;
+  for (const auto& e : endpoints_) total += e->bytes_sent();
+  return total;
+}
+
+template class InProcessExchange<float>;
+template class InProcessExchange<double>;
+
+}  // namespace gut::core

@@ -1,0 +1,56 @@
+// InProcessExchange: the Neighbourhood of n agents that live in one process (gut-sim, tests).
+// The hub owns one mailbox per agent; Endpoint(i) is agent i's Neighbourhood. A broadcast stores
+// the message once (shared, immutable) and posts it to every neighbour's mailbox, so a round costs
+// one copy per sender, not one per edge. Byte counters report what an fp32 wire would carry.
+//
+// Thread-safety: any endpoint may be used from any thread, one thread per endpoint at a time.
+// The hub must outlive its endpoints.
+#ifndef GUT_CORE_EXCHANGE_IN_PROCESS_EXCHANGE_H_
+#define GUT_CORE_EXCHANGE_IN_PROCESS_EXCHANGE_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/exchange/neighbourhood.h"
+#include "core/topology/mixing.h"
+
+namespace gut::core {
+
+template <typename T>
+class InProcessExchange {
+ public:
+  explicit InProcessExchange(const MixingMatrix& w, absl::Duration deadline = absl::Seconds(60));
+  InProcessExchange(const InProcessExchange&) = delete;
+  InProcessExchange& operator=(const InProcessExchange&) = delete;
+
+  ~InProcessExchange();
+  Neighbourhood<T>& Endpoint(int rank);
+  int size() const { return static_cast<int>(endpoints_.size()); }
+  int64_t total_bytes_sent() const;
+
+ private:
+  class EndpointImpl;
+  using Key = std::tuple<int64_t, int, int>;  // (round, slot, sender)
+  using Message = std::shared_ptr<const std::vector<T>>;
+
+  absl::Status Post(int from, int to, int64_t round, int slot, const Message& m);
+
+  absl::Duration deadline_;
+  absl::Mutex mu_;
+  std::vector<std::map<Key, Message>> mailbox_ ABSL_GUARDED_BY(mu_);
+  // Per receiver and slot: the last round already received (messages at or below it are stale).
+  std::vector<std::map<int, int64_t>> received_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<EndpointImpl>> endpoints_;
+};
+
+extern template class InProcessExchange<float>;
+extern template class InProcessExchange<double>;
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_EXCHANGE_IN_PROCESS_EXCHANGE_H_

@@ -1,0 +1,20 @@
+// Forward passes over parameter views (LibTorch). Only the trainer and model implementations
+// include this header.
+#ifndef GUT_CORE_MODELS_FUNCTIONAL_H_
+#define GUT_CORE_MODELS_FUNCTIONAL_H_
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace gut::core {
+
+// relu(max_pool2d(x, kernel 2, stride 2)) for NCHW float input, as one fast autograd op.
+at::Tensor ReluMaxPool2x2(const at::Tensor& x);
+
+// Logits of LeNet-5 (ALGORITHMS.md §5.1) for an N x 1 x 28 x 28 batch; p in ModelInfo layout order.
+at::Tensor LeNet5Forward(const std::vector<at::Tensor>& p, const at::Tensor& input);
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_MODELS_FUNCTIONAL_H_

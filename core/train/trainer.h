@@ -1,0 +1,65 @@
+// Trainer: the GradientOracle of one agent for a real network. It owns the evaluation-point buffer
+// (the model's parameters are views into it, so writing point() moves the model with no copy), the
+// flat gradient buffer, and the agent's batch sampler over its shard of a shared Dataset.
+// Evaluate() runs the model at any flat parameter vector over a data set.
+//
+// LibTorch stays behind this interface: the header is Torch-free, LibTorch exceptions are caught
+// inside and returned as Status. One thread uses a Trainer at a time; several Trainers may run in
+// parallel threads (each op then runs on the calling thread when intra-op threads are 1).
+#ifndef GUT_CORE_TRAIN_TRAINER_H_
+#define GUT_CORE_TRAIN_TRAINER_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/algorithm/algorithm.h"
+#include "core/data/dataset.h"
+#include "core/data/partition.h"
+#include "core/models/model.h"
+
+namespace gut::core {
+
+struct EvalResult {
+  double accuracy = 0;  // top-1, in [0, 1]
+  double loss = 0;      // mean cross-entropy
+  int64_t samples = 0;
+};
+
+class Trainer final : public GradientOracle<float> {
+ public:
+  // `train` must outlive the trainer. The shard holds indices into `train`.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelInfo& model,
+                                                         const Dataset* train,
+                                                         std::vector<int64_t> shard,
+                                                         int batch_size, uint64_t sampler_seed);
+  ~Trainer() override;
+
+  // Draws this round's minibatch.
+  void NextBatch();
+  int batches_per_epoch() const;
+
+  absl::Span<float> point() override;
+  absl::Status ComputeGradient() override;
+  absl::Span<const float> gradient() const override;
+  // Loss of the last ComputeGradient() (mean over the minibatch).
+  double last_loss() const { return last_loss_; }
+
+  // Top-1 accuracy and mean loss of `params` over `data`, in batches of `batch_size`.
+  absl::StatusOr<EvalResult> Evaluate(absl::Span<const float> params, const Dataset& data,
+                                      int batch_size) const;
+
+ private:
+  struct Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  double last_loss_ = 0;
+};
+
+// Sets LibTorch (and OpenMP/OpenBLAS) to `threads` intra-op threads for the calling thread and
+// the process. gut runs agents in parallel, each on one thread.
+void SetComputeThreads(int threads);
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_TRAIN_TRAINER_H_
