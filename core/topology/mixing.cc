@@ -84,7 +84,11 @@ absl::Status MixingMatrix::Validate() const {
       if (std::abs(weights_[i][k] - Entry(j, i)) > kTol) {
         return absl::InvalidArgumentError(absl::StrCat(
             "mixing matrix is not symmetric: w[", i, "][", j, "] = ", weights_[i][k], " but w[",
-            j, "][", i, "] = ", Entry(j, i)));
+            j, "][", i, "] = ", Entry(j, i),
+            graph_.degree(i) != graph_.degree(j)
+                ? absl::StrCat(" (node ", i, " has degree ", graph_.degree(i), ", node ", j, " has degree ",
+                               graph_.degree(j), "; uniform weights need a regular graph, use weights: metropolis)")
+                : std::string()));
       }
       row += weights_[i][k];
     }

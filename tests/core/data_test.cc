@@ -1,0 +1,209 @@
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "core/common/random.h"
+#include "core/data/dataset.h"
+#include "core/data/partition.h"
+#include "gtest/gtest.h"
+
+namespace gut::core {
+namespace {
+
+// Reference values printed by numpy 1.24's RandomState(12).
+TEST(LegacyRandom, MatchesNumpyRandomState) {
+  LegacyRandom r(12);
+  EXPECT_DOUBLE_EQ(r.RandomSample(), 0.15416284237967237);
+  EXPECT_DOUBLE_EQ(r.RandomSample(), 0.7400496965154048);
+  EXPECT_DOUBLE_EQ(r.RandomSample(), 0.26331501518513467);
+  LegacyRandom s(12);
+  std::vector<int> v(10);
+  std::iota(v.begin(), v.end(), 0);
+  s.Shuffle(v);
+  EXPECT_EQ(v, (std::vector<int>{5, 8, 7, 0, 4, 9, 3, 2, 1, 6}));
+  EXPECT_DOUBLE_EQ(s.Gauss(), 0.7531428339492002);
+  EXPECT_DOUBLE_EQ(s.Gauss(), -1.534721340208044);
+  EXPECT_DOUBLE_EQ(s.Gauss(), 0.0051270781322723565);
+  LegacyRandom d(12);
+  auto p = d.Dirichlet(0.1, 5);
+  EXPECT_NEAR(p[0], 8.8840548537737e-09, 1e-22);
+  EXPECT_NEAR(p[3], 0.9999941383389251, 1e-15);
+  EXPECT_NEAR(p[4], 3.9753183306038795e-06, 1e-20);
+  auto q = d.Dirichlet(2.0, 4);
+  EXPECT_NEAR(q[0], 0.2554088565458256, 1e-15);
+  EXPECT_NEAR(q[3], 0.3593162141028338, 1e-15);
+  EXPECT_NEAR(d.StandardGamma(0.5), 0.018281792334608398, 1e-16);
+}
+
+std::vector<int64_t> SyntheticLabels(int n) {
+  std::vector<int64_t> l(n);
+  for (int k = 0; k < n; ++k) l[k] = (k * 7 + k / 13) % 10;
+  return l;
+}
+
+int64_t Sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
+
+// Reference values from the reference code's non_iid_dirichlet run under numpy 1.24.
+TEST(DirichletPartition, MatchesReferenceImplementation) {
+  auto a = DirichletPartition(SyntheticLabels(2000), 10, 4, 0.5, 12);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(std::vector<int64_t>((*a)[0].begin(), (*a)[0].begin() + 3), (std::vector<int64_t>{520, 342, 1967}));
+  EXPECT_EQ(std::vector<int64_t>((*a)[2].begin(), (*a)[2].begin() + 3), (std::vector<int64_t>{1171, 911, 818}));
+  const std::vector<int64_t> sums_a{494241, 492321, 497054, 515384};
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(Sum((*a)[k]), sums_a[k]) << k;
+
+  auto b = DirichletPartition(SyntheticLabels(4000), 10, 16, 0.1, 12);  // two groups: 10 + 6 agents
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(std::vector<int64_t>((*b)[1].begin(), (*b)[1].begin() + 3), (std::vector<int64_t>{1033, 3267, 51}));
+  const std::vector<int64_t> sums_b{493058, 483415, 495886, 492580, 492144, 491409, 485694, 525098,
+                                    516213, 506593, 495111, 488328, 534235, 493524, 496866, 507846};
+  for (int k = 0; k < 16; ++k) EXPECT_EQ(Sum((*b)[k]), sums_b[k]) << k;
+}
+
+TEST(DirichletPartition, ShardsAreDisjointEqualAndSkewed) {
+  const auto labels = SyntheticLabels(6000);
+  auto shards = DirichletPartition(labels, 10, 16, 0.1, 3);
+  ASSERT_TRUE(shards.ok());
+  std::set<int64_t> seen;
+  int dominated = 0;
+  for (const auto& s : *shards) {
+    EXPECT_EQ(s.size(), 6000u / 16);
+    for (int64_t i : s) EXPECT_TRUE(seen.insert(i).second) << "index " << i << " in two shards";
+    std::map<int64_t, int> count;
+    for (int64_t i : s) ++count[labels[i]];
+    std::vector<int> c;
+    for (auto& [l, k] : count) c.push_back(k);
+    std::sort(c.rbegin(), c.rend());
+    if (c[0] + (c.size() > 1 ? c[1] : 0) + (c.size() > 2 ? c[2] : 0) > 0.7 * s.size()) ++dominated;
+  }
+  EXPECT_GE(dominated, 12) << "alpha = 0.1 should give shards dominated by a few classes";
+  // IID for contrast: every class present in every shard.
+  auto iid = IidPartition(6000, 16, 3);
+  ASSERT_TRUE(iid.ok());
+  for (const auto& s : *iid) {
+    std::set<int64_t> classes;
+    for (int64_t i : s) classes.insert(labels[i]);
+    EXPECT_EQ(classes.size(), 10u);
+  }
+}
+
+TEST(DirichletPartition, RejectsBadArguments) {
+  const auto labels = SyntheticLabels(100);
+  EXPECT_NE(DirichletPartition(labels, 10, 4, 0, 1).status().message().find("alpha must be a positive number"), std::string::npos);
+  EXPECT_NE(DirichletPartition(labels, 10, 4, -1, 1).status().message().find("alpha"), std::string::npos);
+  EXPECT_FALSE(DirichletPartition(labels, 10, 200, 0.1, 1).ok());
+}
+
+TEST(BatchSampler, ReshufflesEveryEpochAndKeepsLastPartialBatch) {
+  std::vector<int64_t> shard(70);
+  std::iota(shard.begin(), shard.end(), 100);
+  BatchSampler s(shard, 32, 7);
+  EXPECT_EQ(s.batches_per_epoch(), 3);
+  std::vector<std::vector<int64_t>> epochs(2);
+  for (int e = 0; e < 2; ++e) {
+    std::vector<size_t> sizes;
+    for (int b = 0; b < 3; ++b) {
+      const auto& batch = s.Next();
+      sizes.push_back(batch.size());
+      epochs[e].insert(epochs[e].end(), batch.begin(), batch.end());
+    }
+    EXPECT_EQ(sizes, (std::vector<size_t>{32, 32, 6}));
+    std::vector<int64_t> sorted = epochs[e];
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, shard) << "every sample exactly once per epoch";
+  }
+  EXPECT_NE(epochs[0], epochs[1]) << "order must change between epochs";
+  BatchSampler again(shard, 32, 7);
+  EXPECT_EQ(again.Next(), std::vector<int64_t>(epochs[0].begin(), epochs[0].begin() + 32)) << "seeded";
+}
+
+class IdxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("gut_idx_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static std::string Header(uint8_t rank, std::vector<uint32_t> dims) {
+    std::string h{0, 0, 8, static_cast<char>(rank)};
+    for (uint32_t d : dims) {
+      h.push_back(static_cast<char>(d >> 24));
+      h.push_back(static_cast<char>(d >> 16));
+      h.push_back(static_cast<char>(d >> 8));
+      h.push_back(static_cast<char>(d));
+    }
+    return h;
+  }
+  void WritePlain(const std::string& name, const std::string& bytes) {
+    std::ofstream(dir_ / name, std::ios::binary) << bytes;
+  }
+  void WriteGz(const std::string& name, const std::string& bytes) {
+    gzFile f = gzopen((dir_ / name).c_str(), "wb");
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+  }
+  void WriteSplit(const std::string& prefix, int n, bool gz) {
+    std::string img = Header(3, {static_cast<uint32_t>(n), 28, 28});
+    std::string lbl = Header(1, {static_cast<uint32_t>(n)});
+    for (int i = 0; i < n; ++i) {
+      img += std::string(784, static_cast<char>(i % 2 ? 255 : 0));
+      lbl.push_back(static_cast<char>(i % 10));
+    }
+    auto w = [&](const std::string& f, const std::string& b) { gz ? WriteGz(f + ".gz", b) : WritePlain(f, b); };
+    w(prefix + "-images-idx3-ubyte", img);
+    w(prefix + "-labels-idx1-ubyte", lbl);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(IdxTest, ReadsGzippedAndPlainFilesAndNormalises) {
+  WriteSplit("train", 20, true);
+  WriteSplit("t10k", 10, false);
+  auto tt = LoadMnistFamily(dir_.string());
+  ASSERT_TRUE(tt.ok()) << tt.status();
+  EXPECT_EQ(tt->train.size(), 20);
+  EXPECT_EQ(tt->test.size(), 10);
+  EXPECT_EQ(tt->train.labels[13], 3);
+  EXPECT_FLOAT_EQ(tt->train.image(0)[0], -1.0f);
+  EXPECT_FLOAT_EQ(tt->train.image(1)[783], 1.0f);
+}
+
+TEST_F(IdxTest, TruncatedFileIsAClearError) {
+  std::string img = Header(3, {10, 28, 28}) + std::string(784 * 9 + 100, 'x');
+  WriteGz("a.gz", img);
+  auto r = ReadIdx((dir_ / "a.gz").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("truncated: expected 7840 bytes of IDX payload, got 7156"), std::string::npos) << r.status();
+}
+
+TEST_F(IdxTest, CorruptHeaderAndLabelsAreErrors) {
+  WritePlain("bad", std::string("\x01\x02\x08\x01\x00\x00\x00\x01\x00", 9));
+  EXPECT_NE(ReadIdx((dir_ / "bad").string()).status().message().find("not an IDX file"), std::string::npos);
+  WritePlain("float", std::string("\x00\x00\x0d\x01\x00\x00\x00\x01\x00\x00\x00\x00", 12));
+  EXPECT_NE(ReadIdx((dir_ / "float").string()).status().message().find("element type 0xd is not supported"), std::string::npos);
+  WritePlain("trail", Header(1, {2}) + "abc");
+  EXPECT_NE(ReadIdx((dir_ / "trail").string()).status().message().find("trailing bytes"), std::string::npos);
+  // A label outside [0, 10).
+  WriteSplit("train", 4, false);
+  WriteSplit("t10k", 4, false);
+  WritePlain("t10k-labels-idx1-ubyte", Header(1, {4}) + std::string("\x01\x02\x0c\x03", 4));
+  auto tt = LoadMnistFamily(dir_.string());
+  ASSERT_FALSE(tt.ok());
+  EXPECT_NE(tt.status().message().find("label #2 = 12 is outside [0, 10)"), std::string::npos) << tt.status();
+}
+
+TEST_F(IdxTest, MissingFilesNameTheExpectedLayout) {
+  auto tt = LoadMnistFamily((dir_ / "nope").string());
+  EXPECT_NE(tt.status().message().find("does not exist"), std::string::npos);
+  auto t2 = LoadMnistFamily(dir_.string());
+  EXPECT_NE(t2.status().message().find("has neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte"), std::string::npos) << t2.status();
+}
+
+}  // namespace
+}  // namespace gut::core

@@ -1,0 +1,91 @@
+#include "core/config/manifest.h"
+
+#include "gtest/gtest.h"
+
+namespace gut::core {
+namespace {
+
+const char* kGood = R"(
+run: {name: t, seed: 3, epochs: 2}
+agents: {count: 8}
+topology: {graph: ring, weights: uniform}
+algorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}
+data: {dataset: fashion-mnist, path: /tmp, partition: dirichlet, alpha: 0.1, batch_size: 32}
+)";
+
+std::string Error(const std::string& yaml, std::vector<std::string> overrides = {}) {
+  auto c = ParseManifest(yaml, "m.yaml", overrides);
+  return c.ok() ? std::string("OK") : std::string(c.status().message());
+}
+
+void ExpectError(const std::string& msg, const std::string& needle) {
+  EXPECT_NE(msg.find(needle), std::string::npos) << "message: " << msg << "\nexpected: " << needle;
+}
+
+TEST(Manifest, ParsesAndAppliesOverrides) {
+  auto c = ParseManifest(kGood, "m.yaml", {"run.epochs=5", "algorithm.mu=0.02", "topology.graph=full",
+                                           "algorithm.schedule.milestones=[0.3]"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->epochs, 5);
+  EXPECT_EQ(c->schedule.epochs, 5);
+  EXPECT_DOUBLE_EQ(c->hyper.mu, 0.02);
+  EXPECT_EQ(c->graph, "full");
+  EXPECT_EQ(c->num_agents, 8);
+  EXPECT_EQ(c->seed, 3u);
+  EXPECT_EQ(c->schedule.milestones, std::vector<double>{0.3});
+  EXPECT_EQ(c->final_gossip_rounds, 51) << "default";
+  // The recorded YAML parses back to the same configuration.
+  auto again = ParseManifest(ToYaml(*c), "again", {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(ToYaml(*again), ToYaml(*c));
+}
+
+TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
+  ExpectError(Error(kGood, {"algorithm.name=adam"}),
+              "algorithm.name: unknown algorithm 'adam'; allowed: dsgd, dsgd-atc, dsgdm, qg-dsgdm, qg-dsgdm-lin, gut, qg-gutm");
+  ExpectError(Error(kGood, {"topology.graph=hypercube"}),
+              "topology.graph: unknown graph 'hypercube'; allowed: ring, torus, torus2d, dyck, petersen, full, chain, exponential, edges");
+  ExpectError(Error(kGood, {"data.alpha=0"}), "data.alpha must be a positive number");
+  ExpectError(Error(kGood, {"data.alpha=-0.5"}), "data.alpha must be a positive number");
+  ExpectError(Error(kGood, {"agents.count=1"}), "agents.count must be at least 2, got 1");
+  ExpectError(Error(kGood, {"algorithm.mu=0.1"}), "algorithm.mu: qg-gutm needs mu + momentum < 1");
+  ExpectError(Error(kGood, {"data.path=/nonexistent/fmnist"}), "data.path: directory '/nonexistent/fmnist' does not exist");
+  ExpectError(Error(kGood, {"topology.graph=edges", "agents.count=4", "topology.edges=[[0,1],[2,3]]",
+                            "topology.weights=metropolis"}),
+              "topology: graph 'edges' is not connected: node 2 cannot be reached from node 0");
+  ExpectError(Error(kGood, {"topology.graph=chain"}), "uniform weights need a regular graph, use weights: metropolis");
+  ExpectError(Error(kGood, {"topology.graph=dyck"}), "dyck is defined for 32 agents only, got 8");
+  ExpectError(Error(kGood, {"data.partition=shards"}), "data.partition: unknown partition 'shards'; allowed: dirichlet, iid");
+  ExpectError(Error(kGood, {"model.name=vgg11"}), "model.name: unknown model 'vgg11'; allowed: lenet5");
+  ExpectError(Error(kGood, {"topology.weights=max-degree"}), "topology.weights: unknown weight rule 'max-degree'");
+  ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be at least 1, got 0");
+}
+
+TEST(Manifest, UnknownKeysAndWrongTypesAreRefusedWithTheLine) {
+  ExpectError(Error("run:\n  epochs: 3\n  epocs: 4\n"), "m.yaml:3: unknown key 'run.epocs'; allowed keys here: name, seed");
+  ExpectError(Error("algorithm:\n  lr: fast\n"), "m.yaml:2: algorithm.lr: cannot read 'fast' as a number");
+  ExpectError(Error("colour: blue\n"), "unknown key 'colour'");
+  ExpectError(Error("run: [1, 2]\n"), "run must be a mapping");
+  ExpectError(Error("run: {epochs: 3\n"), "m.yaml:2: YAML syntax error");
+  ExpectError(Error(kGood, {"run.epochs"}), "--set 'run.epochs': expected key.path=value");
+  ExpectError(Error(kGood, {"topology.edges=[[0,1,2]]", "topology.graph=edges"}), "topology.edges[0] must be a pair [a, b]");
+}
+
+TEST(LrSchedule, StepDecayAtMilestones) {
+  LrSchedule s;
+  s.lr0 = 0.1;
+  s.epochs = 100;
+  EXPECT_DOUBLE_EQ(s.At(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.At(49), 0.1);
+  EXPECT_NEAR(s.At(50), 0.01, 1e-15);
+  EXPECT_NEAR(s.At(74), 0.01, 1e-15);
+  EXPECT_NEAR(s.At(75), 0.001, 1e-15);
+  s.epochs = 1;  // milestones at epoch 0 are ignored
+  EXPECT_DOUBLE_EQ(s.At(0), 0.1);
+  s.epochs = 3;
+  EXPECT_NEAR(s.At(1), 0.01, 1e-15);
+  EXPECT_NEAR(s.At(2), 0.001, 1e-15);
+}
+
+}  // namespace
+}  // namespace gut::core

@@ -1,0 +1,56 @@
+// Writes a small MNIST-layout data set (IDX, gzipped) into a directory: class c is a bright 6x6
+// square at a class-specific position plus deterministic noise, easy enough to learn in a few
+// epochs. For tests that need real files without the 30 MB Fashion-MNIST.
+#ifndef GUT_TESTS_TESTING_SYNTHETIC_DATA_H_
+#define GUT_TESTS_TESTING_SYNTHETIC_DATA_H_
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <string>
+
+namespace gut::testing {
+
+inline void WriteIdxGz(const std::string& path, const std::string& header, const std::string& body) {
+  gzFile f = gzopen(path.c_str(), "wb1");
+  gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+  gzwrite(f, body.data(), static_cast<unsigned>(body.size()));
+  gzclose(f);
+}
+
+inline std::string IdxHeader(int rank, const uint32_t* dims) {
+  std::string h{0, 0, 8, static_cast<char>(rank)};
+  for (int d = 0; d < rank; ++d)
+    for (int s = 24; s >= 0; s -= 8) h.push_back(static_cast<char>((dims[d] >> s) & 0xff));
+  return h;
+}
+
+inline void WriteSyntheticSplit(const std::string& dir, const std::string& prefix, int n, uint32_t seed) {
+  std::string img, lbl;
+  uint32_t state = seed;
+  auto next = [&state] { state = state * 1664525u + 1013904223u; return state >> 24; };
+  for (int i = 0; i < n; ++i) {
+    const int c = (i * 7 + static_cast<int>(seed)) % 10;
+    lbl.push_back(static_cast<char>(c));
+    const int r0 = 2 + (c / 5) * 12, c0 = 2 + (c % 5) * 5;
+    for (int y = 0; y < 28; ++y)
+      for (int x = 0; x < 28; ++x) {
+        int v = static_cast<int>(next() % 60);
+        if (y >= r0 && y < r0 + 6 && x >= c0 && x < c0 + 6) v += 180;
+        img.push_back(static_cast<char>(v));
+      }
+  }
+  const uint32_t idims[3] = {static_cast<uint32_t>(n), 28, 28};
+  const uint32_t ldims[1] = {static_cast<uint32_t>(n)};
+  WriteIdxGz(dir + "/" + prefix + "-images-idx3-ubyte.gz", IdxHeader(3, idims), img);
+  WriteIdxGz(dir + "/" + prefix + "-labels-idx1-ubyte.gz", IdxHeader(1, ldims), lbl);
+}
+
+inline void WriteSyntheticDataset(const std::string& dir, int train, int test) {
+  WriteSyntheticSplit(dir, "train", train, 1);
+  WriteSyntheticSplit(dir, "t10k", test, 2);
+}
+
+}  // namespace gut::testing
+
+#endif  // GUT_TESTS_TESTING_SYNTHETIC_DATA_H_
