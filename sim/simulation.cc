@@ -34,6 +34,9 @@ struct Simulation::State {
   std::vector<std::unique_ptr<core::Trainer>> trainers;
   std::vector<std::unique_ptr<Algorithm<float>>> algorithms;
   std::unique_ptr<core::ThreadPool> pool;
+  // One model workspace per worker thread, lent to whichever agent that worker runs.
+  std::vector<std::unique_ptr<core::ModelWorkspace>> workspaces;
+  std::vector<std::vector<float>> scratch;  // per worker, RoundContext::scratch
   std::vector<double> loss_sum;  // per agent, current epoch
   int rounds_per_epoch = 0;
   int64_t round = 0;  // next global round number
@@ -45,10 +48,12 @@ struct Simulation::State {
     const int phases = algorithms[0]->phases();
     std::vector<absl::Status> status(n());
     for (int p = 0; p < phases; ++p) {
-      pool->ParallelFor(n(), [&](int i) {
+      pool->ParallelForWorker(n(), [&](int i, int worker) {
         if (!status[i].ok()) return;
-        core::RoundContext<float> ctx{round, lr, trainers[i].get(), &exchange->Endpoint(i)};
+        core::RoundContext<float> ctx{round, lr, trainers[i].get(), &exchange->Endpoint(i),
+                                      absl::MakeSpan(scratch[worker])};
         if (p == 0) trainers[i]->NextBatch();
+        trainers[i]->UseWorkspace(workspaces[worker].get());
         status[i] = algorithms[i]->RunPhase(p, ctx);
         if (p == phases - 1 && status[i].ok()) loss_sum[i] += trainers[i]->last_loss();
       });
@@ -157,6 +162,12 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   s->pool = std::make_unique<core::ThreadPool>(std::min(threads, config.num_agents),
                                                [] { core::SetComputeThreads(1); });
+  for (int w = 0; w < s->pool->size(); ++w) {
+    auto ws = core::ModelWorkspace::Create(s->model, config.batch_size, s->data.train.sample_size());
+    if (!ws.ok()) return ws.status();
+    s->workspaces.push_back(std::move(*ws));
+    s->scratch.emplace_back(s->model.num_params());
+  }
   return std::unique_ptr<Simulation>(new Simulation(std::move(s)));
 }
 

@@ -49,6 +49,10 @@ struct RoundContext {
   double lr = 0;      // this round's learning rate
   GradientOracle<T>* oracle = nullptr;
   Neighbourhood<T>* nbh = nullptr;
+  // Optional model-sized scratch owned by the driver, valid for one RunPhase call. A driver that
+  // runs many agents on few threads passes its thread's buffer so that transient vectors are not
+  // kept per agent; an empty span means "use your own".
+  absl::Span<T> scratch;
 };
 
 struct Hyperparameters {

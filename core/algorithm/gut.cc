@@ -20,8 +20,7 @@ class GutFamily final : public Algorithm<T> {
         tracking_(o.mu != 0 || o.force_tracking),
         gossip_(x0, self_weight),
         x_(x0.begin(), x0.end()),
-        e_(x0.size()),
-        r_(x0.size()) {
+        e_(x0.size()) {
     if (tracking_) delta_prev_.assign(x0.size(), T(0));
     if (o.momentum != 0) m_.assign(x0.size(), T(0));
   }
@@ -34,40 +33,50 @@ class GutFamily final : public Algorithm<T> {
 
   absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
     if (phase == 0) {
-      // Step 1: send e = x - x̂.
-      gossip_.Difference(x_.data(), e_.data());
+      // Step 1: send e = x - x̂ (already formed by the previous round's last pass).
+      if (!e_current_) gossip_.Difference(x_.data(), e_.data());
+      e_current_ = false;
       return ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(e_));
     }
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, absl::MakeSpan(r_)); !s.ok()) return s;
+    const absl::Span<T> r = ctx.scratch.size() == x_.size() ? ctx.scratch : OwnScratch();
+    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, r); !s.ok()) return s;
     if (first_) {
       eta_prev_ = static_cast<T>(ctx.lr);
     }
     absl::Span<T> point = ctx.oracle->point();
-    PassBeforeGradient(point.data());
+    PassBeforeGradient(r.data(), point.data());
     if (auto s = ctx.oracle->ComputeGradient(); !s.ok()) return s;
     PassAfterGradient(ctx.oracle->gradient().data(), static_cast<T>(ctx.lr));
     eta_prev_ = static_cast<T>(ctx.lr);
     first_ = false;
+    e_current_ = true;
     return absl::OkStatus();
   }
 
   absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) override {
     if (phase == 0) {
-      gossip_.Difference(x_.data(), e_.data());
+      if (!e_current_) gossip_.Difference(x_.data(), e_.data());
+      e_current_ = false;
       return nbh->Broadcast(round, 0, absl::MakeSpan(e_));
     }
-    if (auto s = nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(r_)); !s.ok()) return s;
-    gossip_.AbsorbAndCombine(e_.data(), r_.data(), x_.data());
+    const absl::Span<T> r = OwnScratch();
+    if (auto s = nbh->ReceiveWeightedSum(round, 0, r); !s.ok()) return s;
+    gossip_.AbsorbAndCombine(e_.data(), r.data(), x_.data());
     return absl::OkStatus();
   }
 
  private:
+  // The received sum's buffer when the driver lends none (allocated on first use only).
+  absl::Span<T> OwnScratch() {
+    if (r_.size() != x_.size()) r_.assign(x_.size(), T(0));
+    return absl::MakeSpan(r_);
+  }
+
   // Steps 2-5: a = r + w_ii e + (1+beta)(s - c x̂) (old x̂, s; stored over e), x̂ += e, s += r,
   // z = x + (s - c x̂).
-  void PassBeforeGradient(T* __restrict z) {
+  void PassBeforeGradient(const T* __restrict r, T* __restrict z) {
     const size_t n = x_.size();
     T* __restrict e = e_.data();
-    const T* __restrict r = r_.data();
     T* __restrict xh = gossip_.xhat();
     T* __restrict s = gossip_.s();
     const T* __restrict x = x_.data();
@@ -91,14 +100,17 @@ class GutFamily final : public Algorithm<T> {
 
   // Steps 7-9: delta = g - G/eta_prev, y = delta - (mu/eta_prev) a - mu delta_prev,
   // m = y (first step) or beta m + y, x -= eta m.
+  // The same pass forms the next round's message e = x - x̂.
   void PassAfterGradient(const T* __restrict g, T lr) {
     const size_t n = x_.size();
     const T* __restrict xh = gossip_.xhat();
+    T* __restrict e = e_.data();
     const T* __restrict s = gossip_.s();
     T* __restrict x = x_.data();
     const T c = gossip_.c(), eta_prev = eta_prev_;
     if (tracking_) {
-      const T* __restrict a = e_.data();
+      // a lives in e's buffer: read a[k] before e[k] is overwritten, element by element.
+      T* __restrict a = e;
       T* __restrict dp = delta_prev_.data();
       const T mu = mu_, mu_over_eta = mu_ / eta_prev;
       if (m_.empty()) {
@@ -107,6 +119,7 @@ class GutFamily final : public Algorithm<T> {
           const T y = d - mu_over_eta * a[k] - mu * dp[k];
           dp[k] = d;
           x[k] -= lr * y;
+          a[k] = x[k] - xh[k];
         }
       } else {
         T* __restrict m = m_.data();
@@ -117,12 +130,14 @@ class GutFamily final : public Algorithm<T> {
           dp[k] = d;
           m[k] = first_ ? y : beta * m[k] + y;
           x[k] -= lr * m[k];
+          a[k] = x[k] - xh[k];
         }
       }
     } else if (m_.empty()) {
       for (size_t k = 0; k < n; ++k) {
         const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
         x[k] -= lr * d;
+        e[k] = x[k] - xh[k];
       }
     } else {
       T* __restrict m = m_.data();
@@ -131,6 +146,7 @@ class GutFamily final : public Algorithm<T> {
         const T d = g[k] - (s[k] - c * xh[k]) / eta_prev;
         m[k] = first_ ? d : beta * m[k] + d;
         x[k] -= lr * m[k];
+        e[k] = x[k] - xh[k];
       }
     }
   }
@@ -144,6 +160,7 @@ class GutFamily final : public Algorithm<T> {
   std::vector<T> delta_prev_, m_;
   T eta_prev_ = T(0);
   bool first_ = true;
+  bool e_current_ = false;  // e_ already holds x - x̂ for the next send
 };
 
 }  // namespace

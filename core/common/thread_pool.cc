@@ -5,9 +5,9 @@ namespace gut::core {
 ThreadPool::ThreadPool(int threads, std::function<void()> init) {
   if (init) init();
   for (int t = 1; t < threads; ++t) {
-    workers_.emplace_back([this, init] {
+    workers_.emplace_back([this, init, t] {
       if (init) init();
-      WorkerLoop();
+      WorkerLoop(t);
     });
   }
 }
@@ -20,11 +20,11 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::Drain() {
-  for (int i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i);
+void ThreadPool::Drain(int worker) {
+  for (int i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i, worker);
 }
 
-void ThreadPool::WorkerLoop() {
+void ThreadPool::WorkerLoop(int worker) {
   uint64_t seen = 0;
   for (;;) {
     {
@@ -36,15 +36,19 @@ void ThreadPool::WorkerLoop() {
       if (stop_) return;
       seen = generation_;
     }
-    Drain();
+    Drain(worker);
     absl::MutexLock lock(&mu_);
     --busy_;
   }
 }
 
 void ThreadPool::ParallelFor(int n, const std::function<void(int)>& fn) {
+  ParallelForWorker(n, [&fn](int i, int) { fn(i); });
+}
+
+void ThreadPool::ParallelForWorker(int n, const std::function<void(int, int)>& fn) {
   if (workers_.empty() || n <= 1) {
-    for (int i = 0; i < n; ++i) fn(i);
+    for (int i = 0; i < n; ++i) fn(i, 0);
     return;
   }
   {
@@ -55,7 +59,7 @@ void ThreadPool::ParallelFor(int n, const std::function<void(int)>& fn) {
     busy_ = static_cast<int>(workers_.size());
     ++generation_;
   }
-  Drain();
+  Drain(0);
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(+[](int* b) { return *b == 0; }, &busy_));
   fn_ = nullptr;

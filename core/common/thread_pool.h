@@ -25,17 +25,19 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Runs fn(i) for i in [0, n), indices handed out dynamically.
   void ParallelFor(int n, const std::function<void(int)>& fn);
+  // Same, and tells fn which worker (0 .. size()-1) runs index i, for per-worker scratch.
+  void ParallelForWorker(int n, const std::function<void(int i, int worker)>& fn);
 
  private:
-  void WorkerLoop();
-  void Drain();
+  void WorkerLoop(int worker);
+  void Drain(int worker);
 
   std::vector<std::thread> workers_;
   absl::Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  const std::function<void(int)>* fn_ = nullptr;
+  const std::function<void(int, int)>* fn_ = nullptr;
   int n_ = 0;
   std::atomic<int> next_{0};
 };

@@ -19,7 +19,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
 
   absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
-    auto m = std::make_shared<const std::vector<T>>(message.begin(), message.end());
+    const Message m = Copy(message);
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, m); !s.ok()) return s;
     }
@@ -33,9 +33,8 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       return absl::InvalidArgumentError(absl::StrCat("agent ", rank_, ": neighbour index ",
                                                      neighbour_index, " out of range"));
     }
-    auto m = std::make_shared<const std::vector<T>>(message.begin(), message.end());
     sent_ += static_cast<int64_t>(message.size() * sizeof(float));
-    return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, m);
+    return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, Copy(message));
   }
 
   absl::Status ReceiveWeightedSum(int64_t round, int slot, absl::Span<T> out) override {
@@ -80,6 +79,21 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   int64_t bytes_received() const override { return received_; }
 
  private:
+  // The message as an immutable shared buffer. Buffers every receiver has released are reused, so
+  // steady-state rounds allocate nothing.
+  Message Copy(absl::Span<const T> message) {
+    for (auto& b : pool_) {
+      if (b.use_count() == 1 && b->size() == message.size()) {
+        std::copy(message.begin(), message.end(), b->begin());
+        return b;
+      }
+    }
+    auto b = std::make_shared<std::vector<T>>(message.begin(), message.end());
+    if (pool_.size() < kPoolSize) pool_.push_back(b);
+    return b;
+  }
+  static constexpr size_t kPoolSize = 16;
+
   absl::Status Collect(int64_t round, int slot, std::vector<Message>* got) {
     absl::MutexLock lock(&hub_->mu_);
     auto& box = hub_->mailbox_[rank_];
@@ -118,6 +132,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   double self_weight_;
   std::vector<NeighbourInfo> neighbours_;
   std::atomic<int64_t> sent_{0}, received_{0};
+  std::vector<std::shared_ptr<std::vector<T>>> pool_;  // touched by the owning agent's thread only
 };
 
 template <typename T>

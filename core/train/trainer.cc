@@ -10,32 +10,72 @@
 #include "core/models/functional.h"
 
 namespace gut::core {
+namespace {
+
+at::Tensor Forward(const ModelInfo& model, const std::vector<at::Tensor>& p, const at::Tensor& input) {
+  (void)model;  // one model today; the layout decides the forward pass once there are several
+  return LeNet5Forward(p, input);
+}
+
+std::vector<int64_t> InputShape(const ModelInfo& model, int64_t n) {
+  std::vector<int64_t> s{n};
+  s.insert(s.end(), model.input_shape.begin(), model.input_shape.end());
+  return s;
+}
+
+}  // namespace
+
+struct ModelWorkspace::Impl {
+  ModelInfo model;
+  std::vector<int64_t> offsets;
+  // Flat buffers; the parameter and gradient tensors are views into them.
+  std::vector<float> w, g;
+  std::vector<at::Tensor> params, grads;
+  std::vector<float> batch_images;
+  std::vector<int64_t> batch_labels;
+  int max_batch = 0;
+};
+
+ModelWorkspace::ModelWorkspace(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ModelWorkspace::~ModelWorkspace() = default;
+
+absl::StatusOr<std::unique_ptr<ModelWorkspace>> ModelWorkspace::Create(const ModelInfo& model,
+                                                                      int max_batch,
+                                                                      int64_t sample_size) {
+  auto impl = std::make_unique<Impl>();
+  impl->model = model;
+  impl->offsets = model.offsets();
+  impl->w.assign(model.num_params(), 0.f);
+  impl->g.assign(model.num_params(), 0.f);
+  impl->max_batch = max_batch;
+  impl->batch_images.resize(static_cast<size_t>(max_batch) * sample_size);
+  impl->batch_labels.resize(max_batch);
+  try {
+    for (size_t k = 0; k < model.layout.size(); ++k) {
+      const auto& spec = model.layout[k];
+      at::Tensor p = at::from_blob(impl->w.data() + impl->offsets[k], spec.shape, at::kFloat);
+      p.set_requires_grad(true);
+      at::Tensor gr = at::from_blob(impl->g.data() + impl->offsets[k], spec.shape, at::kFloat);
+      p.mutable_grad() = gr;
+      impl->params.push_back(p);
+      impl->grads.push_back(gr);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("workspace: LibTorch: ", e.what_without_backtrace()));
+  }
+  return std::unique_ptr<ModelWorkspace>(new ModelWorkspace(std::move(impl)));
+}
 
 struct Trainer::Impl {
   ModelInfo model;
   const Dataset* train = nullptr;
   BatchSampler sampler;
-  std::vector<int64_t> offsets;
-  // Flat buffers; the parameter and gradient tensors are views into them.
-  std::vector<float> w, g;
-  std::vector<at::Tensor> params;
-  std::vector<at::Tensor> grads;
-  // Minibatch staging.
-  std::vector<float> batch_images;
-  std::vector<int64_t> batch_labels;
-  int batch_size = 0;
+  std::vector<int64_t> batch;  // indices of this round's minibatch
+  std::unique_ptr<ModelWorkspace> own;
+  ModelWorkspace::Impl* ws = nullptr;
 
   Impl(ModelInfo m, const Dataset* t, std::vector<int64_t> shard, int bs, uint64_t seed)
-      : model(std::move(m)), train(t), sampler(std::move(shard), bs, seed), batch_size(bs) {}
-
-  at::Tensor Forward(const std::vector<at::Tensor>& p, const at::Tensor& input) const {
-    return LeNet5Forward(p, input);
-  }
-  std::vector<int64_t> InputShape(int64_t n) const {
-    std::vector<int64_t> s{n};
-    s.insert(s.end(), model.input_shape.begin(), model.input_shape.end());
-    return s;
-  }
+      : model(std::move(m)), train(t), sampler(std::move(shard), bs, seed) {}
 };
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -60,60 +100,50 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelInfo& model,
     }
   }
   auto impl = std::make_unique<Impl>(model, train, std::move(shard), batch_size, sampler_seed);
-  const int64_t n = model.num_params();
-  impl->offsets = model.offsets();
-  impl->w.assign(n, 0.f);
-  impl->g.assign(n, 0.f);
-  try {
-    for (size_t k = 0; k < model.layout.size(); ++k) {
-      const auto& spec = model.layout[k];
-      at::Tensor p = at::from_blob(impl->w.data() + impl->offsets[k], spec.shape, at::kFloat);
-      p.set_requires_grad(true);
-      at::Tensor gr = at::from_blob(impl->g.data() + impl->offsets[k], spec.shape, at::kFloat);
-      p.mutable_grad() = gr;
-      impl->params.push_back(p);
-      impl->grads.push_back(gr);
-    }
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("trainer: LibTorch: ", e.what_without_backtrace()));
-  }
-  impl->batch_images.resize(static_cast<size_t>(batch_size) * sample);
-  impl->batch_labels.resize(batch_size);
+  auto ws = ModelWorkspace::Create(model, batch_size, sample);
+  if (!ws.ok()) return ws.status();
+  impl->own = std::move(*ws);
+  impl->ws = impl->own->impl_.get();
   return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
 }
 
-void Trainer::NextBatch() {
-  Impl& m = *impl_;
-  const auto& idx = m.sampler.Next();
-  const int64_t sample = m.train->sample_size();
-  for (size_t b = 0; b < idx.size(); ++b) {
-    std::memcpy(m.batch_images.data() + b * sample, m.train->image(idx[b]), sample * sizeof(float));
-    m.batch_labels[b] = m.train->labels[idx[b]];
-  }
-  m.batch_size = static_cast<int>(idx.size());
+void Trainer::UseWorkspace(ModelWorkspace* ws) {
+  impl_->ws = ws ? ws->impl_.get() : impl_->own->impl_.get();
 }
+
+void Trainer::NextBatch() { impl_->batch = impl_->sampler.Next(); }
 
 int Trainer::batches_per_epoch() const { return impl_->sampler.batches_per_epoch(); }
 
-absl::Span<float> Trainer::point() { return absl::MakeSpan(impl_->w); }
-absl::Span<const float> Trainer::gradient() const { return absl::MakeConstSpan(impl_->g); }
+absl::Span<float> Trainer::point() { return absl::MakeSpan(impl_->ws->w); }
+absl::Span<const float> Trainer::gradient() const { return absl::MakeConstSpan(impl_->ws->g); }
 
 absl::Status Trainer::ComputeGradient() {
-  Impl& m = *impl_;
+  ModelWorkspace::Impl& ws = *impl_->ws;
+  const auto& idx = impl_->batch;
+  const int n = static_cast<int>(idx.size());
+  if (n == 0 || n > ws.max_batch) {
+    return absl::FailedPreconditionError(absl::StrCat("trainer: batch of ", n, " samples (workspace holds ", ws.max_batch, "); call NextBatch() first"));
+  }
+  const int64_t sample = impl_->train->sample_size();
+  for (int b = 0; b < n; ++b) {
+    std::memcpy(ws.batch_images.data() + b * sample, impl_->train->image(idx[b]), sample * sizeof(float));
+    ws.batch_labels[b] = impl_->train->labels[idx[b]];
+  }
   try {
-    std::memset(m.g.data(), 0, m.g.size() * sizeof(float));
-    at::Tensor input = at::from_blob(m.batch_images.data(), m.InputShape(m.batch_size), at::kFloat);
-    at::Tensor target = at::from_blob(m.batch_labels.data(), {m.batch_size}, at::kLong);
-    at::Tensor loss = at::cross_entropy_loss(m.Forward(m.params, input), target);
+    std::memset(ws.g.data(), 0, ws.g.size() * sizeof(float));
+    at::Tensor input = at::from_blob(ws.batch_images.data(), InputShape(impl_->model, n), at::kFloat);
+    at::Tensor target = at::from_blob(ws.batch_labels.data(), {n}, at::kLong);
+    at::Tensor loss = at::cross_entropy_loss(Forward(impl_->model, ws.params, input), target);
     loss.backward();
     last_loss_ = loss.item<double>();
     // Autograd accumulates in place into the gradient views; should it ever have replaced one,
     // copy the values back and restore the view.
-    for (size_t k = 0; k < m.params.size(); ++k) {
-      at::Tensor& gr = m.params[k].mutable_grad();
-      if (!gr.defined() || gr.data_ptr() != m.grads[k].data_ptr()) {
-        if (gr.defined()) m.grads[k].copy_(gr);
-        gr = m.grads[k];
+    for (size_t k = 0; k < ws.params.size(); ++k) {
+      at::Tensor& gr = ws.params[k].mutable_grad();
+      if (!gr.defined() || gr.data_ptr() != ws.grads[k].data_ptr()) {
+        if (gr.defined()) ws.grads[k].copy_(gr);
+        gr = ws.grads[k];
       }
     }
   } catch (const c10::Error& e) {
@@ -124,26 +154,26 @@ absl::Status Trainer::ComputeGradient() {
 
 absl::StatusOr<EvalResult> Trainer::Evaluate(absl::Span<const float> params, const Dataset& data,
                                              int batch_size) const {
-  const Impl& m = *impl_;
-  if (static_cast<int64_t>(params.size()) != m.model.num_params()) {
+  const ModelInfo& model = impl_->model;
+  if (static_cast<int64_t>(params.size()) != model.num_params()) {
     return absl::InvalidArgumentError(absl::StrCat("evaluate: got ", params.size(),
-                                                   " parameters, the model has ", m.model.num_params()));
+                                                   " parameters, the model has ", model.num_params()));
   }
+  const auto offsets = model.offsets();
   EvalResult r;
   try {
-    at::NoGradGuard no_grad;
+    c10::InferenceMode inference;
     std::vector<at::Tensor> p;
-    for (size_t k = 0; k < m.model.layout.size(); ++k) {
-      p.push_back(at::from_blob(const_cast<float*>(params.data()) + m.offsets[k],
-                                m.model.layout[k].shape, at::kFloat));
+    for (size_t k = 0; k < model.layout.size(); ++k) {
+      p.push_back(at::from_blob(const_cast<float*>(params.data()) + offsets[k], model.layout[k].shape, at::kFloat));
     }
     int64_t correct = 0;
     double loss_sum = 0;
     for (int64_t start = 0; start < data.size(); start += batch_size) {
       const int64_t n = std::min<int64_t>(batch_size, data.size() - start);
-      at::Tensor input = at::from_blob(const_cast<float*>(data.image(start)), m.InputShape(n), at::kFloat);
+      at::Tensor input = at::from_blob(const_cast<float*>(data.image(start)), InputShape(model, n), at::kFloat);
       at::Tensor target = at::from_blob(const_cast<int64_t*>(data.labels.data() + start), {n}, at::kLong);
-      at::Tensor logits = m.Forward(p, input);
+      at::Tensor logits = Forward(model, p, input);
       loss_sum += at::cross_entropy_loss(logits, target, {}, at::Reduction::Sum).item<double>();
       correct += logits.argmax(1).eq(target).sum().item<int64_t>();
     }

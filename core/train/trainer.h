@@ -26,6 +26,23 @@ struct EvalResult {
   int64_t samples = 0;
 };
 
+// The buffers a forward/backward pass needs: the evaluation point (the model's parameters are
+// views into it), the flat gradient and the minibatch staging. A trainer owns one; a simulator
+// that runs many agents on a few threads lends each agent its thread's workspace instead, so the
+// working set stays a few buffers per thread instead of per agent.
+class ModelWorkspace {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelWorkspace>> Create(const ModelInfo& model,
+                                                               int max_batch, int64_t sample_size);
+  ~ModelWorkspace();
+
+ private:
+  friend class Trainer;
+  struct Impl;
+  explicit ModelWorkspace(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class Trainer final : public GradientOracle<float> {
  public:
   // `train` must outlive the trainer. The shard holds indices into `train`.
@@ -34,6 +51,12 @@ class Trainer final : public GradientOracle<float> {
                                                          std::vector<int64_t> shard,
                                                          int batch_size, uint64_t sampler_seed);
   ~Trainer() override;
+
+  // Uses `ws` (same model, batch at least this trainer's) for point(), ComputeGradient() and
+  // gradient() until the next call; nullptr goes back to the trainer's own workspace. The point
+  // and the gradient live in the workspace: write the point and read the gradient within one
+  // binding.
+  void UseWorkspace(ModelWorkspace* ws);
 
   // Draws this round's minibatch.
   void NextBatch();
