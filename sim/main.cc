@@ -54,12 +54,15 @@ int main(int argc, char** argv) {
               (*sim)->algorithm_buffers());
   std::fflush(stdout);
   const std::string csv = (std::filesystem::path(out_dir) / "metrics.csv").string();
+  const std::string svg = (std::filesystem::path(out_dir) / "metrics.svg").string();
   std::vector<gut::sim::EpochRecord> seen;
   auto summary = (*sim)->Run([&](const gut::sim::EpochRecord& r) {
     std::printf("%s\n", gut::sim::FormatProgress(r).c_str());
     std::fflush(stdout);
     seen.push_back(r);
     if (auto s = gut::sim::WriteMetricsCsv(csv, seen); !s.ok())
+      std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
+    if (auto s = gut::sim::WritePlot(svg, config->name, seen); !s.ok())
       std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
   });
   if (!summary.ok()) {
@@ -76,6 +79,6 @@ int main(int argc, char** argv) {
               config->final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
               100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
               summary->wall_s, summary->bytes_sent / 1e6);
-  std::printf("wrote %s and %s\n", csv.c_str(), json.c_str());
+  std::printf("wrote %s, %s and %s\n", csv.c_str(), svg.c_str(), json.c_str());
   return 0;
 }

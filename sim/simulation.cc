@@ -19,6 +19,7 @@
 #include "core/exchange/in_process_exchange.h"
 #include "core/models/model.h"
 #include "core/train/trainer.h"
+#include "sim/plot.h"
 
 namespace gut::sim {
 
@@ -299,6 +300,11 @@ absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRec
                                           r.train_s, r.rounds_per_s, r.bytes_sent));
   }
   return AtomicWrite(path, out);
+}
+
+absl::Status WritePlot(const std::string& path, const std::string& title,
+                       const std::vector<EpochRecord>& epochs) {
+  return AtomicWrite(path, RenderSvg(title, epochs));
 }
 
 absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,

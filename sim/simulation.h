@@ -75,6 +75,9 @@ absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRec
 absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& config,
                               const Summary& summary);
 std::string FormatProgress(const EpochRecord& r);
+// metrics.svg: accuracy band, train loss and consensus distance per epoch.
+absl::Status WritePlot(const std::string& path, const std::string& title,
+                       const std::vector<EpochRecord>& epochs);
 
 }  // namespace gut::sim
 

@@ -1,4 +1,5 @@
 #include "sim/simulation.h"
+#include "sim/plot.h"
 
 #include <filesystem>
 #include <fstream>
@@ -93,6 +94,34 @@ TEST_F(SimulationTest, MissingDataIsAClearError) {
   auto sim = Simulation::Create(c);
   ASSERT_FALSE(sim.ok());
   EXPECT_NE(sim.status().message().find("has neither train-images-idx3-ubyte.gz"), std::string::npos) << sim.status();
+}
+
+}  // namespace
+}  // namespace gut::sim
+
+namespace gut::sim {
+namespace {
+
+TEST(Plot, RendersEveryPanelAndSeries) {
+  std::vector<EpochRecord> e(3);
+  for (int k = 0; k < 3; ++k) {
+    e[k].epoch = k + 1;
+    e[k].evaluated = true;
+    e[k].acc_mean = 0.5 + 0.1 * k;
+    e[k].acc_min = e[k].acc_mean - 0.05;
+    e[k].acc_max = e[k].acc_mean + 0.05;
+    e[k].train_loss = 1.0 / (k + 1);
+    e[k].consensus = 0.1 / (k + 1);
+  }
+  const std::string svg = RenderSvg("run <x>", e);
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("<polygon"), std::string::npos) << "min-max band";
+  size_t lines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) ++lines;
+  EXPECT_EQ(lines, 3u) << "accuracy, loss, consensus";
+  EXPECT_NE(svg.find("mean train loss"), std::string::npos);
+  EXPECT_NE(svg.find("run &lt;x&gt;"), std::string::npos) << "title escaped";
 }
 
 }  // namespace

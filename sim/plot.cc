@@ -1,0 +1,138 @@
+#include "sim/plot.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace gut::sim {
+namespace {
+
+constexpr double kW = 900, kH = 300, kLeft = 60, kRight = 20, kTop = 30, kBottom = 40;
+
+struct Panel {
+  double y0;  // top of the panel
+  double lo, hi;
+  bool log = false;
+  double Y(double v) const {
+    double t = log ? (std::log10(std::max(v, 1e-12)) - lo) / (hi - lo) : (v - lo) / (hi - lo);
+    t = std::clamp(t, 0.0, 1.0);
+    return y0 + kTop + (1 - t) * (kH - kTop - kBottom);
+  }
+};
+
+double X(int epoch, int epochs) {
+  const double t = epochs <= 1 ? 0.5 : (epoch - 1) / double(epochs - 1);
+  return kLeft + t * (kW - kLeft - kRight);
+}
+
+std::string Polyline(const std::vector<std::pair<double, double>>& pts, const char* colour, double width) {
+  std::string p;
+  for (const auto& [x, y] : pts) absl::StrAppend(&p, absl::StrFormat("%.1f,%.1f ", x, y));
+  return absl::StrFormat("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" points=\"%s\"/>\n", colour, width, p);
+}
+
+std::string Axes(const Panel& p, const std::string& label, const std::vector<double>& ticks, int epochs,
+                 const char* fmt) {
+  std::string s = absl::StrFormat(
+      "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#999\"/>\n", kLeft,
+      p.y0 + kTop, kW - kLeft - kRight, kH - kTop - kBottom);
+  absl::StrAppend(&s, absl::StrFormat("<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\">%s</text>\n", kLeft,
+                                      p.y0 + kTop - 8, label));
+  for (double t : ticks) {
+    const double y = p.Y(p.log ? std::pow(10.0, t) : t);
+    absl::StrAppend(&s, absl::StrFormat("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                                        "<text x=\"%.0f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">",
+                                        kLeft, kW - kRight, y, y, kLeft - 4, y + 4));
+    absl::StrAppend(&s, absl::StrFormat(fmt, p.log ? std::pow(10.0, t) : t), "</text>\n");
+  }
+  const int step = std::max(1, epochs / 10);
+  for (int e = 1; e <= epochs; e += step) {
+    absl::StrAppend(&s, absl::StrFormat("<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%d</text>\n",
+                                        X(e, epochs), p.y0 + kH - kBottom + 14, e));
+  }
+  absl::StrAppend(&s, absl::StrFormat("<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">epoch</text>\n",
+                                      (kW + kLeft) / 2, p.y0 + kH - kBottom + 30));
+  return s;
+}
+
+}  // namespace
+
+std::string Escape(const std::string& in) {
+  std::string out;
+  for (char c : in) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs) {
+  const int n = epochs.empty() ? 1 : epochs.back().epoch;
+  std::string s = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      "<text x=\"%.0f\" y=\"20\" font-size=\"16\" font-weight=\"bold\">%s</text>\n",
+      kW, 3 * kH + 25, kLeft, Escape(title));
+  // Accuracy, with the band between the worst and the best agent.
+  double lo = 1, hi = 0;
+  for (const auto& r : epochs)
+    if (r.evaluated) {
+      lo = std::min(lo, r.acc_min);
+      hi = std::max(hi, r.acc_max);
+    }
+  if (hi <= lo) {
+    lo = 0;
+    hi = 1;
+  }
+  lo = std::floor(lo * 10) / 10;
+  hi = std::min(1.0, std::ceil(hi * 20) / 20);
+  Panel acc{25, lo, hi};
+  const double step = hi - lo > 0.3 ? 0.1 : 0.05;
+  std::vector<double> ticks;
+  for (double t = lo; t <= hi + 1e-9; t += step) ticks.push_back(t);
+  absl::StrAppend(&s, Axes(acc, "test accuracy: mean over agents (line), min-max (band)", ticks, n, "%.2f"));
+  std::string band;
+  std::vector<std::pair<double, double>> mean;
+  for (const auto& r : epochs)
+    if (r.evaluated) {
+      absl::StrAppend(&band, absl::StrFormat("%.1f,%.1f ", X(r.epoch, n), acc.Y(r.acc_max)));
+      mean.emplace_back(X(r.epoch, n), acc.Y(r.acc_mean));
+    }
+  for (auto it = epochs.rbegin(); it != epochs.rend(); ++it)
+    if (it->evaluated) absl::StrAppend(&band, absl::StrFormat("%.1f,%.1f ", X(it->epoch, n), acc.Y(it->acc_min)));
+  absl::StrAppend(&s, "<polygon fill=\"#9ecae1\" fill-opacity=\"0.6\" points=\"", band, "\"/>\n");
+  absl::StrAppend(&s, Polyline(mean, "#08519c", 2));
+
+  // Train loss and consensus distance, log scale.
+  auto log_panel = [&](double y0, const std::string& label, auto get, const char* colour) {
+    double mn = 1e300, mx = -1e300;
+    for (const auto& r : epochs) {
+      const double v = std::log10(std::max(get(r), 1e-12));
+      mn = std::min(mn, v);
+      mx = std::max(mx, v);
+    }
+    if (!(mx > mn)) {
+      mn -= 1;
+      mx += 1;
+    }
+    Panel p{y0, std::floor(mn), std::ceil(mx), true};
+    std::vector<double> t;
+    for (double v = p.lo; v <= p.hi + 1e-9; v += 1) t.push_back(v);
+    absl::StrAppend(&s, Axes(p, label, t, n, "%.0e"));
+    std::vector<std::pair<double, double>> pts;
+    for (const auto& r : epochs) pts.emplace_back(X(r.epoch, n), p.Y(get(r)));
+    absl::StrAppend(&s, Polyline(pts, colour, 2));
+  };
+  log_panel(kH + 25, "mean train loss (log)", [](const EpochRecord& r) { return r.train_loss; }, "#a63603");
+  log_panel(2 * kH + 25, "consensus distance sqrt(1/n sum ||x_i - mean||^2) (log)",
+            [](const EpochRecord& r) { return r.consensus; }, "#54278f");
+  absl::StrAppend(&s, "</svg>\n");
+  return s;
+}
+
+}  // namespace gut::sim
