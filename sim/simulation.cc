@@ -332,8 +332,11 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
                        {"consensus_distance", last.consensus}};
   }
   const double train_s = s.epochs.empty() ? 0 : s.epochs.back().train_s;
-  j["timing"] = {{"wall_s", s.wall_s}, {"train_s", train_s}, {"rounds", s.rounds},
-                 {"ms_per_training_round", s.rounds ? 1e3 * train_s / std::max<int64_t>(1, s.epochs.empty() ? 0 : s.epochs.back().rounds) : 0},
+  const int64_t train_rounds = s.epochs.empty() ? 0 : s.epochs.back().rounds;
+  j["timing"] = {{"wall_s", s.wall_s},
+                 {"train_s", train_s},
+                 {"rounds", s.rounds},
+                 {"ms_per_training_round", train_rounds > 0 ? 1e3 * train_s / train_rounds : 0.0},
                  {"threads", s.threads}};
   j["exchange"] = {{"bytes_sent", s.bytes_sent}, {"num_params", s.num_params}};
   return AtomicWrite(path, j.dump(2) + "\n");
