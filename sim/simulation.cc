@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
 
   const std::vector<float> x0 = s->model.InitialParameters(config.seed);
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
-      *s->mixing, absl::Seconds(config.deadline_s));
+      *s->mixing, absl::Seconds(config.deadline_s), config.codec_options, config.seed);
   for (int i = 0; i < config.num_agents; ++i) {
     auto t = core::Trainer::Create(s->model, &s->data.train, (*shards)[i], config.batch_size,
                                    core::DeriveSeed(config.seed, i, core::SeedPurpose::kSampler));
@@ -318,7 +318,8 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"nesterov", c.hyper.nesterov}, {"lr_milestones", c.schedule.milestones},
       {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
       {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size},
-      {"model", c.model}, {"manifest_yaml", core::ToYaml(c)}};
+      {"model", c.model}, {"codec", c.codec}, {"zstd", c.zstd},
+      {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
                 {"test_acc_min", s.final_acc_min},
                 {"test_acc_max", s.final_acc_max},

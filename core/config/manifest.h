@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/algorithm/algorithm.h"
+#include "core/codec/codec.h"
 #include "core/config/lr_schedule.h"
 #include "core/topology/mixing.h"
 
@@ -46,6 +47,11 @@ struct RunConfig {
   std::string model = "lenet5";
   // exchange
   double deadline_s = 60;
+  std::string codec = "fp32";  // fp32, bf16, int8, topk
+  CodecOptions codec_options;  // derived from codec and the keys below
+  bool zstd = false;
+  double topk_fraction = 0.01;
+  int int8_chunk = 4096;
 };
 
 // Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.

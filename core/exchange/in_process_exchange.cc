@@ -8,8 +8,9 @@ namespace gut::core {
 template <typename T>
 class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
  public:
-  EndpointImpl(InProcessExchange* hub, const MixingMatrix& w, int rank)
-      : hub_(hub), rank_(rank), self_weight_(w.self_weight(rank)) {
+  EndpointImpl(InProcessExchange* hub, const MixingMatrix& w, int rank, uint64_t codec_seed)
+      : hub_(hub), rank_(rank), self_weight_(w.self_weight(rank)),
+        codec_(hub->codec_, DeriveSeed(codec_seed, rank, SeedPurpose::kCodec)) {
     const auto& nb = w.graph().neighbours(rank);
     for (size_t k = 0; k < nb.size(); ++k) neighbours_.push_back({nb[k], w.weight(rank, k)});
   }
@@ -19,11 +20,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
 
   absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
-    const Message m = Copy(message);
+    auto m = Encode(message);
+    if (!m.ok()) return m.status();
     for (const auto& nb : neighbours_) {
-      if (auto s = hub_->Post(rank_, nb.rank, round, slot, m); !s.ok()) return s;
+      if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
     }
-    sent_ += static_cast<int64_t>(neighbours_.size() * message.size() * sizeof(float));
+    sent_ += static_cast<int64_t>(neighbours_.size()) * (*m)->wire_bytes;
     return absl::OkStatus();
   }
 
@@ -33,18 +35,20 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       return absl::InvalidArgumentError(absl::StrCat("agent ", rank_, ": neighbour index ",
                                                      neighbour_index, " out of range"));
     }
-    sent_ += static_cast<int64_t>(message.size() * sizeof(float));
-    return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, Copy(message));
+    auto m = Encode(message);
+    if (!m.ok()) return m.status();
+    sent_ += (*m)->wire_bytes;
+    return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, *m);
   }
 
   absl::Status ReceiveWeightedSum(int64_t round, int slot, absl::Span<T> out) override {
     std::vector<Message> got;
     if (auto s = Collect(round, slot, &got); !s.ok()) return s;
     for (size_t k = 0; k < got.size(); ++k) {
-      if (got[k]->size() != out.size()) {
+      if (got[k]->values.size() != out.size()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "agent ", rank_, ": message from agent ", neighbours_[k].rank, " has ", got[k]->size(),
-            " elements, expected ", out.size()));
+            "agent ", rank_, ": message from agent ", neighbours_[k].rank, " has ",
+            got[k]->values.size(), " elements, expected ", out.size()));
       }
     }
     T* o = out.data();
@@ -55,12 +59,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     }
     {
       const T w = static_cast<T>(neighbours_[0].weight);
-      const T* m = got[0]->data();
+      const T* m = got[0]->values.data();
       for (size_t i = 0; i < n; ++i) o[i] = w * m[i];
     }
     for (size_t k = 1; k < got.size(); ++k) {
       const T w = static_cast<T>(neighbours_[k].weight);
-      const T* m = got[k]->data();
+      const T* m = got[k]->values.data();
       for (size_t i = 0; i < n; ++i) o[i] += w * m[i];
     }
     return absl::OkStatus();
@@ -71,7 +75,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       const std::function<void(int, absl::Span<const T>)>& fn) override {
     std::vector<Message> got;
     if (auto s = Collect(round, slot, &got); !s.ok()) return s;
-    for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), absl::MakeConstSpan(*got[k]));
+    for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), absl::MakeConstSpan(got[k]->values));
     return absl::OkStatus();
   }
 
@@ -79,18 +83,35 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   int64_t bytes_received() const override { return received_; }
 
  private:
-  // The message as an immutable shared buffer. Buffers every receiver has released are reused, so
-  // steady-state rounds allocate nothing.
-  Message Copy(absl::Span<const T> message) {
+  // A shared buffer for one outgoing message. Buffers every receiver has released are reused,
+  // so steady-state rounds allocate nothing.
+  std::shared_ptr<Payload> Buffer(size_t n) {
     for (auto& b : pool_) {
-      if (b.use_count() == 1 && b->size() == message.size()) {
-        std::copy(message.begin(), message.end(), b->begin());
-        return b;
-      }
+      if (b.use_count() == 1 && b->values.size() == n) return b;
     }
-    auto b = std::make_shared<std::vector<T>>(message.begin(), message.end());
+    auto b = std::make_shared<Payload>();
+    b->values.resize(n);
     if (pool_.size() < kPoolSize) pool_.push_back(b);
     return b;
+  }
+
+  // The message as the receivers will see it. Plain fp32 is copied; any other codec is encoded
+  // (which leaves the decoded values in `message`, for the sender's public copy) and decoded
+  // again into the shared buffer, exactly as a remote receiver would.
+  absl::StatusOr<Message> Encode(absl::Span<T> message) {
+    std::shared_ptr<Payload> b = Buffer(message.size());
+    if constexpr (std::is_same_v<T, float>) {
+      const CodecOptions& o = codec_.options();
+      if (o.kind != CodecKind::kFp32 || o.zstd) {
+        codec_.Encode(message, &wire_);
+        if (auto s = codec_.Decode(wire_, absl::MakeSpan(b->values)); !s.ok()) return s;
+        b->wire_bytes = static_cast<int64_t>(wire_.size());
+        return Message(b);
+      }
+    }
+    std::copy(message.begin(), message.end(), b->values.begin());
+    b->wire_bytes = static_cast<int64_t>(message.size() * sizeof(float));
+    return Message(b);
   }
   static constexpr size_t kPoolSize = 16;
 
@@ -119,7 +140,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     got->clear();
     for (const auto& nb : neighbours_) {
       auto it = box.find(Key{round, slot, nb.rank});
-      received_ += static_cast<int64_t>(it->second->size() * sizeof(float));
+      received_ += it->second->wire_bytes;
       got->push_back(std::move(it->second));
       box.erase(it);
     }
@@ -132,13 +153,18 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   double self_weight_;
   std::vector<NeighbourInfo> neighbours_;
   std::atomic<int64_t> sent_{0}, received_{0};
-  std::vector<std::shared_ptr<std::vector<T>>> pool_;  // touched by the owning agent's thread only
+  // Touched by the owning agent's thread only.
+  std::vector<std::shared_ptr<Payload>> pool_;
+  Codec codec_;
+  std::string wire_;
 };
 
 template <typename T>
-InProcessExchange<T>::InProcessExchange(const MixingMatrix& w, absl::Duration deadline)
-    : deadline_(deadline), mailbox_(w.size()), received_(w.size()) {
-  for (int i = 0; i < w.size(); ++i) endpoints_.push_back(std::make_unique<EndpointImpl>(this, w, i));
+InProcessExchange<T>::InProcessExchange(const MixingMatrix& w, absl::Duration deadline,
+                                        CodecOptions codec, uint64_t codec_seed)
+    : deadline_(deadline), codec_(codec), mailbox_(w.size()), received_(w.size()) {
+  for (int i = 0; i < w.size(); ++i)
+    endpoints_.push_back(std::make_unique<EndpointImpl>(this, w, i, codec_seed));
 }
 
 template <typename T>

@@ -1,7 +1,9 @@
 // InProcessExchange: the Neighbourhood of n agents that live in one process (gut-sim, tests).
 // The hub owns one mailbox per agent; Endpoint(i) is agent i's Neighbourhood. A broadcast stores
 // the message once (shared, immutable) and posts it to every neighbour's mailbox, so a round costs
-// one copy per sender, not one per edge. Byte counters report what an fp32 wire would carry.
+// one copy per sender, not one per edge. With a codec other than plain fp32 (float exchanges
+// only) every message is really encoded and decoded, so lossy codecs act exactly as on the wire;
+// byte counters report the encoded sizes (fp32 without a codec: 4 bytes per value).
 //
 // Thread-safety: any endpoint may be used from any thread, one thread per endpoint at a time.
 // The hub must outlive its endpoints.
@@ -16,6 +18,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/codec/codec.h"
 #include "core/exchange/neighbourhood.h"
 #include "core/topology/mixing.h"
 
@@ -24,7 +27,8 @@ namespace gut::core {
 template <typename T>
 class InProcessExchange {
  public:
-  explicit InProcessExchange(const MixingMatrix& w, absl::Duration deadline = absl::Seconds(60));
+  explicit InProcessExchange(const MixingMatrix& w, absl::Duration deadline = absl::Seconds(60),
+                             CodecOptions codec = CodecOptions(), uint64_t codec_seed = 0);
   InProcessExchange(const InProcessExchange&) = delete;
   InProcessExchange& operator=(const InProcessExchange&) = delete;
 
@@ -36,11 +40,16 @@ class InProcessExchange {
  private:
   class EndpointImpl;
   using Key = std::tuple<int64_t, int, int>;  // (round, slot, sender)
-  using Message = std::shared_ptr<const std::vector<T>>;
+  struct Payload {
+    std::vector<T> values;
+    int64_t wire_bytes = 0;
+  };
+  using Message = std::shared_ptr<const Payload>;
 
   absl::Status Post(int from, int to, int64_t round, int slot, const Message& m);
 
   absl::Duration deadline_;
+  CodecOptions codec_;
   absl::Mutex mu_;
   std::vector<std::map<Key, Message>> mailbox_ ABSL_GUARDED_BY(mu_);
   // Per receiver and slot: the last round already received (messages at or below it are stale).

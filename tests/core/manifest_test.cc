@@ -34,6 +34,11 @@ TEST(Manifest, ParsesAndAppliesOverrides) {
   EXPECT_EQ(c->seed, 3u);
   EXPECT_EQ(c->schedule.milestones, std::vector<double>{0.3});
   EXPECT_EQ(c->final_gossip_rounds, 51) << "default";
+  EXPECT_EQ(c->codec_options.kind, CodecKind::kFp32) << "default";
+  auto i8 = ParseManifest(kGood, "m.yaml", {"exchange.codec=int8", "exchange.zstd=true"});
+  ASSERT_TRUE(i8.ok()) << i8.status();
+  EXPECT_EQ(i8->codec_options.kind, CodecKind::kInt8);
+  EXPECT_TRUE(i8->codec_options.zstd);
   // The recorded YAML parses back to the same configuration.
   auto again = ParseManifest(ToYaml(*c), "again", {});
   ASSERT_TRUE(again.ok()) << again.status();
@@ -59,6 +64,8 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
   ExpectError(Error(kGood, {"model.name=vgg11"}), "model.name: unknown model 'vgg11'; allowed: lenet5");
   ExpectError(Error(kGood, {"topology.weights=max-degree"}), "topology.weights: unknown weight rule 'max-degree'");
   ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be at least 1, got 0");
+  ExpectError(Error(kGood, {"exchange.codec=fp8"}), "exchange.codec: unknown codec 'fp8'; allowed: fp32, bf16, int8, topk");
+  ExpectError(Error(kGood, {"exchange.codec=topk", "exchange.topk_fraction=0"}), "exchange.topk_fraction must be in (0, 1]");
 }
 
 TEST(Manifest, UnknownKeysAndWrongTypesAreRefusedWithTheLine) {

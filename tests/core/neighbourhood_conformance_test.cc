@@ -1,6 +1,8 @@
 // The Neighbourhood contract (core/exchange/neighbourhood.h), parameterised over implementations.
 // Every exchange (in-process today, gRPC in services/) must pass this suite unchanged.
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <thread>
 
@@ -159,6 +161,35 @@ TEST_P(NeighbourhoodConformance, ConcurrentAgentsAndByteCounts) {
   for (int i = 0; i < n; ++i) {
     EXPECT_EQ(group_->At(i).bytes_sent(), int64_t{rounds} * 2 * 64 * 4);
     EXPECT_EQ(group_->At(i).bytes_received(), int64_t{rounds} * 2 * 64 * 4);
+  }
+}
+
+// With a lossy codec the sender's message is replaced by its decoded value, and that is exactly
+// what every receiver gets: replicas stay bit-identical. Bytes are the encoded sizes.
+TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
+  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kTopK}) {
+    CodecOptions o;
+    o.kind = kind;
+    o.topk_fraction = 0.25;
+    MixingMatrix w = MixingMatrix::Build(*MakeRing(3), WeightRule::kUniform);
+    InProcessExchange<float> ex(w, absl::Seconds(5), o, 12);
+    std::vector<std::vector<float>> sent(3);
+    for (int i = 0; i < 3; ++i) {
+      sent[i].resize(1000);
+      for (size_t k = 0; k < 1000; ++k) sent[i][k] = std::sin(0.37f * k + i) * 0.01f;
+      const auto original = sent[i];
+      ASSERT_TRUE(ex.Endpoint(i).Broadcast(0, 0, absl::MakeSpan(sent[i])).ok());
+      EXPECT_NE(sent[i], original) << CodecName(kind) << " is lossy";
+    }
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(ex.Endpoint(i).ReceiveEach(0, 0, [&](int idx, absl::Span<const float> m) {
+        const int from = ex.Endpoint(i).neighbours()[idx].rank;
+        EXPECT_TRUE(std::equal(m.begin(), m.end(), sent[from].begin())) << CodecName(kind);
+      }).ok());
+    }
+    const int64_t per_message = kind == CodecKind::kBf16 ? 2000 : kind == CodecKind::kInt8 ? 1004 : 4 + 8 * 250;
+    EXPECT_EQ(ex.Endpoint(0).bytes_sent(), 2 * per_message) << CodecName(kind);
+    EXPECT_EQ(ex.Endpoint(0).bytes_received(), 2 * per_message) << CodecName(kind);
   }
 }
 

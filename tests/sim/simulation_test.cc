@@ -87,6 +87,22 @@ TEST_F(SimulationTest, SameSeedSameResultAnyThreadCount) {
   EXPECT_NE((*a)->Params(0), (*a)->Params(1)) << "agents train on different shards";
 }
 
+// Lossy codecs train too, and the bytes on the wire shrink as the codec promises.
+TEST_F(SimulationTest, Int8CodecTrainsWithAQuarterOfTheBytes) {
+  auto fp32 = Config("qg-gutm");
+  auto int8 = fp32;
+  int8.codec = "int8";
+  int8.codec_options.kind = core::CodecKind::kInt8;
+  auto a = Simulation::Create(fp32);
+  auto b = Simulation::Create(int8);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto sa = (*a)->Run(nullptr);
+  auto sb = (*b)->Run(nullptr);
+  ASSERT_TRUE(sa.ok() && sb.ok()) << sb.status();
+  EXPECT_GT(sb->final_acc_mean, 0.5);
+  EXPECT_NEAR(static_cast<double>(sb->bytes_sent) / sa->bytes_sent, 0.25, 0.001);
+}
+
 TEST_F(SimulationTest, MissingDataIsAClearError) {
   auto c = Config("dsgd");
   std::filesystem::remove_all(dir_ / "data");

@@ -39,7 +39,7 @@ void QuadraticRun::Round(double lr) {
   const int phases = algos_[0]->phases();
   for (int p = 0; p < phases; ++p) {
     for (int i = 0; i < n(); ++i) {
-      core::RoundContext<double> ctx{round_, lr, oracles_[i].get(), &ex_->Endpoint(i)};
+      core::RoundContext<double> ctx{round_, lr, oracles_[i].get(), &ex_->Endpoint(i), {}};
       auto s = algos_[i]->RunPhase(p, ctx);
       if (!s.ok()) throw std::runtime_error(std::string(s.message()));
     }
