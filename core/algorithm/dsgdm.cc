@@ -35,13 +35,7 @@ class AdaptThenCombine : public Algorithm<T> {
   }
 
   absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) override {
-    if (phase == 0) {
-      gossip_.Difference(x_.data(), e_.data());
-      return nbh->Broadcast(round, 0, absl::MakeSpan(e_));
-    }
-    if (auto s = nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(r_)); !s.ok()) return s;
-    gossip_.AbsorbAndCombine(e_.data(), r_.data(), x_.data());
-    return absl::OkStatus();
+    return gossip_.GossipPhase(phase, round, nbh, &x_, &e_, &r_);
   }
 
  protected:

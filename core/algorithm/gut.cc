@@ -54,15 +54,8 @@ class GutFamily final : public Algorithm<T> {
   }
 
   absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) override {
-    if (phase == 0) {
-      if (!e_current_) gossip_.Difference(x_.data(), e_.data());
-      e_current_ = false;
-      return nbh->Broadcast(round, 0, absl::MakeSpan(e_));
-    }
-    const absl::Span<T> r = OwnScratch();
-    if (auto s = nbh->ReceiveWeightedSum(round, 0, r); !s.ok()) return s;
-    gossip_.AbsorbAndCombine(e_.data(), r.data(), x_.data());
-    return absl::OkStatus();
+    e_current_ = false;
+    return gossip_.GossipPhase(phase, round, nbh, &x_, &e_, &r_);
   }
 
  private:

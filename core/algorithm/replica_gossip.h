@@ -11,7 +11,9 @@
 
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "core/exchange/neighbourhood.h"
 
 namespace gut::core {
 
@@ -38,6 +40,22 @@ class ReplicaGossip {
     const T* __restrict xh = xhat_.data();
     for (size_t k = 0; k < xhat_.size(); ++k) e[k] = x[k] - xh[k];
   }
+  // One phase of a plain gossip round x <- x + G (x <- W x for a lossless codec; the final
+  // averaging of ALGORITHMS.md §1.6): phase 0 sends e = x - x̂, phase 1 receives and combines.
+  // `e` must keep its contents between the two phases; `r` is scratch.
+  absl::Status GossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh, std::vector<T>* x,
+                           std::vector<T>* e, std::vector<T>* r) {
+    if (phase == 0) {
+      e->resize(x->size());
+      Difference(x->data(), e->data());
+      return nbh->Broadcast(round, 0, absl::MakeSpan(*e));
+    }
+    r->resize(x->size());
+    if (auto s = nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(*r)); !s.ok()) return s;
+    AbsorbAndCombine(e->data(), r->data(), x->data());
+    return absl::OkStatus();
+  }
+
   // x̂ += e, s += r, then x += G (the plain combine step x <- W x for a lossless codec).
   void AbsorbAndCombine(const T* __restrict e, const T* __restrict r, T* __restrict x) {
     T* __restrict xh = xhat_.data();
