@@ -138,7 +138,14 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
                                      config.num_agents, config.alpha, config.seed);
   if (!shards.ok()) return shards.status();
 
-  const std::vector<float> x0 = s->model.InitialParameters(config.seed);
+  std::vector<float> x0;
+  if (config.init == "torch") {
+    auto t = core::TorchDefaultInit(s->model, config.seed);
+    if (!t.ok()) return t.status();
+    x0 = std::move(*t);
+  } else {
+    x0 = s->model.InitialParameters(config.seed);
+  }
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
       *s->mixing, absl::Seconds(config.deadline_s), config.codec_options, config.seed);
   for (int i = 0; i < config.num_agents; ++i) {
@@ -318,7 +325,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"nesterov", c.hyper.nesterov}, {"lr_milestones", c.schedule.milestones},
       {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
       {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size},
-      {"model", c.model}, {"codec", c.codec}, {"zstd", c.zstd},
+      {"model", c.model}, {"init", c.init}, {"codec", c.codec}, {"zstd", c.zstd},
       {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
                 {"test_acc_min", s.final_acc_min},

@@ -151,6 +151,8 @@ absl::Status Validate(const RunConfig& c) {
   if (c.partition == "dirichlet" && (!(c.alpha > 0) || !std::isfinite(c.alpha)))
     return bad(absl::StrCat("data.alpha must be a positive number (Dirichlet concentration), got ", c.alpha));
   if (c.model != "lenet5") return bad(absl::StrCat("model.name: unknown model '", c.model, "'; allowed: lenet5"));
+  if (c.init != "gut" && c.init != "torch")
+    return bad(absl::StrCat("model.init: unknown initialisation '", c.init, "'; allowed: gut, torch"));
   if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
   if (!(c.topk_fraction > 0 && c.topk_fraction <= 1))
     return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.topk_fraction));
@@ -265,7 +267,8 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   MapReader model(top.Child("model"), "model", source);
   chain(model.Check());
   chain(model.Get("name", &c.model));
-  chain(model.NoUnknownKeys("name"));
+  chain(model.Get("init", &c.init));
+  chain(model.NoUnknownKeys("name, init"));
 
   MapReader ex(top.Child("exchange"), "exchange", source);
   chain(ex.Check());
@@ -364,7 +367,7 @@ std::string ToYaml(const RunConfig& c) {
       << "batch_size" << YAML::Value << c.batch_size << YAML::Key << "test_batch_size" << YAML::Value
       << c.test_batch_size << YAML::EndMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
-      << c.model << YAML::EndMap;
+      << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << c.codec << YAML::Key
       << "zstd" << YAML::Value << c.zstd << YAML::Key << "topk_fraction" << YAML::Value

@@ -45,6 +45,7 @@ struct RunConfig {
   int test_batch_size = 250;  // evaluation batch (does not change the result; 250 is fastest here)
   // model
   std::string model = "lenet5";
+  std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order
   // exchange
   double deadline_s = 60;
   std::string codec = "fp32";  // fp32, bf16, int8, topk

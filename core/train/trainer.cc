@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -184,6 +185,22 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(absl::Span<const float> params, con
     return absl::InternalError(absl::StrCat("evaluate: LibTorch: ", e.what_without_backtrace()));
   }
   return r;
+}
+
+absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed) {
+  std::vector<float> flat(model.num_params());
+  try {
+    at::manual_seed(seed);
+    const auto offsets = model.offsets();
+    for (size_t k = 0; k < model.layout.size(); ++k) {
+      const double bound = 1.0 / std::sqrt(static_cast<double>(model.layout[k].fan_in));
+      at::Tensor t = at::empty(model.layout[k].shape, at::kFloat).uniform_(-bound, bound);
+      std::memcpy(flat.data() + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("torch init: LibTorch: ", e.what_without_backtrace()));
+  }
+  return flat;
 }
 
 void SetComputeThreads(int threads) {

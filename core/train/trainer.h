@@ -79,6 +79,13 @@ class Trainer final : public GradientOracle<float> {
   double last_loss_ = 0;
 };
 
+// The initial model PyTorch would build: LibTorch's generator seeded with `seed`, then each
+// tensor in layout order drawn with uniform_(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.Conv2d and
+// nn.Linear initialise their weight and bias. With the reference code's seed this is its exact
+// starting point (manifest: model.init: torch). Not thread-safe: it reseeds LibTorch's global
+// generator.
+absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed);
+
 // Sets LibTorch (and OpenMP/OpenBLAS) to `threads` intra-op threads for the calling thread and
 // the process. gut runs agents in parallel, each on one thread.
 void SetComputeThreads(int threads);

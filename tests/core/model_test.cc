@@ -40,6 +40,19 @@ TEST(Models, InitialParametersAreSeededAndBounded) {
   EXPECT_NE(m.layout_hash(), other.layout_hash());
 }
 
+TEST(Models, TorchInitIsSeededBoundedAndDistinct) {
+  auto m = *GetModelInfo("lenet5");
+  auto a = TorchDefaultInit(m, 12), b = TorchDefaultInit(m, 12);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, m.InitialParameters(12));
+  const auto off = m.offsets();
+  for (size_t k = 0; k < m.layout.size(); ++k) {
+    const float bound = 1 / std::sqrt(float(m.layout[k].fan_in));
+    for (int64_t i = 0; i < m.layout[k].numel(); ++i) ASSERT_LE(std::abs((*a)[off[k] + i]), bound);
+  }
+}
+
 TEST(Models, FusedReluMaxPoolMatchesLibTorch) {
   at::manual_seed(1);
   for (auto shape : {std::vector<int64_t>{3, 6, 28, 28}, std::vector<int64_t>{2, 16, 10, 10}, std::vector<int64_t>{1, 2, 7, 5}}) {
