@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
   auto model = gut::core::GetModelInfo(config->model);
   auto shards = gut::core::DirichletPartition(data->train.labels, 10, n, config->alpha, config->seed);
   std::vector<std::unique_ptr<gut::core::Trainer>> trainers;
-  const std::vector<float> x0 = model->InitialParameters(config->seed);
+  const std::vector<float> x0 = *gut::core::InitialModel(*model, config->init, config->seed);
   for (int i = 0; i < n; ++i) {
     trainers.push_back(*gut::core::Trainer::Create(
         *model, &data->train, (*shards)[i], config->batch_size,

@@ -138,22 +138,16 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
                                      config.num_agents, config.alpha, config.seed);
   if (!shards.ok()) return shards.status();
 
-  std::vector<float> x0;
-  if (config.init == "torch") {
-    auto t = core::TorchDefaultInit(s->model, config.seed);
-    if (!t.ok()) return t.status();
-    x0 = std::move(*t);
-  } else {
-    x0 = s->model.InitialParameters(config.seed);
-  }
+  auto x0 = core::InitialModel(s->model, config.init, config.seed);
+  if (!x0.ok()) return x0.status();
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
-      *s->mixing, absl::Seconds(config.deadline_s), config.codec_options, config.seed);
+      *s->mixing, absl::Seconds(config.deadline_s), config.codec, config.seed);
   for (int i = 0; i < config.num_agents; ++i) {
     auto t = core::Trainer::Create(s->model, &s->data.train, (*shards)[i], config.batch_size,
                                    core::DeriveSeed(config.seed, i, core::SeedPurpose::kSampler));
     if (!t.ok()) return t.status();
     s->trainers.push_back(std::move(*t));
-    auto a = core::CreateAlgorithm<float>(config.hyper, x0, s->mixing->self_weight(i));
+    auto a = core::CreateAlgorithm<float>(config.hyper, *x0, s->mixing->self_weight(i));
     if (!a.ok()) return a.status();
     s->algorithms.push_back(std::move(*a));
   }
@@ -325,7 +319,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"nesterov", c.hyper.nesterov}, {"lr_milestones", c.schedule.milestones},
       {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
       {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size},
-      {"model", c.model}, {"init", c.init}, {"codec", c.codec}, {"zstd", c.zstd},
+      {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
       {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
                 {"test_acc_min", s.final_acc_min},

@@ -154,9 +154,10 @@ absl::Status Validate(const RunConfig& c) {
   if (c.init != "gut" && c.init != "torch")
     return bad(absl::StrCat("model.init: unknown initialisation '", c.init, "'; allowed: gut, torch"));
   if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
-  if (!(c.topk_fraction > 0 && c.topk_fraction <= 1))
-    return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.topk_fraction));
-  if (c.int8_chunk < 1) return bad(absl::StrCat("exchange.int8_chunk must be >= 1, got ", c.int8_chunk));
+  if (!(c.codec.topk_fraction > 0 && c.codec.topk_fraction <= 1))
+    return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.codec.topk_fraction));
+  if (c.codec.int8_chunk < 1)
+    return bad(absl::StrCat("exchange.int8_chunk must be >= 1, got ", c.codec.int8_chunk));
   if (!(c.schedule.gamma > 0)) return bad(absl::StrCat("algorithm.schedule.gamma must be positive, got ", c.schedule.gamma));
   for (double m : c.schedule.milestones)
     if (!(m >= 0 && m <= 1))
@@ -273,10 +274,11 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   MapReader ex(top.Child("exchange"), "exchange", source);
   chain(ex.Check());
   chain(ex.Get("deadline_s", &c.deadline_s));
-  chain(ex.Get("codec", &c.codec));
-  chain(ex.Get("zstd", &c.zstd));
-  chain(ex.Get("topk_fraction", &c.topk_fraction));
-  chain(ex.Get("int8_chunk", &c.int8_chunk));
+  std::string codec_name = CodecName(c.codec.kind);
+  chain(ex.Get("codec", &codec_name));
+  chain(ex.Get("zstd", &c.codec.zstd));
+  chain(ex.Get("topk_fraction", &c.codec.topk_fraction));
+  chain(ex.Get("int8_chunk", &c.codec.int8_chunk));
   chain(ex.NoUnknownKeys("deadline_s, codec, zstd, topk_fraction, int8_chunk"));
 
   chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, exchange"));
@@ -284,14 +286,11 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
 
   c.schedule.lr0 = c.hyper.lr;
   c.schedule.epochs = c.epochs;
-  if (auto kind = ParseCodecKind(c.codec); kind.ok()) {
-    c.codec_options.kind = *kind;
+  if (auto kind = ParseCodecKind(codec_name); kind.ok()) {
+    c.codec.kind = *kind;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(source, ": exchange.codec: ", kind.status().message()));
   }
-  c.codec_options.zstd = c.zstd;
-  c.codec_options.topk_fraction = c.topk_fraction;
-  c.codec_options.int8_chunk = c.int8_chunk;
   if (auto s = Validate(c); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
   }
@@ -369,9 +368,10 @@ std::string ToYaml(const RunConfig& c) {
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
       << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
-      << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << c.codec << YAML::Key
-      << "zstd" << YAML::Value << c.zstd << YAML::Key << "topk_fraction" << YAML::Value
-      << c.topk_fraction << YAML::Key << "int8_chunk" << YAML::Value << c.int8_chunk << YAML::EndMap;
+      << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
+      << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "topk_fraction"
+      << YAML::Value << c.codec.topk_fraction << YAML::Key << "int8_chunk" << YAML::Value
+      << c.codec.int8_chunk << YAML::EndMap;
   out << YAML::EndMap;
   return out.c_str();
 }

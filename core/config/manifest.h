@@ -48,11 +48,7 @@ struct RunConfig {
   std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order
   // exchange
   double deadline_s = 60;
-  std::string codec = "fp32";  // fp32, bf16, int8, topk
-  CodecOptions codec_options;  // derived from codec and the keys below
-  bool zstd = false;
-  double topk_fraction = 0.01;
-  int int8_chunk = 4096;
+  CodecOptions codec;  // exchange.codec (fp32, bf16, int8, topk), zstd, topk_fraction, int8_chunk
 };
 
 // Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.

@@ -203,6 +203,14 @@ absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint
   return flat;
 }
 
+absl::StatusOr<std::vector<float>> InitialModel(const ModelInfo& model, const std::string& init,
+                                                uint64_t seed) {
+  if (init == "torch") return TorchDefaultInit(model, seed);
+  if (init == "gut") return model.InitialParameters(seed);
+  return absl::InvalidArgumentError(
+      absl::StrCat("model.init: unknown initialisation '", init, "'; allowed: gut, torch"));
+}
+
 void SetComputeThreads(int threads) {
   at::set_num_threads(threads);
   at::init_num_threads();

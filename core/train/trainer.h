@@ -86,6 +86,11 @@ class Trainer final : public GradientOracle<float> {
 // generator.
 absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed);
 
+// The run's initial model for manifest key model.init: "torch" (TorchDefaultInit) or "gut"
+// (ModelInfo::InitialParameters). Every agent and every tool builds x0 through this.
+absl::StatusOr<std::vector<float>> InitialModel(const ModelInfo& model, const std::string& init,
+                                                uint64_t seed);
+
 // Sets LibTorch (and OpenMP/OpenBLAS) to `threads` intra-op threads for the calling thread and
 // the process. gut runs agents in parallel, each on one thread.
 void SetComputeThreads(int threads);

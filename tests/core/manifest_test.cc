@@ -34,11 +34,11 @@ TEST(Manifest, ParsesAndAppliesOverrides) {
   EXPECT_EQ(c->seed, 3u);
   EXPECT_EQ(c->schedule.milestones, std::vector<double>{0.3});
   EXPECT_EQ(c->final_gossip_rounds, 51) << "default";
-  EXPECT_EQ(c->codec_options.kind, CodecKind::kFp32) << "default";
+  EXPECT_EQ(c->codec.kind, CodecKind::kFp32) << "default";
   auto i8 = ParseManifest(kGood, "m.yaml", {"exchange.codec=int8", "exchange.zstd=true"});
   ASSERT_TRUE(i8.ok()) << i8.status();
-  EXPECT_EQ(i8->codec_options.kind, CodecKind::kInt8);
-  EXPECT_TRUE(i8->codec_options.zstd);
+  EXPECT_EQ(i8->codec.kind, CodecKind::kInt8);
+  EXPECT_TRUE(i8->codec.zstd);
   // The recorded YAML parses back to the same configuration.
   auto again = ParseManifest(ToYaml(*c), "again", {});
   ASSERT_TRUE(again.ok()) << again.status();

@@ -91,8 +91,7 @@ TEST_F(SimulationTest, SameSeedSameResultAnyThreadCount) {
 TEST_F(SimulationTest, Int8CodecTrainsWithAQuarterOfTheBytes) {
   auto fp32 = Config("qg-gutm");
   auto int8 = fp32;
-  int8.codec = "int8";
-  int8.codec_options.kind = core::CodecKind::kInt8;
+  int8.codec.kind = core::CodecKind::kInt8;
   auto a = Simulation::Create(fp32);
   auto b = Simulation::Create(int8);
   ASSERT_TRUE(a.ok() && b.ok());
