@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "sim/simulation.h"
+#include "sim/report.h"
 
 namespace gut::sim {
 

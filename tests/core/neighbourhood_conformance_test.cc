@@ -1,13 +1,18 @@
-// The Neighbourhood contract (core/exchange/neighbourhood.h), parameterised over implementations.
-// Every exchange (in-process today, gRPC in services/) must pass this suite unchanged.
+// The Neighbourhood contract (core/exchange/neighbourhood.h), parameterised over implementations:
+// the in-process exchange of gut-sim and the gRPC exchange of gut-agentd (n agents on loopback,
+// each with its own server) pass this suite unchanged.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <functional>
 #include <thread>
 
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
 #include "core/exchange/in_process_exchange.h"
 #include "gtest/gtest.h"
+#include "services/peer_exchange.h"
 
 namespace gut::core {
 namespace {
@@ -28,6 +33,51 @@ class InProcessGroup final : public ExchangeGroup {
 
  private:
   InProcessExchange<float> ex_;
+};
+
+// n GrpcExchanges on 127.0.0.1, each behind its own server, wired by the mixing matrix.
+class GrpcGroup final : public ExchangeGroup {
+ public:
+  GrpcGroup(const MixingMatrix& w, absl::Duration d) {
+    const int n = w.size();
+    std::vector<std::string> addr(n);
+    for (int i = 0; i < n; ++i) {
+      services_.push_back(std::make_unique<services::PeerService>());
+      grpc::ServerBuilder b;
+      int port = 0;
+      b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+      services::StreamTuning::ForTests().ApplyToServer(&b, true);
+      b.RegisterService(services_.back().get());
+      servers_.push_back(b.BuildAndStart());
+      addr[i] = "127.0.0.1:" + std::to_string(port);
+    }
+    for (int i = 0; i < n; ++i) {
+      services::GrpcExchangeOptions o;
+      o.run_id = "conformance";
+      o.rank = i;
+      o.self_weight = w.self_weight(i);
+      const auto& nb = w.graph().neighbours(i);
+      for (size_t k = 0; k < nb.size(); ++k) o.neighbours.push_back({nb[k], w.weight(i, k), addr[nb[k]]});
+      o.layout_hash = 42;
+      o.num_params = 1024;
+      o.deadline = d;
+      o.tuning = services::StreamTuning::ForTests();
+      auto ex = services::GrpcExchange::Create(o, services_[i].get());
+      EXPECT_TRUE(ex.ok()) << ex.status();
+      exchanges_.push_back(std::move(*ex));
+    }
+    for (auto& ex : exchanges_) EXPECT_TRUE(ex->WaitConnected(absl::Seconds(20)).ok());
+  }
+  ~GrpcGroup() override {
+    for (auto& ex : exchanges_) ex->Shutdown(absl::Seconds(5));
+    for (auto& s : servers_) s->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  Neighbourhood<float>& At(int rank) override { return *exchanges_[rank]; }
+
+ private:
+  std::vector<std::unique_ptr<services::PeerService>> services_;
+  std::vector<std::unique_ptr<grpc::Server>> servers_;
+  std::vector<std::unique_ptr<services::GrpcExchange>> exchanges_;
 };
 
 struct Impl {
@@ -197,6 +247,10 @@ INSTANTIATE_TEST_SUITE_P(Implementations, NeighbourhoodConformance,
                          ::testing::Values(Impl{"InProcess",
                                                 [](const MixingMatrix& w, absl::Duration d) {
                                                   return std::unique_ptr<ExchangeGroup>(new InProcessGroup(w, d));
+                                                }},
+                                           Impl{"Grpc",
+                                                [](const MixingMatrix& w, absl::Duration d) {
+                                                  return std::unique_ptr<ExchangeGroup>(new GrpcGroup(w, d));
                                                 }}),
                          [](const auto& info) { return info.param.name; });
 

@@ -1,0 +1,94 @@
+#include "sim/report.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "sim/plot.h"
+
+namespace gut::sim {
+
+std::string FormatProgress(const EpochRecord& r) {
+  const int eta = static_cast<int>(r.eta_s);
+  std::string acc = r.evaluated ? absl::StrFormat("acc %6.2f%% [min %6.2f max %6.2f]", 100 * r.acc_mean,
+                                                  100 * r.acc_min, 100 * r.acc_max)
+                                : std::string("acc (not evaluated)");
+  return absl::StrFormat(
+      "epoch %3d/%d  lr %.4g  loss %.4f  %s  consensus %.3e  %.1f rounds/s  elapsed %.0fs  ETA %dm%02ds",
+      r.epoch, r.epochs, r.lr, r.train_loss, acc, r.consensus, r.rounds_per_s, r.wall_s, eta / 60,
+      eta % 60);
+}
+
+absl::Status AtomicWrite(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
+    out << content;
+    if (!out.flush()) return absl::DataLossError(absl::StrCat("error writing ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs) {
+  std::string out =
+      "epoch,rounds,lr,train_loss,test_acc_mean,test_acc_min,test_acc_max,test_loss,consensus_distance,"
+      "wall_s,train_s,rounds_per_s,bytes_sent\n";
+  for (const auto& r : epochs) {
+    auto acc = [&](double v) { return r.evaluated ? absl::StrFormat("%.6f", v) : std::string(); };
+    absl::StrAppend(&out, absl::StrFormat("%d,%d,%.6g,%.6f,%s,%s,%s,%s,%.6e,%.3f,%.3f,%.2f,%d\n", r.epoch,
+                                          r.rounds, r.lr, r.train_loss, acc(r.acc_mean), acc(r.acc_min),
+                                          acc(r.acc_max), acc(r.test_loss), r.consensus, r.wall_s,
+                                          r.train_s, r.rounds_per_s, r.bytes_sent));
+  }
+  return AtomicWrite(path, out);
+}
+
+absl::Status WritePlot(const std::string& path, const std::string& title,
+                       const std::vector<EpochRecord>& epochs) {
+  return AtomicWrite(path, RenderSvg(title, epochs));
+}
+
+absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
+                              const Summary& s) {
+  nlohmann::json j;
+  j["config"] = {
+      {"name", c.name}, {"seed", c.seed}, {"epochs", c.epochs},
+      {"final_gossip_rounds", c.final_gossip_rounds}, {"agents", c.num_agents},
+      {"graph", c.graph}, {"weights", c.weights}, {"algorithm", c.hyper.algorithm},
+      {"lr", c.hyper.lr}, {"momentum", c.hyper.momentum}, {"mu", c.hyper.mu},
+      {"nesterov", c.hyper.nesterov}, {"lr_milestones", c.schedule.milestones},
+      {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
+      {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size},
+      {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
+      {"manifest_yaml", core::ToYaml(c)}};
+  j["final"] = {{"test_acc_mean", s.final_acc_mean},
+                {"test_acc_min", s.final_acc_min},
+                {"test_acc_max", s.final_acc_max},
+                {"test_acc_per_agent", s.final_acc},
+                {"consensus_before_gossip", s.consensus_before_gossip},
+                {"consensus_after_gossip", s.consensus_after_gossip}};
+  if (!s.epochs.empty()) {
+    const auto& last = s.epochs.back();
+    j["last_epoch"] = {{"test_acc_mean", last.acc_mean}, {"test_acc_min", last.acc_min},
+                       {"test_acc_max", last.acc_max}, {"train_loss", last.train_loss},
+                       {"consensus_distance", last.consensus}};
+  }
+  const double train_s = s.epochs.empty() ? 0 : s.epochs.back().train_s;
+  const int64_t train_rounds = s.epochs.empty() ? 0 : s.epochs.back().rounds;
+  j["timing"] = {{"wall_s", s.wall_s},
+                 {"train_s", train_s},
+                 {"rounds", s.rounds},
+                 {"ms_per_training_round", train_rounds > 0 ? 1e3 * train_s / train_rounds : 0.0},
+                 {"threads", s.threads}};
+  j["exchange"] = {{"bytes_sent", s.bytes_sent}, {"num_params", s.num_params}};
+  return AtomicWrite(path, j.dump(2) + "\n");
+}
+
+}  // namespace gut::sim

@@ -1,0 +1,58 @@
+// A run's results as files, shared by gut-sim and gut-coordinator (no LibTorch here):
+// metrics.csv (one row per epoch), summary.json (configuration, results, timings), metrics.svg.
+// Every file is written atomically (temporary file, then rename): a crash never leaves half a file.
+#ifndef GUT_SIM_REPORT_H_
+#define GUT_SIM_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/config/manifest.h"
+
+namespace gut::sim {
+
+struct EpochRecord {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  int64_t rounds = 0;  // rounds done so far
+  double lr = 0;
+  double train_loss = 0;  // mean over agents of the epoch's mean minibatch loss
+  bool evaluated = false;
+  double acc_mean = 0, acc_min = 0, acc_max = 0;  // test accuracy over agents, in [0, 1]
+  double test_loss = 0;
+  double consensus = 0;  // sqrt(1/n sum ||x_i - x̄||^2)
+  double wall_s = 0;     // since the start of training
+  double train_s = 0;    // time in training rounds only (no evaluation)
+  double rounds_per_s = 0;
+  double eta_s = 0;
+  int64_t bytes_sent = 0;
+};
+
+struct Summary {
+  std::vector<EpochRecord> epochs;
+  double final_acc_mean = 0, final_acc_min = 0, final_acc_max = 0;
+  std::vector<double> final_acc;  // per agent, after the final gossip rounds
+  double consensus_before_gossip = 0, consensus_after_gossip = 0;
+  double wall_s = 0;
+  int64_t rounds = 0;
+  int64_t bytes_sent = 0;
+  int64_t num_params = 0;
+  int threads = 0;
+};
+
+// metrics.csv: a header and one row per epoch. summary.json: config, results, timings.
+absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs);
+absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& config,
+                              const Summary& summary);
+std::string FormatProgress(const EpochRecord& r);
+// metrics.svg: accuracy band, train loss and consensus distance per epoch.
+absl::Status WritePlot(const std::string& path, const std::string& title,
+                       const std::vector<EpochRecord>& epochs);
+
+absl::Status AtomicWrite(const std::string& path, const std::string& content);
+
+}  // namespace gut::sim
+
+#endif  // GUT_SIM_REPORT_H_
