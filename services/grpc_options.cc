@@ -52,6 +52,10 @@ void StreamTuning::ApplyToChannel(grpc::ChannelArguments* a) const {
   // One connection per neighbour: do not share subchannels between the edges of one process
   // (an in-process test cluster would otherwise multiplex every edge on one TCP connection).
   a->SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A whole round message fits the initial flow-control window: no WINDOW_UPDATE round trips
+  // (each one costs a wake-up of the other process) while a message is in flight.
+  a->SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
+  a->SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
 }
 
 void StreamTuning::ApplyToServer(grpc::ServerBuilder* b, bool peer_port) const {
@@ -63,6 +67,8 @@ void StreamTuning::ApplyToServer(grpc::ServerBuilder* b, bool peer_port) const {
                         server_min_ping_interval_ms);
   b->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, peer_port ? 0 : 5);
   b->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  b->AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
+  b->AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
   b->SetMaxReceiveMessageSize(max_frame_bytes);
   b->SetMaxSendMessageSize(max_frame_bytes);
 }

@@ -14,7 +14,8 @@ std::vector<float> SketchParams(absl::Span<const float> x, uint64_t seed) {
     for (int b = 0; b < kBlocks; ++b) {
       uint64_t bits = SplitMix64(seed ^ SplitMix64(i * kBlocks + b));
       double* a = acc.data() + 64 * b;
-      for (int r = 0; r < 64; ++r, bits >>= 1) a[r] += (bits & 1) ? v : -v;
+      // Branch-free: the sign is bit r of the hash.
+      for (int r = 0; r < 64; ++r) a[r] += v * static_cast<double>(static_cast<int>((bits >> r) & 1) * 2 - 1);
     }
   }
   std::vector<float> s(kSketchSize);

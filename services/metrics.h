@@ -1,0 +1,49 @@
+// The /metrics endpoint of a gut process: the process's prometheus-cpp registry plus the standard
+// process_* metrics read from /proc (prometheus-cpp 1.0.1 has no process collector), in the
+// Prometheus text format, served by a minimal HTTP/1.1 server of our own on one thread.
+// (prometheus-cpp's civetweb Exposer cannot start in a process that has LibTorch loaded: mg_start
+// returns null, reproduced with a five-line program linked against libtorch_cpu; and its
+// destructor blocks about 2 s.) GET /metrics answers; anything else gets 404. Requests are read
+// with a 2 s timeout, so a stuck client cannot hold the endpoint.
+#ifndef GUT_SERVICES_METRICS_H_
+#define GUT_SERVICES_METRICS_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace prometheus {
+class Registry;
+}  // namespace prometheus
+
+namespace gut::services {
+
+class MetricsEndpoint {
+ public:
+  // Serves http://ADDRESS/metrics (IPv4 "host:port"; port 0 picks a free one, see port()).
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& address);
+  ~MetricsEndpoint();
+  prometheus::Registry& registry() { return *registry_; }
+  int port() const { return port_; }
+  // The page as it would be served now.
+  std::string Render() const;
+
+ private:
+  MetricsEndpoint() = default;
+  void Loop();
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<class ProcessCollector> process_;
+  int fd_ = -1, wake_[2] = {-1, -1};
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// Histogram buckets for durations: 1 ms to about 65 s, doubling.
+std::vector<double> DurationBuckets();
+
+}  // namespace gut::services
+
+#endif  // GUT_SERVICES_METRICS_H_
