@@ -626,6 +626,11 @@ int Agent::Run() {
     code = 1;
   }
   reporter_.reset();
+  if (endpoint_ && !o_.checkpoint_dir.empty()) {
+    // The last scrape, kept for post-mortems (and checked by promtool in the tests).
+    if (metrics_) metrics_->Sync(exchange_->Stats(), peer_service_);
+    (void)sim::AtomicWrite(o_.checkpoint_dir + "/metrics.prom", endpoint_->Render());
+  }
   Shutdown();
   return code;
 }

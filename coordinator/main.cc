@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
   }
   if (result.ok() && linger_s > 0) absl::SleepFor(absl::Seconds(linger_s));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (metrics) (void)gut::sim::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (!result.ok()) {
     std::fprintf(stderr, "gut-coordinator: %s\n", std::string(result.message()).c_str());
     return 1;

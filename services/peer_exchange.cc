@@ -92,9 +92,12 @@ class PeerStream {
     EndCall();
   }
 
-  // Ends the stream: OK drains the queue first; an error cancels it (also one already draining).
-  void Close(const grpc::Status& why) {
-    const bool cancel = !why.ok();
+  // Ends the stream. kDrain sends what is queued first, then finishes with `why`; kDiscard drops
+  // the queue and finishes with `why` (a server's refusal reaches the client this way); kCancel
+  // also cancels the call (a client's only way to refuse; a stuck peer), even one already draining.
+  enum class Mode { kDrain, kDiscard, kCancel };
+  void Close(const grpc::Status& why, Mode mode) {
+    const bool cancel = mode == Mode::kCancel;
     {
       absl::MutexLock l(&smu_);
       if (finished_) return;
@@ -104,10 +107,8 @@ class PeerStream {
       } else if (!cancel) {
         return;
       }
-      if (cancel) {
-        queue_.clear();
-        ++in_call_;  // no Finish while the cancel is being issued
-      }
+      if (mode != Mode::kDrain) queue_.clear();
+      if (cancel) ++in_call_;  // no Finish while the cancel is being issued
     }
     if (cancel) {
       DoCancel();
@@ -116,6 +117,7 @@ class PeerStream {
       EndCall(/*entered=*/false);
     }
   }
+  void Close(const grpc::Status& why) { Close(why, why.ok() ? Mode::kDrain : Mode::kCancel); }
 
   bool is_client() const { return client_; }
   const std::string& peer() const { return peer_; }
@@ -608,6 +610,9 @@ class ServerStream final : public PeerStream,
         service_->CountReject(Reject::kProtocol);
         spdlog::warn("peer stream from {} ended before its hello (bad bytes, oversized frame or "
                      "cancelled)", peer_);
+        return Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  "no hello: unreadable frame, or the stream closed first"),
+                     Mode::kDiscard);
       }
       return ReadFailed();
     }
@@ -616,18 +621,18 @@ class ServerStream final : public PeerStream,
       ExchangeCore* c = RegisterWithService();
       if (c == nullptr) {
         service_->CountReject(Reject::kNotReady);
-        return Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent has not joined a run yet"));
+        return Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent has not joined a run yet"), Mode::kDiscard);
       }
       core_ = c;
     }
     auto a = core_->HandleFrame(this, in_);
     if (a.close_other) a.close_other->Close(grpc::Status(grpc::StatusCode::CANCELLED, "replaced"));
-    if (a.refuse) return Close(a.refusal);
+    if (a.refuse) return Close(a.refusal, Mode::kDiscard);
     for (auto& f : a.send) Send(std::move(f));
     ReadNext();
   }
   void OnWriteDone(bool ok) override { WriteDone(ok); }
-  void OnCancel() override { Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+  void OnCancel() override { Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"), Mode::kDiscard); }
   void OnDone() override { Done(grpc::Status::OK); }
 
  private:
