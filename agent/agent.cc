@@ -133,7 +133,7 @@ struct Metrics {
       : round(prometheus::BuildGauge().Name("gut_agent_round").Help("Current round.").Register(r).Add({})),
         epoch(prometheus::BuildGauge().Name("gut_agent_epoch").Help("Epochs completed.").Register(r).Add({})),
         rounds(prometheus::BuildCounter().Name("gut_agent_rounds_completed_total")
-                   .Help("Training and gossip rounds completed.").Register(r).Add({})),
+                   .Help("Training rounds completed.").Register(r).Add({})),
         round_seconds(prometheus::BuildHistogram().Name("gut_agent_round_duration_seconds")
                           .Help("Wall time of one training round.").Register(r)
                           .Add({}, services::DurationBuckets())),
@@ -557,7 +557,7 @@ void Agent::Leave(bool failed, const std::string& reason) {
   req.set_reason(reason);
   req.set_failed(failed);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::min(absl::Seconds(2), absl::Seconds(o_.stop_timeout_s) / 4)));
   gut::v1::LeaveResponse resp;
   if (auto s = stub->Leave(&ctx, req, &resp); !s.ok()) spdlog::info("leave not delivered: {}", s.error_message());
 }

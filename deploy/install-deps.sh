@@ -2,8 +2,26 @@
 # Installs everything gut needs from Debian 12's archive: the toolchain, the libraries, the
 # Fashion-MNIST data set and an OpenMP OpenBLAS build (Debian's libtorch otherwise runs GEMM on
 # reference BLAS at half speed). Idempotent: when every package is present it does nothing.
+# Also fetches promtool (from Debian's prometheus package, unpacked into .deps/bin without
+# installing the server) so that the tests can lint every /metrics page; without network access
+# that step only warns.
 # Usage: deploy/install-deps.sh [--check]   (--check: exit 1 if anything is missing, install nothing)
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+fetch_promtool() {
+  [[ -x "$here/.deps/bin/promtool" ]] && return 0
+  local tmp
+  tmp="$(mktemp -d)"
+  if (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1) && dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"; then
+    mkdir -p "$here/.deps/bin"
+    cp "$tmp/root/usr/bin/promtool" "$here/.deps/bin/promtool"
+    echo "install-deps: promtool in .deps/bin" >&2
+  else
+    echo "install-deps: could not fetch promtool (no network?); /metrics lint tests will be skipped" >&2
+  fi
+  rm -rf "$tmp"
+}
 
 PACKAGES=(
   # toolchain
@@ -26,6 +44,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
+  [[ "${1:-}" == "--check" ]] || fetch_promtool
   exit 0
 fi
 if [[ "${1:-}" == "--check" ]]; then
@@ -43,3 +62,4 @@ export DEBIAN_FRONTEND=noninteractive
 # The package lists may be absent on a fresh machine; refresh them once.
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fetch_promtool
