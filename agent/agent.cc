@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -377,6 +378,7 @@ absl::Status Agent::Prepare() {
   // partition).
   shard_ = Compact(data_.train, shard);
   data_.train = core::Dataset();
+  malloc_trim(0);  // give the full training set back to the system (TuneAllocator keeps heaps)
   std::vector<int64_t> local(shard_.size());
   for (int64_t k = 0; k < shard_.size(); ++k) local[k] = k;
   core::SetComputeThreads(o_.threads);

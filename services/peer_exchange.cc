@@ -98,18 +98,25 @@ class PeerStream {
   enum class Mode { kDrain, kDiscard, kCancel };
   void Close(const grpc::Status& why, Mode mode) {
     const bool cancel = mode == Mode::kCancel;
+    bool cancel_finished_client = false;
     {
       absl::MutexLock l(&smu_);
-      if (finished_) return;
-      if (!closing_) {
+      // A client that already half-closed waits for the server's status; cancelling is its only
+      // way out if that never comes (its context lives as long as this object). A finished
+      // server stream needs nothing: its OnDone follows Finish.
+      if (finished_) {
+        if (!(cancel && client_)) return;
+        cancel_finished_client = true;
+      } else if (!closing_) {
         closing_ = true;
         close_status_ = why;
       } else if (!cancel) {
         return;
       }
       if (mode != Mode::kDrain) queue_.clear();
-      if (cancel) ++in_call_;  // no Finish while the cancel is being issued
+      if (cancel && !finished_) ++in_call_;  // no Finish while the cancel is being issued
     }
+    if (cancel_finished_client) return DoCancel();
     if (cancel) {
       DoCancel();
       EndCall();
@@ -121,6 +128,12 @@ class PeerStream {
 
   bool is_client() const { return client_; }
   const std::string& peer() const { return peer_; }
+  std::string DebugState() {
+    absl::MutexLock l(&smu_);
+    return absl::StrCat(client_ ? "client" : "server", " to ", peer_, ": closing=", closing_, " writing=", writing_,
+                        " in_call=", in_call_, " finished=", finished_, " read_failed=", read_failed_,
+                        " queued=", queue_.size());
+  }
 
   // Guarded by ExchangeCore::mu_.
   int edge = -1;            // attached edge, once the hellos are exchanged
@@ -710,7 +723,10 @@ absl::StatusOr<std::unique_ptr<GrpcExchange>> GrpcExchange::Create(GrpcExchangeO
   return std::unique_ptr<GrpcExchange>(new GrpcExchange(std::move(core)));
 }
 
-GrpcExchange::~GrpcExchange() { Shutdown(absl::Seconds(5)); }
+GrpcExchange::~GrpcExchange() {
+  Shutdown(absl::Seconds(5));
+  if (leak_core_) (void)core_.release();
+}
 
 int GrpcExchange::rank() const { return core_->opt.rank; }
 double GrpcExchange::self_weight() const { return core_->opt.self_weight; }
@@ -954,15 +970,29 @@ void GrpcExchange::Shutdown(absl::Duration timeout) {
   // Graceful first (queued frames drain), then cancel whatever is still open.
   for (auto& s : streams) s->Close(grpc::Status::OK);
   auto none = [c]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) { return c->live == 0; };
-  absl::MutexLock l(&c->mu);
-  if (!c->mu.AwaitWithTimeout(absl::Condition(&none), timeout)) {
+  // A graceful close normally takes milliseconds; a half-closed client stream whose server never
+  // answers has been seen to wait forever (gRPC 1.51, loaded machine), so cancel after a second.
+  const absl::Duration graceful = std::min(timeout / 2, absl::Seconds(1));
+  c->mu.Lock();
+  if (!c->mu.AwaitWithTimeout(absl::Condition(&none), graceful)) {
     c->mu.Unlock();
+    for (auto& s : streams) {
+      spdlog::debug("agent {}: stream not closed after {}: {}", c->opt.rank, absl::FormatDuration(graceful),
+                    s->DebugState());
+    }
     for (auto& s : streams) s->Close(grpc::Status(grpc::StatusCode::CANCELLED, "agent shutting down"));
     c->mu.Lock();
     // Cancelled streams end promptly; the core must outlive every one of them.
-    c->mu.Await(absl::Condition(&none));
+    if (!c->mu.AwaitWithTimeout(absl::Condition(&none), timeout)) {
+      spdlog::error("agent {}: {} peer stream(s) did not end after cancellation; leaving them behind",
+                    c->opt.rank, c->live);
+      c->mu.Unlock();
+      leak_core_ = true;  // never free what a late reaction may still touch
+      return;
+    }
   }
   for (auto& e : c->edges) e.stats.connected = false;
+  c->mu.Unlock();
 }
 
 ExchangeStats GrpcExchange::Stats() const {

@@ -133,6 +133,7 @@ class GrpcExchange final : public core::Neighbourhood<float> {
  private:
   explicit GrpcExchange(std::unique_ptr<ExchangeCore> core);
   std::unique_ptr<ExchangeCore> core_;
+  bool leak_core_ = false;  // streams outlived Shutdown: the core is never freed
 };
 
 }  // namespace gut::services

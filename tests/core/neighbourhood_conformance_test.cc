@@ -84,6 +84,7 @@ struct Impl {
   std::string name;
   Factory make;
 };
+void PrintTo(const Impl& impl, std::ostream* os) { *os << impl.name; }
 
 class NeighbourhoodConformance : public ::testing::TestWithParam<Impl> {
  protected:
