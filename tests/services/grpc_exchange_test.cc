@@ -261,7 +261,7 @@ class Relay {
     char buf[65536];
     for (;;) {
       const ssize_t n = read(from, buf, sizeof(buf));
-      if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) break;
+      if (n <= 0 || send(to, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
     }
     shutdown(from, SHUT_RDWR);
     shutdown(to, SHUT_RDWR);
