@@ -259,7 +259,7 @@ class Agent {
   void Leave(bool failed, const std::string& reason);
   void Shutdown();
   bool stopping() const { return stop_ != nullptr && stop_->load(); }
-  gut::v1::EpochMetrics Metrics(int epoch, double lr, double train_loss, const core::EvalResult* ev, bool final);
+  gut::v1::EpochMetrics EpochReport(int epoch, double lr, double train_loss, const core::EvalResult* ev, bool final);
   void WriteLocalCsv();
 
   AgentOptions o_;
@@ -278,7 +278,7 @@ class Agent {
   std::unique_ptr<core::Algorithm<float>> algorithm_;
   std::unique_ptr<services::GrpcExchange> exchange_;
   std::unique_ptr<Reporter> reporter_;
-  std::unique_ptr<struct Metrics> metrics_;
+  std::unique_ptr<Metrics> metrics_;
   int64_t rounds_per_epoch_ = 0;
   int64_t round_ = 0;
   Clock::time_point start_;
@@ -412,14 +412,14 @@ absl::Status Agent::Prepare() {
   if (!ex.ok()) return ex.status();
   exchange_ = std::move(*ex);
   reporter_ = std::make_unique<Reporter>(coordinator_, join_.run_id());
-  if (endpoint_) metrics_ = std::make_unique<struct Metrics>(endpoint_->registry(), config_, peers);
+  if (endpoint_) metrics_ = std::make_unique<Metrics>(endpoint_->registry(), config_, peers);
   spdlog::info("rank {}: {} samples, {} rounds per epoch, {} parameters, {} ({}), codec {}", rank,
                shard_.size(), rounds_per_epoch_, model_.num_params(), config_.hyper.algorithm,
                config_.graph, core::CodecName(config_.codec.kind));
   return absl::OkStatus();
 }
 
-gut::v1::EpochMetrics Agent::Metrics(int epoch, double lr, double train_loss, const core::EvalResult* ev,
+gut::v1::EpochMetrics Agent::EpochReport(int epoch, double lr, double train_loss, const core::EvalResult* ev,
                                      bool final) {
   gut::v1::EpochMetrics m;
   m.set_rank(join_.rank());
@@ -510,7 +510,7 @@ absl::Status Agent::Train() {
       if (!e.ok()) return e.status();
       ev = *e;
     }
-    reporter_->Add(Metrics(epoch + 1, lr, train_loss, ev ? &*ev : nullptr, false));
+    reporter_->Add(EpochReport(epoch + 1, lr, train_loss, ev ? &*ev : nullptr, false));
     WriteLocalCsv();
     if (metrics_) {
       metrics_->epoch.Set(epoch + 1);
@@ -537,7 +537,7 @@ absl::Status Agent::Train() {
   }
   auto ev = trainer_->Evaluate(algorithm_->params(), data_.test, config_.test_batch_size);
   if (!ev.ok()) return ev.status();
-  reporter_->Add(Metrics(config_.epochs, config_.schedule.At(config_.epochs - 1), 0, &*ev, true));
+  reporter_->Add(EpochReport(config_.epochs, config_.schedule.At(config_.epochs - 1), 0, &*ev, true));
   WriteLocalCsv();
   if (!o_.checkpoint_dir.empty()) {
     if (auto s = WriteParams(o_.checkpoint_dir + "/params-final.f32", algorithm_->params()); !s.ok()) return s;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/common/sketch.h"
+#include "services/peer_exchange.h"
 #include "services/status.h"
 
 namespace gut::coordinator {
@@ -18,16 +19,6 @@ namespace gut::coordinator {
 namespace {
 
 grpc::Status Error(grpc::StatusCode code, const std::string& msg) { return grpc::Status(code, msg); }
-
-gut::v1::Codec WireCodec(core::CodecKind k) {
-  switch (k) {
-    case core::CodecKind::kFp32: return gut::v1::CODEC_FP32;
-    case core::CodecKind::kBf16: return gut::v1::CODEC_BF16;
-    case core::CodecKind::kInt8: return gut::v1::CODEC_INT8;
-    case core::CodecKind::kTopK: return gut::v1::CODEC_TOPK;
-  }
-  return gut::v1::CODEC_UNSPECIFIED;
-}
 
 }  // namespace
 
@@ -180,7 +171,7 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
   h->set_epochs(config_.epochs);
   h->set_batch_size(config_.batch_size);
   h->set_final_gossip_rounds(config_.final_gossip_rounds);
-  h->set_codec(WireCodec(config_.codec.kind));
+  h->set_codec(services::WireCodec(config_.codec.kind));
   h->set_framing(config_.codec.zstd ? gut::v1::FRAMING_ZSTD : gut::v1::FRAMING_NONE);
   resp->set_seed(config_.seed);
   resp->set_start_round(0);

@@ -23,6 +23,16 @@ namespace gut::services {
 using gut::v1::PeerFrame;
 using FramePtr = std::shared_ptr<const PeerFrame>;
 
+gut::v1::Codec WireCodec(core::CodecKind k) {
+  switch (k) {
+    case core::CodecKind::kFp32: return gut::v1::CODEC_FP32;
+    case core::CodecKind::kBf16: return gut::v1::CODEC_BF16;
+    case core::CodecKind::kInt8: return gut::v1::CODEC_INT8;
+    case core::CodecKind::kTopK: return gut::v1::CODEC_TOPK;
+  }
+  return gut::v1::CODEC_UNSPECIFIED;
+}
+
 const char* RejectName(Reject r) {
   switch (r) {
     case Reject::kRunId: return "run_id";
@@ -43,16 +53,6 @@ const char* RejectName(Reject r) {
 }
 
 namespace {
-
-gut::v1::Codec WireCodec(core::CodecKind k) {
-  switch (k) {
-    case core::CodecKind::kFp32: return gut::v1::CODEC_FP32;
-    case core::CodecKind::kBf16: return gut::v1::CODEC_BF16;
-    case core::CodecKind::kInt8: return gut::v1::CODEC_INT8;
-    case core::CodecKind::kTopK: return gut::v1::CODEC_TOPK;
-  }
-  return gut::v1::CODEC_UNSPECIFIED;
-}
 
 uint32_t Crc32(const std::string& s) {
   return static_cast<uint32_t>(

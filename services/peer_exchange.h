@@ -62,6 +62,9 @@ enum class Reject {
 };
 const char* RejectName(Reject r);
 
+// The wire name of a codec (hello, round frames, hyperparameters).
+gut::v1::Codec WireCodec(core::CodecKind kind);
+
 struct PeerStats {
   int rank = 0;
   bool connected = false;

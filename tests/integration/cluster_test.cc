@@ -11,12 +11,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 
 #include "core/config/manifest.h"
 #include "gtest/gtest.h"
@@ -228,6 +233,51 @@ TEST_F(Cluster, TrainingSurvivesTheCoordinator) {
     EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 40 + 1) << csv;
   }
   EXPECT_NE(Read(dir_ / "agent-0.log").find("not delivered"), std::string::npos);
+}
+
+// grpc.health.v1.Health/Check by hand (no generated stubs needed): request {service = 1},
+// response {status = 1}; SERVING = 1, NOT_SERVING = 2. Returns the status, or -1.
+int HealthCheck(const std::string& address, const std::string& service) {
+  auto ch = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(ch);
+  std::string req;
+  if (!service.empty()) req = std::string("\x0a") + static_cast<char>(service.size()) + service;
+  grpc::Slice slice(req);
+  grpc::ByteBuffer in(&slice, 1), out;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    status = s;
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  if (!status.ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  out.Dump(&slices);
+  std::string bytes;
+  for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : (bytes.empty() ? 0 : -1);
+}
+
+TEST_F(Cluster, HealthServiceSaysAliveThenReady) {
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 30, "fp32")), &coordinator);
+  ASSERT_TRUE(WaitForLog(dir_ / "agent-0.log", "peer service on port", 30));
+  const std::string log = Read(dir_ / "agent-0.log");
+  const size_t at = log.find("peer service on port ") + std::strlen("peer service on port ");
+  const std::string address = "127.0.0.1:" + log.substr(at, log.find(' ', at) - at);
+  EXPECT_EQ(HealthCheck(address, ""), 1) << "alive from the start";
+  ASSERT_TRUE(WaitForLog(dir_ / "agent-0.log", "connected to all", 60));
+  EXPECT_EQ(HealthCheck(address, "gut.v1.Peer"), 1) << "ready once connected to its neighbours";
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 180), 0);
+  EXPECT_EQ(Wait(coordinator, 30), 0);
 }
 
 TEST_F(Cluster, SigtermStopsAnAgentAndItsNeighboursFailWithAClearError) {
