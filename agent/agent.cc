@@ -104,7 +104,7 @@ class Reporter {
         if (failures > 0) spdlog::info("coordinator reachable again after {} failed report(s)", failures);
         failures = 0;
         backoff = 0.2;
-        if (resp.consensus_distance_estimate() >= 0) consensus_ = resp.consensus_distance_estimate();
+        if (s.ok() && resp.consensus_distance_estimate() >= 0) consensus_ = resp.consensus_distance_estimate();
         queue_.pop_front();
         cv_.notify_all();
         continue;

@@ -62,6 +62,8 @@ uint32_t Crc32(const std::string& s) {
 // Frames a peer may have buffered ahead of us (per edge); a correct peer is at most a couple of
 // rounds ahead in a synchronous protocol.
 constexpr size_t kMaxBufferedMessages = 64;
+constexpr uint64_t kMaxBufferedMessagesBytes = 16;  // x the largest possible message
+constexpr int64_t kMaxRoundsAhead = 64;
 constexpr int kMaxSlots = 8;
 
 }  // namespace
@@ -77,18 +79,28 @@ class PeerStream {
   // Queues a frame (any thread, never blocks). Dropped once the stream is closing: unacknowledged
   // round frames stay with the edge and are resent on the next stream.
   void Send(FramePtr f) {
+    Enqueue(std::move(f));
+    Kick();
+  }
+  // Queues without touching gRPC (safe under the exchange's mutex, which fixes the order of
+  // frames: a server's hello goes out before anything the agent thread sends after the attach).
+  void Enqueue(FramePtr f) {
+    absl::MutexLock l(&smu_);
+    if (!closing_) queue_.push_back(std::move(f));
+  }
+  // Starts writing the queue if no write is in flight.
+  void Kick() {
+    FramePtr f;
     {
       absl::MutexLock l(&smu_);
-      if (closing_) return;
-      if (writing_) {
-        queue_.push_back(std::move(f));
-        return;
-      }
+      if (closing_ || writing_ || queue_.empty()) return;
       writing_ = true;
-      current_ = std::move(f);
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+      f = current_;
       ++in_call_;
     }
-    DoWrite(current_.get());
+    DoWrite(f.get());
     EndCall();
   }
 
@@ -260,6 +272,7 @@ class ExchangeCore {
     std::deque<FramePtr> unacked;
     std::map<Key, Assembly> partial;
     std::map<Key, Assembly> ready;  // complete messages
+    uint64_t buffered_bytes = 0;     // of partial and ready
     std::vector<float> decoded;
     PeerStats stats;
   };
@@ -309,6 +322,7 @@ class ExchangeCore {
   // What a reaction must do after handling a frame (outside the lock).
   struct Actions {
     std::vector<FramePtr> send;
+    bool kick = false;  // frames were queued on this stream
     std::shared_ptr<PeerStream> close_other;
     bool refuse = false;
     grpc::Status refusal;
@@ -370,6 +384,9 @@ class ExchangeCore {
                     absl::StrCat("codec ", gut::v1::Codec_Name(h.codec()), " differs from ours (",
                                  gut::v1::Codec_Name(wire_codec), ")"));
     }
+    if (shutting_down) {
+      return Refuse(s, Reject::kNotReady, grpc::StatusCode::UNAVAILABLE, "agent is shutting down");
+    }
     const int k = EdgeOf(h.sender_rank());
     if (k < 0 || (s->is_client() ? k != s->expected_edge : edges[k].dialer)) {
       return Refuse(s, Reject::kNotNeighbour, grpc::StatusCode::PERMISSION_DENIED,
@@ -385,9 +402,14 @@ class ExchangeCore {
     s->edge = k;
     e.stats.connected = true;
     ++e.stats.connects;
-    if (!s->is_client()) a.send.push_back(std::make_shared<PeerFrame>(MakeHello()));
-    for (const auto& f : e.unacked) a.send.push_back(f);
-    for (const auto& f : a.send) e.stats.frame_bytes_sent += static_cast<int64_t>(f->ByteSizeLong());
+    // Queued here, under the lock, so that nothing the agent thread sends after this attach can
+    // overtake the hello; the reaction starts the writes after unlocking (Actions::kick).
+    if (!s->is_client()) s->Enqueue(std::make_shared<PeerFrame>(MakeHello()));
+    for (const auto& f : e.unacked) {
+      s->Enqueue(f);
+      e.stats.frame_bytes_sent += static_cast<int64_t>(f->ByteSizeLong());
+    }
+    a.kick = true;
     spdlog::info("agent {}: {} agent {} ({}){}", opt.rank, s->is_client() ? "connected to" : "accepted",
                  e.peer.rank, s->peer(),
                  e.unacked.empty() ? "" : absl::StrCat(", resending ", e.unacked.size(), " frame(s)"));
@@ -425,7 +447,8 @@ class ExchangeCore {
       e.stats.frame_bytes_sent += static_cast<int64_t>(f->ByteSizeLong());
       a.send.push_back(std::move(f));
     };
-    if (auto it = consumed.find(r.slot()); it != consumed.end() && r.round() <= it->second) {
+    const int64_t last = consumed.count(r.slot()) ? consumed[r.slot()] : -1;
+    if (r.round() <= last) {
       service->CountReject(Reject::kStale);
       ack();  // a resend after a reconnect: the sender may drop it
       return a;
@@ -435,21 +458,31 @@ class ExchangeCore {
       ack();
       return a;
     }
-    auto it = e.partial.find(key);
-    if (it == e.partial.end()) {
-      if (e.partial.size() + e.ready.size() >= kMaxBufferedMessages) {
-        return refuse(Reject::kOverflow, absl::StrCat("more than ", kMaxBufferedMessages,
-                                                      " messages buffered ahead"));
-      }
-      it = e.partial.emplace(key, Assembly()).first;
-      it->second.have.assign(r.chunk_count(), false);
-      if (r.chunk_count() > 1) it->second.bytes.resize(r.total_bytes());
-    }
-    Assembly& m = it->second;
     if (r.elements() > static_cast<uint64_t>(opt.num_params)) {
       return refuse(Reject::kSize, absl::StrCat(r.elements(), " elements, more than the model's ", opt.num_params));
     }
-    if (m.elements == 0) m.elements = r.elements();
+    if (r.chunk_count() == 1 && r.payload().size() != r.total_bytes()) {
+      return refuse(Reject::kSize, "single chunk is not the whole message");
+    }
+    auto it = e.partial.find(key);
+    if (it == e.partial.end()) {
+      // A correct peer is at most a few rounds ahead; memory for messages is bounded in count
+      // and in bytes.
+      if (r.round() > last + kMaxRoundsAhead) {
+        return refuse(Reject::kOverflow, absl::StrCat("more than ", kMaxRoundsAhead, " rounds ahead"));
+      }
+      if (e.partial.size() + e.ready.size() >= kMaxBufferedMessages ||
+          e.buffered_bytes + r.total_bytes() > kMaxBufferedMessagesBytes * max_message_bytes) {
+        return refuse(Reject::kOverflow, absl::StrCat("more than ", kMaxBufferedMessages,
+                                                      " messages or ", e.buffered_bytes, " bytes buffered ahead"));
+      }
+      it = e.partial.emplace(key, Assembly()).first;
+      it->second.have.assign(r.chunk_count(), false);
+      it->second.elements = r.elements();
+      if (r.chunk_count() > 1) it->second.bytes.resize(r.total_bytes());
+      e.buffered_bytes += r.total_bytes();
+    }
+    Assembly& m = it->second;
     if (m.have.size() != r.chunk_count() || m.elements != r.elements() ||
         (r.chunk_count() > 1 && m.bytes.size() != r.total_bytes())) {
       return refuse(Reject::kProtocol, "chunks disagree on the message size");
@@ -461,7 +494,6 @@ class ExchangeCore {
     m.have[r.chunk_index()] = true;
     ++m.got;
     if (r.chunk_count() == 1) {
-      if (r.payload().size() != r.total_bytes()) return refuse(Reject::kSize, "single chunk is not the whole message");
       m.bytes.swap(*r.mutable_payload());
     } else {
       std::copy(r.payload().begin(), r.payload().end(), m.bytes.begin() + static_cast<ptrdiff_t>(r.byte_offset()));
@@ -584,6 +616,7 @@ class ClientStream final : public PeerStream,
     if (a.close_other) a.close_other->Close(grpc::Status(grpc::StatusCode::CANCELLED, "replaced"));
     if (a.refuse) return Close(a.refusal);
     for (auto& f : a.send) Send(std::move(f));
+    if (a.kick) Kick();
   }
 
  private:
@@ -642,6 +675,7 @@ class ServerStream final : public PeerStream,
     if (a.close_other) a.close_other->Close(grpc::Status(grpc::StatusCode::CANCELLED, "replaced"));
     if (a.refuse) return Close(a.refusal, Mode::kDiscard);
     for (auto& f : a.send) Send(std::move(f));
+    if (a.kick) Kick();
     ReadNext();
   }
   void OnWriteDone(bool ok) override { WriteDone(ok); }
@@ -862,6 +896,16 @@ static absl::Status Collect(ExchangeCore* c, int64_t round, int slot, size_t n) 
       auto it = e.ready.find(key);
       got[k] = std::move(it->second);
       e.ready.erase(it);
+      e.buffered_bytes -= std::min<uint64_t>(e.buffered_bytes, got[k].bytes.size());
+      // Partial copies of rounds already received (a resend cut short) can never complete.
+      for (auto p = e.partial.begin(); p != e.partial.end();) {
+        if (p->first.second == slot && p->first.first <= round) {
+          e.buffered_bytes -= std::min<uint64_t>(e.buffered_bytes, p->second.bytes.size());
+          p = e.partial.erase(p);
+        } else {
+          ++p;
+        }
+      }
       e.stats.payload_bytes_received += static_cast<int64_t>(got[k].bytes.size());
     }
     c->consumed[slot] = round;
@@ -960,13 +1004,16 @@ void GrpcExchange::Shutdown(absl::Duration timeout) {
     absl::MutexLock l(&c->mu);
     if (c->stopped) return;
     c->stopped = true;
-    c->shutting_down = true;
+    c->shutting_down = true;  // from here no hello attaches a stream
+  }
+  if (c->dialer.joinable()) c->dialer.join();  // no dial is being started any more either
+  {
+    absl::MutexLock l(&c->mu);
     for (auto& e : c->edges) {
       if (e.stream) streams.push_back(e.stream);
       if (e.pending) streams.push_back(e.pending);
     }
   }
-  if (c->dialer.joinable()) c->dialer.join();
   // Graceful first (queued frames drain), then cancel whatever is still open.
   for (auto& s : streams) s->Close(grpc::Status::OK);
   auto none = [c]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) { return c->live == 0; };

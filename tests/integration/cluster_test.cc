@@ -221,7 +221,12 @@ TEST_F(Cluster, ComputesExactlyWhatTheSimulatorComputesWithInt8) {
 TEST_F(Cluster, TrainingSurvivesTheCoordinator) {
   pid_t coordinator;
   auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 40, "fp32")), &coordinator);
-  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "4/4 in", 60)) << Read(dir_ / "coordinator.log");
+  // Bootstrap is over once every agent has its join response (the coordinator's "4/4 in" comes
+  // just before the responses go out).
+  for (int r = 0; r < 4; ++r) {
+    ASSERT_TRUE(WaitForLog(dir_ / ("agent-" + std::to_string(r) + ".log"), "joined run", 60))
+        << Read(dir_ / "coordinator.log");
+  }
   kill(coordinator, SIGKILL);
   ASSERT_NE(Wait(coordinator, 10), -1);
   for (int r = 0; r < 4; ++r) {
