@@ -1,6 +1,8 @@
 // gut-agentd: one agent of a decentralised run (see agent/agent.h).
 #include <atomic>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 
 #include <CLI/CLI.hpp>
 #include "absl/synchronization/mutex.h"
@@ -46,5 +48,10 @@ int main(int argc, char** argv) {
   gut::core::TuneAllocator();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  return gut::agent::RunAgent(o, &g_stop);
+  const int code = gut::agent::RunAgent(o, &g_stop);
+  // Everything that matters is written and every stream is closed; skip static destructors
+  // (see RunAgent).
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(code);
 }
