@@ -202,8 +202,8 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext*, const gut::v1::Rep
          static_cast<int>(reports_[last_epoch_ + 1].size()) == n) {
     AggregateEpoch(last_epoch_ + 1);
   }
-  if (!finished_ && last_epoch_ == config_.epochs && reports_.count(key) &&
-      static_cast<int>(reports_[config_.epochs + 1].size()) == n) {
+  if (auto f = reports_.find(config_.epochs + 1);
+      !finished_ && last_epoch_ == config_.epochs && f != reports_.end() && static_cast<int>(f->second.size()) == n) {
     Finish();
   }
   resp->set_consensus_distance_estimate(last_consensus_);
@@ -216,7 +216,7 @@ void CoordinatorService::AggregateEpoch(int epoch) {
   sim::EpochRecord rec;
   rec.epoch = epoch;
   rec.epochs = config_.epochs;
-  rec.acc_min = 1;
+  sim::AgentSpread acc(n);
   std::vector<std::vector<float>> sketches;
   bool evaluated = true;
   for (const auto& [rank, m] : rs) {
@@ -224,16 +224,17 @@ void CoordinatorService::AggregateEpoch(int epoch) {
     rec.lr = m.lr();
     rec.train_loss += m.train_loss() / n;
     evaluated = evaluated && m.evaluated();
-    rec.acc_mean += m.test_accuracy() / n;
+    acc.Add(m.test_accuracy());
     rec.test_loss += m.test_loss() / n;
-    rec.acc_min = std::min(rec.acc_min, m.test_accuracy());
-    rec.acc_max = std::max(rec.acc_max, m.test_accuracy());
     rec.wall_s = std::max(rec.wall_s, m.wall_seconds());
     rec.train_s = std::max(rec.train_s, m.train_seconds());
     rec.bytes_sent += m.bytes_sent();
     sketches.emplace_back(m.sketch().begin(), m.sketch().end());
   }
   rec.evaluated = evaluated;
+  rec.acc_mean = acc.mean;
+  rec.acc_min = acc.min;
+  rec.acc_max = acc.max;
   rec.consensus = core::ConsensusFromSketches(sketches);
   rec.rounds_per_s = rec.rounds / std::max(1e-9, rec.train_s);
   rec.eta_s = rec.wall_s / epoch * (config_.epochs - epoch);
@@ -271,19 +272,20 @@ void CoordinatorService::Finish() {
   const int n = config_.num_agents;
   sim::Summary sum;
   sum.epochs = epochs_;
-  sum.final_acc_min = 1;
+  sim::AgentSpread acc(n);
   std::vector<std::vector<float>> sketches;
   for (const auto& [rank, m] : rs) {
     sum.final_acc.push_back(m.test_accuracy());
-    sum.final_acc_mean += m.test_accuracy() / n;
-    sum.final_acc_min = std::min(sum.final_acc_min, m.test_accuracy());
-    sum.final_acc_max = std::max(sum.final_acc_max, m.test_accuracy());
+    acc.Add(m.test_accuracy());
     sum.wall_s = std::max(sum.wall_s, m.wall_seconds());
     sum.rounds = std::max(sum.rounds, m.round());
     sum.bytes_sent += m.bytes_sent();
     sum.num_params = m.num_params();
     sketches.emplace_back(m.sketch().begin(), m.sketch().end());
   }
+  sum.final_acc_mean = acc.mean;
+  sum.final_acc_min = acc.min;
+  sum.final_acc_max = acc.max;
   sum.consensus_before_gossip = epochs_.empty() ? 0 : epochs_.back().consensus;
   sum.consensus_after_gossip = core::ConsensusFromSketches(sketches);
   sum.threads = n;

@@ -4,6 +4,7 @@
 #ifndef GUT_SIM_REPORT_H_
 #define GUT_SIM_REPORT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +53,19 @@ absl::Status WritePlot(const std::string& path, const std::string& title,
                        const std::vector<EpochRecord>& epochs);
 
 absl::Status AtomicWrite(const std::string& path, const std::string& content);
+
+// Mean, min and max of one per-agent value (test accuracy), added in rank order: the mean is the
+// running sum of value / n, so gut-sim and the coordinator get the same bits.
+struct AgentSpread {
+  explicit AgentSpread(int agents) : n(agents) {}
+  void Add(double v) {
+    mean += v / n;
+    min = std::min(min, v);
+    max = std::max(max, v);
+  }
+  int n;
+  double mean = 0, min = 1, max = 0;
+};
 
 }  // namespace gut::sim
 

@@ -220,13 +220,14 @@ absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochReco
       auto ev = s.EvaluateAll();
       if (!ev.ok()) return ev.status();
       rec.evaluated = true;
-      rec.acc_min = 1;
+      AgentSpread acc(s.n());
       for (const auto& e : *ev) {
-        rec.acc_mean += e.accuracy / s.n();
+        acc.Add(e.accuracy);
         rec.test_loss += e.loss / s.n();
-        rec.acc_min = std::min(rec.acc_min, e.accuracy);
-        rec.acc_max = std::max(rec.acc_max, e.accuracy);
       }
+      rec.acc_mean = acc.mean;
+      rec.acc_min = acc.min;
+      rec.acc_max = acc.max;
     }
     rec.consensus = s.ConsensusDistance();
     rec.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
@@ -244,13 +245,14 @@ absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochReco
   sum.consensus_after_gossip = s.ConsensusDistance();
   auto ev = s.EvaluateAll();
   if (!ev.ok()) return ev.status();
-  sum.final_acc_min = 1;
+  AgentSpread acc(s.n());
   for (const auto& e : *ev) {
     sum.final_acc.push_back(e.accuracy);
-    sum.final_acc_mean += e.accuracy / s.n();
-    sum.final_acc_min = std::min(sum.final_acc_min, e.accuracy);
-    sum.final_acc_max = std::max(sum.final_acc_max, e.accuracy);
+    acc.Add(e.accuracy);
   }
+  sum.final_acc_mean = acc.mean;
+  sum.final_acc_min = acc.min;
+  sum.final_acc_max = acc.max;
   sum.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
   sum.rounds = s.round;
   sum.bytes_sent = s.exchange->total_bytes_sent();
