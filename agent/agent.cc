@@ -389,7 +389,9 @@ absl::Status Agent::Prepare() {
   rounds_per_epoch_ = join_.rounds_per_epoch() > 0 ? join_.rounds_per_epoch() : trainer_->batches_per_epoch();
   auto x0 = core::InitialModel(model_, config_.init, config_.seed);
   if (!x0.ok()) return x0.status();
-  auto a = core::CreateAlgorithm<float>(config_.hyper, *x0, join_.self_weight());
+  core::Hyperparameters hyper = config_.hyper;
+  hyper.tensor_sizes = model_.tensor_sizes();
+  auto a = core::CreateAlgorithm<float>(hyper, *x0, join_.self_weight());
   if (!a.ok()) return a.status();
   algorithm_ = std::move(*a);
 

@@ -139,12 +139,14 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   if (!x0.ok()) return x0.status();
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
       *s->mixing, absl::Seconds(config.deadline_s), config.codec, config.seed);
+  core::Hyperparameters hyper = config.hyper;
+  hyper.tensor_sizes = s->model.tensor_sizes();
   for (int i = 0; i < config.num_agents; ++i) {
     auto t = core::Trainer::Create(s->model, &s->data.train, (*shards)[i], config.batch_size,
                                    core::DeriveSeed(config.seed, i, core::SeedPurpose::kSampler));
     if (!t.ok()) return t.status();
     s->trainers.push_back(std::move(*t));
-    auto a = core::CreateAlgorithm<float>(config.hyper, *x0, s->mixing->self_weight(i));
+    auto a = core::CreateAlgorithm<float>(hyper, *x0, s->mixing->self_weight(i));
     if (!a.ok()) return a.status();
     s->algorithms.push_back(std::move(*a));
   }

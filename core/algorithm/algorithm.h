@@ -62,6 +62,12 @@ struct Hyperparameters {
   double mu = 0.0;         // GUT scaling factor
   bool nesterov = false;   // dsgdm, qg-dsgdm-lin
   double qgm_beta = -1;    // qg-dsgdm-lin's EMA rate mu~; negative means "= momentum"
+  // Filled in by the manifest loader / the driver, not by users:
+  // d2 mixes with (I + W)/2 when lambda_min(W) <= -1/3 (ALGORITHMS.md §2.5).
+  bool lazy_mixing = false;
+  // cga solves its QP per parameter tensor: the model's tensor sizes in flat order (empty: the
+  // whole vector is one tensor).
+  std::vector<int64_t> tensor_sizes;
 };
 
 // Names accepted by CreateAlgorithm, with one line each for help texts.

@@ -16,6 +16,12 @@ const std::vector<std::pair<std::string, std::string>>& AlgorithmNames() {
       {"qg-dsgdm-lin", "QG-DSGDm of Lin et al. (ICML 2021), quasi-global EMA momentum"},
       {"gut", "Global Update Tracking (beta = 0, 0 < mu <= 1)"},
       {"qg-gutm", "GUT with quasi-global momentum (beta > 0, mu > 0, mu + beta < 1)"},
+      {"gt", "gradient tracking (DSGT, adapt-then-combine), two messages per round"},
+      {"d2", "D2 / Exact Diffusion ((I+W)/2 when lambda_min(W) <= -1/3)"},
+      {"mt", "momentum tracking (Takezawa et al.), two messages per round"},
+      {"relaysgd", "RelaySGD on a spanning tree (topology.graph: chain for ring experiments)"},
+      {"ngm", "neighbourhood gradient mean: cross-gradients, quasi-global momentum"},
+      {"cga", "cross-gradient aggregation: per-tensor QP over cross-gradients"},
   };
   return *names;
 }
@@ -40,7 +46,17 @@ absl::Status ValidateHyperparameters(const Hyperparameters& h) {
   }
   const std::string& a = h.algorithm;
   const bool needs_momentum = (a == "qg-dsgdm" || a == "qg-gutm" || a == "qg-dsgdm-lin");
-  const bool takes_momentum = needs_momentum || a == "dsgdm";
+  const bool takes_momentum = needs_momentum || a == "dsgdm" || a == "mt" || a == "relaysgd" ||
+                              a == "ngm" || a == "cga";
+  const bool baseline = a == "gt" || a == "d2" || a == "mt" || a == "relaysgd" || a == "ngm" || a == "cga";
+  if ((a == "gt" || a == "d2") && h.momentum != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("algorithm.momentum: ", a,
+                                                   " has no momentum; set it to 0, got ", h.momentum));
+  }
+  if (baseline && h.mu != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "algorithm.mu: ", a, " has no mu (GUT's scaling factor); set it to 0, got ", h.mu));
+  }
   if (takes_momentum) {
     if (!(h.momentum >= 0 && h.momentum < 1) || (needs_momentum && h.momentum == 0)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -84,6 +100,19 @@ absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparamet
   if (a == "qg-gutm") return MakeGutFamily<T>({a, h.momentum, h.mu}, x0, self_weight);
   if (a == "dsgd-atc") return MakeDsgdm<T>(a, 0.0, false, x0, self_weight);
   if (a == "dsgdm") return MakeDsgdm<T>(a, h.momentum, h.nesterov, x0, self_weight);
+  if (a == "gt") return MakeGradientTracking<T>(x0, self_weight);
+  if (a == "d2") return MakeD2<T>(h.lazy_mixing, x0, self_weight);
+  if (a == "mt") return MakeMomentumTracking<T>(h.momentum, x0, self_weight);
+  if (a == "relaysgd") return MakeRelaySgd<T>(h.momentum, x0, self_weight);
+  if (a == "ngm" || a == "cga") {
+    int64_t total = 0;
+    for (int64_t t : h.tensor_sizes) total += t;
+    if (!h.tensor_sizes.empty() && total != static_cast<int64_t>(x0.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("algorithm: tensor sizes add up to ", total,
+                                                     ", the model has ", x0.size(), " parameters"));
+    }
+    return MakeCrossGradient<T>(a == "cga", h.momentum, h.tensor_sizes, x0, self_weight);
+  }
   // qg-dsgdm-lin
   return MakeQgDsgdmLin<T>(h.momentum, h.qgm_beta >= 0 ? h.qgm_beta : h.momentum, h.nesterov, x0,
                            self_weight);

@@ -169,6 +169,12 @@ absl::Status Validate(const RunConfig& c) {
                             "directory with the four MNIST IDX files)"));
   auto w = BuildMixingMatrix(c);
   if (!w.ok()) return w.status();
+  if (c.hyper.algorithm == "relaysgd" && w->graph().num_edges() != c.num_agents - 1) {
+    return bad(absl::StrCat("algorithm.name: relaysgd relays over a spanning tree, but topology.graph '",
+                            c.graph, "' has ", w->graph().num_edges(), " edges for ", c.num_agents,
+                            " agents (a tree has ", c.num_agents - 1,
+                            "); use topology.graph: chain (the ring's spanning tree) or a tree of edges"));
+  }
   return absl::OkStatus();
 }
 
@@ -293,6 +299,10 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   }
   if (auto s = Validate(c); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
+  }
+  if (c.hyper.algorithm == "d2") {
+    // ALGORITHMS.md §2.5: D² needs lambda_min(W) > -1/3; at or below it, mix with (I + W)/2.
+    c.hyper.lazy_mixing = BuildMixingMatrix(c)->ComputeSpectrum().lambda_min <= -1.0 / 3 + 1e-9;
   }
   return c;
 }

@@ -20,6 +20,12 @@ int64_t ModelInfo::num_params() const {
   return n;
 }
 
+std::vector<int64_t> ModelInfo::tensor_sizes() const {
+  std::vector<int64_t> sizes;
+  for (const auto& p : layout) sizes.push_back(p.numel());
+  return sizes;
+}
+
 std::vector<int64_t> ModelInfo::offsets() const {
   std::vector<int64_t> o;
   int64_t at = 0;

@@ -30,6 +30,8 @@ struct ModelInfo {
   int64_t num_params() const;
   // Offset of each parameter in the flat vector.
   std::vector<int64_t> offsets() const;
+  // Element count of each parameter tensor, in layout order.
+  std::vector<int64_t> tensor_sizes() const;
   // FNV-1a over names and shapes: two agents with different layouts must not exchange updates.
   uint64_t layout_hash() const;
   // The initial flat parameters for a run seed, identical on every agent and in every process.

@@ -29,6 +29,18 @@ QuadraticRun::QuadraticRun(const core::Hyperparameters& h, int n, bool force_tra
   }
 }
 
+QuadraticRun::QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w)
+    : mixing_(std::move(w)) {
+  ex_ = std::make_unique<core::InProcessExchange<double>>(mixing_);
+  const std::vector<double> x0{1.0, -1.0};
+  for (int i = 0; i < mixing_.size(); ++i) {
+    oracles_.push_back(std::make_unique<QuadraticOracle>(i, mixing_.size()));
+    auto a = core::CreateAlgorithm<double>(h, x0, mixing_.self_weight(i));
+    if (!a.ok()) throw std::runtime_error(std::string(a.status().message()));
+    algos_.push_back(std::move(*a));
+  }
+}
+
 QuadraticRun::QuadraticRun(std::vector<std::unique_ptr<core::Algorithm<double>>> algos, int n)
     : mixing_(Ring(n)), algos_(std::move(algos)) {
   ex_ = std::make_unique<core::InProcessExchange<double>>(mixing_);

@@ -44,6 +44,8 @@ class QuadraticRun {
   // n-ring with uniform weights, every agent at x0 = (1, -1).
   QuadraticRun(const core::Hyperparameters& h, int n = 16, bool force_tracking = false);
   explicit QuadraticRun(std::vector<std::unique_ptr<core::Algorithm<double>>> algos, int n = 16);
+  // Any graph and weights (e.g. the chain RelaySGD relays over), every agent at x0 = (1, -1).
+  QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w);
 
   void Round(double lr);
   void Rounds(int k, double lr) {
@@ -59,6 +61,7 @@ class QuadraticRun {
   static std::vector<double> Optimum(int n);
   QuadraticOracle& oracle(int i) { return *oracles_[i]; }
   core::Algorithm<double>& algo(int i) { return *algos_[i]; }
+  const core::Neighbourhood<double>& endpoint(int i) { return ex_->Endpoint(i); }
   const core::MixingMatrix& mixing() const { return mixing_; }
 
  private:
