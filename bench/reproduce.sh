@@ -54,7 +54,7 @@ method_sets() {
     gt) echo "--set algorithm.name=gt --set algorithm.momentum=0 --set algorithm.mu=0" ;;
     d2) echo "--set algorithm.name=d2 --set algorithm.momentum=0 --set algorithm.mu=0" ;;
     mt) echo "--set algorithm.name=mt --set algorithm.mu=0" ;;
-    relaysgd) echo "--set algorithm.name=relaysgd --set algorithm.mu=0 --set topology.graph=chain" ;;
+    relaysgd) echo "--set algorithm.name=relaysgd --set algorithm.mu=0 --set topology.graph=chain --set topology.weights=metropolis" ;;
     ngm) echo "--set algorithm.name=ngm --set algorithm.mu=0" ;;
     cga) echo "--set algorithm.name=cga --set algorithm.mu=0" ;;
     dsgdm-n) echo "--set algorithm.name=dsgdm --set algorithm.mu=0 --set algorithm.nesterov=true" ;;

@@ -173,7 +173,7 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("algorithm.name: relaysgd relays over a spanning tree, but topology.graph '",
                             c.graph, "' has ", w->graph().num_edges(), " edges for ", c.num_agents,
                             " agents (a tree has ", c.num_agents - 1,
-                            "); use topology.graph: chain (the ring's spanning tree) or a tree of edges"));
+                            "); use topology.graph: chain with topology.weights: metropolis (the ring's spanning tree) or a tree of edges"));
   }
   return absl::OkStatus();
 }

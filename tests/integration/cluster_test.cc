@@ -42,12 +42,14 @@ std::string Read(const fs::path& p) {
   return ss.str();
 }
 
-std::string Manifest(const std::string& data, int epochs, const std::string& codec, double deadline_s = 30) {
+std::string Manifest(const std::string& data, int epochs, const std::string& codec, double deadline_s = 30,
+                     const std::string& algorithm = "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}",
+                     const std::string& topology = "{graph: ring, weights: uniform}") {
   return "run: {name: it, seed: 3, epochs: " + std::to_string(epochs) +
          ", final_gossip_rounds: 3, eval_every: 2}\n"
          "agents: {count: 4}\n"
-         "topology: {graph: ring, weights: uniform}\n"
-         "algorithm: {name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}\n"
+         "topology: " + topology + "\n"
+         "algorithm: " + algorithm + "\n"
          "data: {path: " + data + ", partition: dirichlet, alpha: 1.0, batch_size: 16, test_batch_size: 50}\n"
          "model: {name: lenet5, init: gut}\n"
          "exchange: {codec: " + codec + ", deadline_s: " + std::to_string(deadline_s) + "}\n";
@@ -216,6 +218,25 @@ TEST_F(Cluster, ComputesExactlyWhatTheSimulatorComputes) {
 TEST_F(Cluster, ComputesExactlyWhatTheSimulatorComputesWithInt8) {
   const std::string text = Manifest((dir_ / "data").string(), 2, "int8");
   CheckBitIdentical("int8", dir_, text, WriteManifest(text));
+}
+
+// The baselines that send two messages per round (GT, NGM: slots 0 and 1), per-neighbour
+// messages (NGM's and CGA's cross-gradients, RelaySGD's relays) and one-value messages (RelaySGD's
+// counts) go through the same gRPC exchange and still match gut-sim bit for bit.
+TEST_F(Cluster, BaselinesComputeExactlyWhatTheSimulatorComputes) {
+  const std::string data = (dir_ / "data").string();
+  struct Case {
+    std::string name, algorithm, topology;
+  };
+  for (const Case& c : {Case{"gt", "{name: gt, lr: 0.05}", "{graph: ring, weights: uniform}"},
+                        Case{"cga", "{name: cga, lr: 0.05, momentum: 0.9}", "{graph: ring, weights: uniform}"},
+                        Case{"relaysgd", "{name: relaysgd, lr: 0.05, momentum: 0.9}",
+                             "{graph: chain, weights: metropolis}"}}) {
+    SCOPED_TRACE(c.name);
+    const std::string text = Manifest(data, 2, "fp32", 30, c.algorithm, c.topology);
+    std::ofstream(dir_ / (c.name + ".yaml")) << text;
+    CheckBitIdentical(c.name, dir_, text, (dir_ / (c.name + ".yaml")).string());
+  }
 }
 
 TEST_F(Cluster, TrainingSurvivesTheCoordinator) {
