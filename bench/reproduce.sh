@@ -65,9 +65,9 @@ method_sets() {
 
 # The plan: one line per run, "tag|overrides".
 plan=()
-add() {  # add GRAPH AGENTS ALPHA METHOD
+add() {  # add GRAPH AGENTS ALPHA METHOD [SEEDS]
   local graph=$1 n=$2 alpha=$3 method=$4 seed
-  for seed in $seeds; do
+  for seed in ${5:-$seeds}; do
     local tag="fmnist-${graph}${n}-a${alpha}-${method}-s${seed}"
     local sets=" $(method_sets "$method") --set data.alpha=$alpha --set run.seed=$seed --set run.epochs=$epochs"
     [[ $graph != ring ]] && sets="$sets --set topology.graph=$graph"
@@ -79,9 +79,11 @@ for p in "${phases[@]}"; do
   case "$p" in
     table) for a in 0.1 0.01; do for m in qg-dsgdm qg-gutm; do add ring 16 "$a" "$m"; done; done ;;
     dsgd-gut) for m in dsgd gut; do add ring 16 0.1 "$m"; done ;;
-    baselines) for m in gt d2 mt relaysgd ngm cga dsgdm-n qg-dsgdm-lin; do add ring 16 0.1 "$m"; done ;;
-    topology) for g in ring torus dyck; do for m in qg-dsgdm qg-gutm; do add "$g" 32 0.1 "$m"; done; done ;;
-    agents) for n in 8 16 32 64; do for m in qg-dsgdm qg-gutm; do add ring "$n" 0.1 "$m"; done; done ;;
+    # Seed-major: every method gets its first seed before any gets its second, so a partial run
+    # of these long phases already covers every row.
+    baselines) for s in $seeds; do for m in gt d2 mt relaysgd ngm cga dsgdm-n qg-dsgdm-lin; do add ring 16 0.1 "$m" "$s"; done; done ;;
+    topology) for s in $seeds; do for g in ring torus dyck; do for m in qg-dsgdm qg-gutm; do add "$g" 32 0.1 "$m" "$s"; done; done; done ;;
+    agents) for s in $seeds; do for n in 8 16 32 64; do for m in qg-dsgdm qg-gutm; do add ring "$n" 0.1 "$m" "$s"; done; done; done ;;
   esac
 done
 

@@ -14,15 +14,24 @@
 
 namespace gut::core {
 
+// How a tensor starts: PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), N(0, value), or the
+// constant `value` (norm scales 1, shifts 0, He-initialised convolutions' biases 0).
+enum class InitKind { kUniformFanIn, kNormal, kConstant };
+
 struct ParamSpec {
   std::string name;
   std::vector<int64_t> shape;
-  int64_t fan_in = 1;  // PyTorch default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+  int64_t fan_in = 1;
+  InitKind init = InitKind::kUniformFanIn;
+  double init_value = 0;  // the normal's standard deviation, or the constant
   int64_t numel() const;
 };
 
 struct ModelInfo {
-  std::string name;
+  std::string name;    // lenet5, resnet20/32/44/56, vgg11, mobilenetv2
+  std::string family;  // lenet5, resnet, vgg11, mobilenetv2
+  int depth = 0;       // resnet
+  std::string norm = "none";  // evonorm, groupnorm (none for lenet5)
   std::vector<ParamSpec> layout;
   std::vector<int64_t> input_shape;  // C, H, W
   int num_classes = 10;
@@ -38,8 +47,16 @@ struct ModelInfo {
   std::vector<float> InitialParameters(uint64_t run_seed) const;
 };
 
-// Known model names and their layouts.
-absl::StatusOr<ModelInfo> GetModelInfo(const std::string& name);
+struct ModelOptions {
+  std::string norm = "evonorm";        // evonorm or groupnorm (ignored by lenet5)
+  int num_classes = 0;                 // 0: the model's default (10)
+  std::vector<int64_t> input_shape;    // C, H, W; empty: the model's default
+};
+
+// Known model names and their layouts (ALGORITHMS.md §5). Inputs: lenet5 1x28x28; resnet*, vgg11
+// 3x32x32; mobilenetv2 3x224x224 (ImageNette) or 3x32x32 (CIFAR).
+absl::StatusOr<ModelInfo> GetModelInfo(const std::string& name, const ModelOptions& options = {});
+std::string AllowedModelNames();
 
 }  // namespace gut::core
 

@@ -14,8 +14,7 @@ namespace gut::core {
 namespace {
 
 at::Tensor Forward(const ModelInfo& model, const std::vector<at::Tensor>& p, const at::Tensor& input) {
-  (void)model;  // one model today; the layout decides the forward pass once there are several
-  return LeNet5Forward(p, input);
+  return ModelForward(model, p, input);
 }
 
 std::vector<int64_t> InputShape(const ModelInfo& model, int64_t n) {
@@ -193,8 +192,16 @@ absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint
     at::manual_seed(seed);
     const auto offsets = model.offsets();
     for (size_t k = 0; k < model.layout.size(); ++k) {
-      const double bound = 1.0 / std::sqrt(static_cast<double>(model.layout[k].fan_in));
-      at::Tensor t = at::empty(model.layout[k].shape, at::kFloat).uniform_(-bound, bound);
+      const ParamSpec& spec = model.layout[k];
+      at::Tensor t = at::empty(spec.shape, at::kFloat);
+      if (spec.init == InitKind::kNormal) {
+        t.normal_(0, spec.init_value);
+      } else if (spec.init == InitKind::kConstant) {
+        t.fill_(spec.init_value);
+      } else {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(spec.fan_in));
+        t.uniform_(-bound, bound);
+      }
       std::memcpy(flat.data() + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
     }
   } catch (const c10::Error& e) {

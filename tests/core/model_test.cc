@@ -19,7 +19,135 @@ TEST(Models, LeNet5HasTheReferenceParameterCount) {
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->num_params(), 61706);
   EXPECT_EQ(m->offsets().back(), 61706 - 10);
-  EXPECT_NE(GetModelInfo("resnet20").status().message().find("allowed: lenet5"), std::string::npos);
+  EXPECT_NE(GetModelInfo("resnet18").status().message().find("model.name: unknown model 'resnet18'; allowed: lenet5, resnet20"),
+            std::string::npos);
+}
+
+// ALGORITHMS.md §5: the parameter counts of the reference code's models, exactly.
+TEST(Models, ZooHasTheReferenceParameterCounts) {
+  struct Row {
+    std::string name;
+    int classes;
+    std::vector<int64_t> input;
+    int64_t params;
+  };
+  for (const Row& r : {Row{"resnet20", 10, {}, 272474}, Row{"resnet20", 100, {}, 278324},
+                       Row{"resnet32", 10, {}, 466906}, Row{"resnet44", 10, {}, 661338},
+                       Row{"resnet56", 10, {}, 855770}, Row{"vgg11", 10, {}, 579786},
+                       Row{"mobilenetv2", 10, {3, 224, 224}, 2296490}, Row{"mobilenetv2", 10, {3, 32, 32}, 2296922}}) {
+    for (const char* norm : {"evonorm", "groupnorm"}) {
+      auto m = GetModelInfo(r.name, {norm, r.classes, r.input});
+      ASSERT_TRUE(m.ok()) << m.status();
+      EXPECT_EQ(m->num_params(), r.params) << r.name << " " << norm << " " << r.classes << " classes";
+    }
+  }
+  auto evo = *GetModelInfo("resnet20", {"evonorm", 10, {}}), gn = *GetModelInfo("resnet20", {"groupnorm", 10, {}});
+  EXPECT_NE(evo.layout_hash(), gn.layout_hash()) << "agents with different norms must not exchange updates";
+  EXPECT_NE(GetModelInfo("resnet20", {"batchnorm", 10, {}}).status().message().find("model.norm: unknown normalisation 'batchnorm'"),
+            std::string::npos);
+  EXPECT_NE(GetModelInfo("vgg11", {"evonorm", 10, {1, 28, 28}}).status().message().find("vgg11 takes 3x32x32 inputs, the data set has 1x28x28"),
+            std::string::npos);
+}
+
+// §5.3 / §5.4 initialisation: He-normal convolutions (std sqrt(2 / (k k C_out))), VGG conv biases
+// 0, norm scales 1 and shifts 0, the linear head PyTorch's default.
+TEST(Models, ZooInitialisation) {
+  for (const char* name : {"resnet20", "vgg11"}) {
+    const ModelInfo m = *GetModelInfo(name);
+    const std::vector<float> x = m.InitialParameters(12);
+    const auto off = m.offsets();
+    for (size_t k = 0; k < m.layout.size(); ++k) {
+      const ParamSpec& p = m.layout[k];
+      double sum = 0, sq = 0, maxabs = 0;
+      for (int64_t i = 0; i < p.numel(); ++i) {
+        const double v = x[off[k] + i];
+        sum += v;
+        sq += v * v;
+        maxabs = std::max(maxabs, std::abs(v));
+      }
+      if (p.shape.size() == 4) {
+        const double want = std::sqrt(2.0 / (p.shape[2] * p.shape[3] * p.shape[0]));
+        EXPECT_NEAR(std::sqrt(sq / p.numel()), want, 0.1 * want) << name << " " << p.name;
+      } else if (p.name.find("norm") != std::string::npos || p.name.find("bn") != std::string::npos ||
+                 p.name.find("shortcut.1") != std::string::npos) {
+        EXPECT_EQ(maxabs, p.name.find(".weight") != std::string::npos ? 1.0 : 0.0) << p.name;
+        if (p.name.find(".weight") != std::string::npos) {
+          EXPECT_EQ(sum, double(p.numel())) << p.name;
+        }
+      } else if (p.name.find("conv.bias") != std::string::npos) {
+        EXPECT_EQ(maxabs, 0.0) << p.name;
+      } else {
+        EXPECT_LE(maxabs, 1 / std::sqrt(double(p.fan_in))) << p.name;
+        EXPECT_GT(maxabs, 0) << p.name;
+      }
+    }
+    auto t = TorchDefaultInit(m, 12);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t->size(), x.size());
+  }
+}
+
+// §5.2 against a direct loop: per sample and group of C/G channels, biased variance of x,
+// gamma * x * clamp(x/6 + 1/2, 0, 1) / sqrt(var + 1e-5) + beta.
+TEST(Models, EvoNormS0MatchesItsDefinition) {
+  at::manual_seed(3);
+  const int n = 2, c = 16, h = 3, w = 5, g = 8;
+  at::Tensor x = at::randn({n, c, h, w}) * 2, gamma = at::randn({c}), beta = at::randn({c});
+  at::Tensor y = EvoNormS0(x, gamma, beta, g);
+  auto X = x.accessor<float, 4>();
+  auto Y = y.accessor<float, 4>();
+  for (int s = 0; s < n; ++s) {
+    for (int grp = 0; grp < g; ++grp) {
+      double mean = 0, var = 0;
+      const int cpg = c / g, cnt = cpg * h * w;
+      for (int ch = grp * cpg; ch < (grp + 1) * cpg; ++ch)
+        for (int i = 0; i < h; ++i)
+          for (int j = 0; j < w; ++j) mean += X[s][ch][i][j] / cnt;
+      for (int ch = grp * cpg; ch < (grp + 1) * cpg; ++ch)
+        for (int i = 0; i < h; ++i)
+          for (int j = 0; j < w; ++j) var += (X[s][ch][i][j] - mean) * (X[s][ch][i][j] - mean) / cnt;
+      for (int ch = grp * cpg; ch < (grp + 1) * cpg; ++ch)
+        for (int i = 0; i < h; ++i)
+          for (int j = 0; j < w; ++j) {
+            const double v = X[s][ch][i][j];
+            const double hs = std::min(1.0, std::max(0.0, v / 6 + 0.5));
+            const double want = gamma[ch].item<double>() * v * hs / std::sqrt(var + 1e-5) + beta[ch].item<double>();
+            ASSERT_NEAR(Y[s][ch][i][j], want, 1e-5 * (1 + std::abs(want)));
+          }
+    }
+  }
+}
+
+// Every model runs forward and backward through the trainer's path: logits of the right shape,
+// a finite loss, and a gradient in every parameter tensor.
+TEST(Models, ZooForwardAndBackward) {
+  struct Row {
+    std::string name, norm;
+    std::vector<int64_t> input;
+  };
+  for (const Row& r : {Row{"resnet20", "evonorm", {3, 32, 32}}, Row{"resnet20", "groupnorm", {3, 32, 32}},
+                       Row{"vgg11", "evonorm", {3, 32, 32}}, Row{"vgg11", "groupnorm", {3, 32, 32}},
+                       Row{"mobilenetv2", "evonorm", {3, 32, 32}}, Row{"mobilenetv2", "groupnorm", {3, 224, 224}}}) {
+    const ModelInfo m = *GetModelInfo(r.name, {r.norm, 10, r.input});
+    std::vector<float> flat = m.InitialParameters(5);
+    std::vector<at::Tensor> p;
+    const auto off = m.offsets();
+    for (size_t k = 0; k < m.layout.size(); ++k)
+      p.push_back(at::from_blob(flat.data() + off[k], m.layout[k].shape, at::kFloat).set_requires_grad(true));
+    std::vector<int64_t> shape{2};
+    shape.insert(shape.end(), r.input.begin(), r.input.end());
+    at::manual_seed(1);
+    at::Tensor logits = ModelForward(m, p, at::randn(shape));
+    ASSERT_EQ(logits.sizes(), (at::IntArrayRef{2, 10})) << r.name;
+    at::Tensor loss = at::cross_entropy_loss(logits, at::tensor({int64_t{1}, int64_t{7}}));
+    ASSERT_TRUE(std::isfinite(loss.item<double>())) << r.name << " " << r.norm;
+    loss.backward();
+    for (size_t k = 0; k < p.size(); ++k) {
+      ASSERT_TRUE(p[k].grad().defined()) << r.name << " " << m.layout[k].name;
+      EXPECT_TRUE(at::isfinite(p[k].grad()).all().item<bool>()) << r.name << " " << m.layout[k].name;
+      EXPECT_GT(p[k].grad().abs().sum().item<double>(), 0) << r.name << " " << r.norm << " " << m.layout[k].name;
+    }
+  }
 }
 
 TEST(Models, InitialParametersAreSeededAndBounded) {
