@@ -226,6 +226,8 @@ core::Dataset Compact(const core::Dataset& full, const std::vector<int64_t>& sha
   d.height = full.height;
   d.width = full.width;
   d.num_classes = full.num_classes;
+  d.augment = full.augment;
+  d.pad_value = full.pad_value;
   const int64_t s = full.sample_size();
   d.images.resize(shard.size() * s);
   d.labels.resize(shard.size());
@@ -327,7 +329,7 @@ absl::Status Agent::Join() {
   req.set_requested_rank(o_.rank);
   req.set_metrics_address(o_.metrics_advertise);
   if (o_.local_data) {
-    auto d = core::LoadMnistFamily(o_.data_dir);
+    auto d = core::LoadDataset(core::DetectDataset(o_.data_dir), o_.data_dir);
     if (!d.ok()) return d.status();
     req.set_local_samples(d->train.size());
     data_ = std::move(*d);
@@ -355,16 +357,24 @@ absl::Status Agent::Prepare() {
   if (!c.ok()) return c.status();
   config_ = std::move(*c);
   if (!o_.data_dir.empty()) config_.data_path = o_.data_dir;
-  auto model = core::GetModelInfo(config_.model);
+  auto model = core::ModelForRun(config_);
   if (!model.ok()) return model.status();
   model_ = std::move(*model);
+  if (o_.local_data && (data_.train.num_classes != model_.num_classes ||
+                        data_.train.sample_size() != model_.input_shape[0] * model_.input_shape[1] * model_.input_shape[2])) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--local-data ", o_.data_dir, " holds ", data_.train.num_classes, " classes of ", data_.train.channels, "x",
+        data_.train.height, "x", data_.train.width, " images; the run's data set ", config_.dataset, " for model ",
+        model_.name, " has ", model_.num_classes, " classes of ", model_.input_shape[0], "x", model_.input_shape[1], "x",
+        model_.input_shape[2]));
+  }
   const int rank = join_.rank();
   std::vector<int64_t> shard;
   if (o_.local_data) {
     shard.resize(data_.train.size());
     for (int64_t k = 0; k < data_.train.size(); ++k) shard[k] = k;
   } else {
-    auto d = core::LoadMnistFamily(config_.data_path);
+    auto d = core::LoadDataset(config_.dataset, config_.data_path);
     if (!d.ok()) return d.status();
     data_ = std::move(*d);
     auto shards = config_.partition == "iid"

@@ -96,8 +96,8 @@ int main(int argc, char** argv) {
   const int n = config->num_agents;
 
   // The floor: the same trainers' work without the algorithm or the exchange.
-  auto data = gut::core::LoadMnistFamily(config->data_path);
-  auto model = gut::core::GetModelInfo(config->model);
+  auto data = gut::core::LoadDataset(config->dataset, config->data_path);
+  auto model = gut::core::ModelForRun(*config);
   auto shards = gut::core::DirichletPartition(data->train.labels, 10, n, config->alpha, config->seed);
   std::vector<std::unique_ptr<gut::core::Trainer>> trainers;
   const std::vector<float> x0 = *gut::core::InitialModel(*model, config->init, config->seed);

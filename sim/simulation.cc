@@ -117,10 +117,10 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   auto w = core::BuildMixingMatrix(config);
   if (!w.ok()) return w.status();
   s->mixing = std::make_unique<core::MixingMatrix>(std::move(*w));
-  auto model = core::GetModelInfo(config.model);
+  auto model = core::ModelForRun(config);
   if (!model.ok()) return model.status();
   s->model = std::move(*model);
-  auto data = core::LoadMnistFamily(config.data_path);
+  auto data = core::LoadDataset(config.dataset, config.data_path);
   if (!data.ok()) return data.status();
   s->data = std::move(*data);
   if (s->data.train.size() < config.num_agents) {

@@ -1,5 +1,7 @@
 #include "core/config/manifest.h"
 
+#include "core/data/dataset.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -144,13 +146,12 @@ absl::Status Validate(const RunConfig& c) {
   if (c.batch_size < 1) return bad(absl::StrCat("data.batch_size must be >= 1, got ", c.batch_size));
   if (c.test_batch_size < 1)
     return bad(absl::StrCat("data.test_batch_size must be >= 1, got ", c.test_batch_size));
-  if (c.dataset != "fashion-mnist" && c.dataset != "mnist")
-    return bad(absl::StrCat("data.dataset: unknown data set '", c.dataset, "'; allowed: fashion-mnist, mnist"));
+  if (auto shape = GetDatasetShape(c.dataset); !shape.ok()) return bad(std::string(shape.status().message()));
   if (c.partition != "dirichlet" && c.partition != "iid")
     return bad(absl::StrCat("data.partition: unknown partition '", c.partition, "'; allowed: dirichlet, iid"));
   if (c.partition == "dirichlet" && (!(c.alpha > 0) || !std::isfinite(c.alpha)))
     return bad(absl::StrCat("data.alpha must be a positive number (Dirichlet concentration), got ", c.alpha));
-  if (c.model != "lenet5") return bad(absl::StrCat("model.name: unknown model '", c.model, "'; allowed: lenet5"));
+  if (auto m = ModelForRun(c); !m.ok()) return bad(std::string(m.status().message()));
   if (c.init != "gut" && c.init != "torch")
     return bad(absl::StrCat("model.init: unknown initialisation '", c.init, "'; allowed: gut, torch"));
   if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
@@ -275,7 +276,8 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   chain(model.Check());
   chain(model.Get("name", &c.model));
   chain(model.Get("init", &c.init));
-  chain(model.NoUnknownKeys("name, init"));
+  chain(model.Get("norm", &c.norm));
+  chain(model.NoUnknownKeys("name, init, norm"));
 
   MapReader ex(top.Child("exchange"), "exchange", source);
   chain(ex.Check());
@@ -345,6 +347,16 @@ absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& c) {
   return w;
 }
 
+absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& c) {
+  auto shape = GetDatasetShape(c.dataset);
+  if (!shape.ok()) return shape.status();
+  ModelOptions o;
+  o.norm = c.norm;
+  o.num_classes = shape->num_classes;
+  o.input_shape = shape->input;
+  return GetModelInfo(c.model, o);
+}
+
 std::string ToYaml(const RunConfig& c) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -376,7 +388,8 @@ std::string ToYaml(const RunConfig& c) {
       << "batch_size" << YAML::Value << c.batch_size << YAML::Key << "test_batch_size" << YAML::Value
       << c.test_batch_size << YAML::EndMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
-      << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::EndMap;
+      << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::Key << "norm" << YAML::Value
+      << c.norm << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
       << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "topk_fraction"

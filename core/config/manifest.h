@@ -14,6 +14,7 @@
 #include "core/algorithm/algorithm.h"
 #include "core/codec/codec.h"
 #include "core/config/lr_schedule.h"
+#include "core/models/model.h"
 #include "core/topology/mixing.h"
 
 namespace gut::core {
@@ -46,6 +47,7 @@ struct RunConfig {
   // model
   std::string model = "lenet5";
   std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order
+  std::string norm = "evonorm";  // model.norm: evonorm or groupnorm (not lenet5)
   // exchange
   double deadline_s = 60;
   CodecOptions codec;  // exchange.codec (fp32, bf16, int8, topk), zstd, topk_fraction, int8_chunk
@@ -61,6 +63,9 @@ absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
 // The graph and mixing matrix the manifest describes, validated (connected, symmetric, doubly
 // stochastic).
 absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& config);
+
+// The run's model: model.name and model.norm for data.dataset's input shape and classes.
+absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& config);
 
 // The manifest back as YAML (every key, defaults filled in): the run's recorded configuration.
 std::string ToYaml(const RunConfig& config);

@@ -71,11 +71,50 @@ struct Trainer::Impl {
   const Dataset* train = nullptr;
   BatchSampler sampler;
   std::vector<int64_t> batch;  // indices of this round's minibatch
+  // Augmentation of this round's minibatch (drawn once per round, so every gradient of the round
+  // sees the same images): per sample, flip and crop offsets in the padded image.
+  Rng64 augment_rng;
+  struct Crop {
+    bool flip;
+    int dy, dx;
+  };
+  std::vector<Crop> crops;
   std::unique_ptr<ModelWorkspace> own;
   ModelWorkspace::Impl* ws = nullptr;
 
   Impl(ModelInfo m, const Dataset* t, std::vector<int64_t> shard, int bs, uint64_t seed)
-      : model(std::move(m)), train(t), sampler(std::move(shard), bs, seed) {}
+      : model(std::move(m)), train(t), sampler(std::move(shard), bs, seed),
+        augment_rng(SplitMix64(seed ^ 0x61756780u)) {}
+
+  // Writes training sample `idx`, augmented with crops[b], into out (C x H x W).
+  void CopySample(int b, int64_t idx, float* out) const {
+    const Dataset& d = *train;
+    const float* src = d.image(idx);
+    if (d.augment == Augment::kNone) {
+      std::memcpy(out, src, d.sample_size() * sizeof(float));
+      return;
+    }
+    // kCifar: flip, zero-pad by 4, crop H x W at (dy, dx) of the padded image.
+    constexpr int kPad = 4;
+    const Crop& c = crops[b];
+    const int h = d.height, w = d.width;
+    for (int ch = 0; ch < d.channels; ++ch) {
+      const float pad = d.pad_value.empty() ? 0.0f : d.pad_value[ch];
+      const float* plane = src + static_cast<int64_t>(ch) * h * w;
+      float* o = out + static_cast<int64_t>(ch) * h * w;
+      for (int y = 0; y < h; ++y) {
+        const int sy = y + c.dy - kPad;
+        for (int x = 0; x < w; ++x) {
+          const int sx = x + c.dx - kPad;
+          if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
+            o[y * w + x] = pad;
+          } else {
+            o[y * w + x] = plane[sy * w + (c.flip ? w - 1 - sx : sx)];
+          }
+        }
+      }
+    }
+  }
 };
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -111,7 +150,23 @@ void Trainer::UseWorkspace(ModelWorkspace* ws) {
   impl_->ws = ws ? ws->impl_.get() : impl_->own->impl_.get();
 }
 
-void Trainer::NextBatch() { impl_->batch = impl_->sampler.Next(); }
+void Trainer::NextBatch() {
+  impl_->batch = impl_->sampler.Next();
+  if (impl_->train->augment == Augment::kCifar) {
+    impl_->crops.resize(impl_->batch.size());
+    for (auto& c : impl_->crops) {
+      c.flip = impl_->augment_rng.Below(2) == 1;
+      c.dy = static_cast<int>(impl_->augment_rng.Below(9));
+      c.dx = static_cast<int>(impl_->augment_rng.Below(9));
+    }
+  }
+}
+
+const std::vector<int64_t>& Trainer::batch() const { return impl_->batch; }
+
+void Trainer::AugmentedSample(int b, float* out) const {
+  impl_->CopySample(b, impl_->batch[b], out);
+}
 
 int Trainer::batches_per_epoch() const { return impl_->sampler.batches_per_epoch(); }
 
@@ -127,7 +182,7 @@ absl::Status Trainer::ComputeGradient() {
   }
   const int64_t sample = impl_->train->sample_size();
   for (int b = 0; b < n; ++b) {
-    std::memcpy(ws.batch_images.data() + b * sample, impl_->train->image(idx[b]), sample * sizeof(float));
+    impl_->CopySample(b, idx[b], ws.batch_images.data() + b * sample);
     ws.batch_labels[b] = impl_->train->labels[idx[b]];
   }
   try {

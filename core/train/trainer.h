@@ -58,8 +58,12 @@ class Trainer final : public GradientOracle<float> {
   // binding.
   void UseWorkspace(ModelWorkspace* ws);
 
-  // Draws this round's minibatch.
+  // Draws this round's minibatch (and its augmentation, if the data set has one).
   void NextBatch();
+  // Sample b of this round's minibatch as the gradient sees it (augmented), C x H x W into out.
+  void AugmentedSample(int b, float* out) const;
+  // This round's minibatch: indices into the training set.
+  const std::vector<int64_t>& batch() const;
   int batches_per_epoch() const;
 
   absl::Span<float> point() override;

@@ -1,3 +1,4 @@
+#include <unistd.h>
 #include <zlib.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
 #include "gtest/gtest.h"
+#include "tests/testing/synthetic_data.h"
 
 namespace gut::core {
 namespace {
@@ -203,6 +205,62 @@ TEST_F(IdxTest, MissingFilesNameTheExpectedLayout) {
   EXPECT_NE(tt.status().message().find("does not exist"), std::string::npos);
   auto t2 = LoadMnistFamily(dir_.string());
   EXPECT_NE(t2.status().message().find("has neither train-images-idx3-ubyte.gz nor train-images-idx3-ubyte"), std::string::npos) << t2.status();
+}
+
+
+std::string TempDataDir(const std::string& name) {
+  const auto d = std::filesystem::path(::testing::TempDir()) / ("gut-data-" + name + "-" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+// The binary layout: label byte(s), then the R, G and B planes of 32 x 32; §4's normalisation.
+TEST(Cifar, LoadsTheBinaryFormatNormalised) {
+  for (int classes : {10, 100}) {
+    const std::string dir = TempDataDir("cifar" + std::to_string(classes));
+    testing::WriteSyntheticCifar(dir, classes, 6, 4);
+    auto tt = LoadCifar(dir, classes);
+    ASSERT_TRUE(tt.ok()) << tt.status();
+    EXPECT_EQ(tt->train.size(), 30);
+    EXPECT_EQ(tt->test.size(), 4);
+    EXPECT_EQ(tt->train.num_classes, classes);
+    EXPECT_EQ(tt->train.sample_size(), 3072);
+    EXPECT_EQ(tt->train.augment, Augment::kCifar);
+    EXPECT_EQ(tt->test.augment, Augment::kNone);
+    // CIFAR-10: file k (1..5) record r has label (3r + k) % 10; CIFAR-100: one file, fine label.
+    EXPECT_EQ(tt->train.labels[0], classes == 10 ? 1 : 1);
+    EXPECT_EQ(tt->train.labels[7], classes == 10 ? (3 * 1 + 2) % 10 : (7 * 3 + 1) % 100);
+    const float mean[2][3] = {{0.4914f, 0.4822f, 0.4465f}, {0.5071f, 0.4867f, 0.4408f}};
+    const float stdv[2][3] = {{0.2023f, 0.1994f, 0.2010f}, {0.2675f, 0.2565f, 0.2761f}};
+    const int which = classes == 10 ? 0 : 1;
+    const int r = 2;  // record 2 of the first file: pixel byte (c * 7 + i + r) % 256
+    for (int c = 0; c < 3; ++c)
+      for (int i : {0, 5, 1023}) {
+        const float want = (((c * 7 + i + r) % 256) / 255.0f - mean[which][c]) / stdv[which][c];
+        EXPECT_FLOAT_EQ(tt->train.image(r)[c * 1024 + i], want) << "channel " << c << " pixel " << i;
+      }
+    EXPECT_FLOAT_EQ(tt->train.pad_value[1], -mean[which][1] / stdv[which][1]);
+    EXPECT_EQ(DetectDataset(dir), classes == 10 ? "cifar10" : "cifar100");
+  }
+}
+
+TEST(Cifar, MissingOrTruncatedFilesAreNamed) {
+  const std::string dir = TempDataDir("cifar-bad");
+  auto missing = LoadCifar(dir, 10);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("cannot open " + dir + "/data_batch_1.bin; cifar10 expects the binary version's folder (cifar-10-batches-bin"),
+            std::string::npos)
+      << missing.status();
+  testing::WriteSyntheticCifar(dir, 10, 3, 2);
+  std::filesystem::resize_file(dir + "/data_batch_3.bin", 3 * 3073 - 100);
+  auto cut = LoadCifar(dir, 10);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("data_batch_3.bin has 9119 bytes, not a whole number of 3073-byte cifar10 records"),
+            std::string::npos)
+      << cut.status();
+  EXPECT_NE(LoadDataset("imagenet", dir).status().message().find("data.dataset: unknown data set 'imagenet'; allowed: fashion-mnist, mnist, cifar10, cifar100"),
+            std::string::npos);
 }
 
 }  // namespace

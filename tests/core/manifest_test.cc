@@ -61,7 +61,11 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
   ExpectError(Error(kGood, {"topology.graph=chain"}), "uniform weights need a regular graph, use weights: metropolis");
   ExpectError(Error(kGood, {"topology.graph=dyck"}), "dyck is defined for 32 agents only, got 8");
   ExpectError(Error(kGood, {"data.partition=shards"}), "data.partition: unknown partition 'shards'; allowed: dirichlet, iid");
-  ExpectError(Error(kGood, {"model.name=vgg11"}), "model.name: unknown model 'vgg11'; allowed: lenet5");
+  ExpectError(Error(kGood, {"model.name=vgg16"}), "model.name: unknown model 'vgg16'; allowed: lenet5, resnet20");
+  ExpectError(Error(kGood, {"model.name=vgg11"}), "model.name: vgg11 takes 3x32x32 inputs, the data set has 1x28x28");
+  ExpectError(Error(kGood, {"data.dataset=cifar10", "model.name=resnet20", "model.norm=layernorm"}),
+              "model.norm: unknown normalisation 'layernorm'; allowed: evonorm, groupnorm");
+  ExpectError(Error(kGood, {"data.dataset=svhn"}), "data.dataset: unknown data set 'svhn'; allowed: fashion-mnist, mnist, cifar10, cifar100");
   ExpectError(Error(kGood, {"topology.weights=max-degree"}), "topology.weights: unknown weight rule 'max-degree'");
   ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be at least 1, got 0");
   ExpectError(Error(kGood, {"exchange.codec=fp8"}), "exchange.codec: unknown codec 'fp8'; allowed: fp32, bf16, int8, topk");

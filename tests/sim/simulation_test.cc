@@ -1,12 +1,17 @@
 #include "sim/simulation.h"
 #include "sim/plot.h"
 
+#include <set>
+#include <tuple>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/train/trainer.h"
+#include "core/data/dataset.h"
 #include "gtest/gtest.h"
 #include "tests/testing/synthetic_data.h"
 
@@ -116,6 +121,98 @@ TEST_F(SimulationTest, MissingDataIsAClearError) {
 
 namespace gut::sim {
 namespace {
+
+// Every baseline of ALGORITHMS.md §2 trains through gut-sim on real (synthetic) images.
+TEST_F(SimulationTest, EveryBaselineTrains) {
+  for (const std::string algo : {"gt", "d2", "mt", "relaysgd", "ngm", "cga"}) {
+    std::vector<std::string> sets = {"algorithm.name=" + algo, "algorithm.mu=0", "run.epochs=4", "algorithm.lr=0.1"};
+    if (algo == "gt" || algo == "d2") sets.push_back("algorithm.momentum=0");
+    if (algo == "relaysgd") {
+      sets.push_back("topology.graph=chain");
+      sets.push_back("topology.weights=metropolis");
+    }
+    const std::string yaml = "run: {name: b, seed: 4, final_gossip_rounds: 10, threads: 2}\nagents: {count: 4}\n"
+                             "algorithm: {name: qg-gutm, lr: 0.03, momentum: 0.9, mu: 0.05}\n"
+                             "data: {path: " + (dir_ / "data").string() + ", alpha: 1.0, batch_size: 16, test_batch_size: 64}\n";
+    auto config = core::ParseManifest(yaml, "test", sets);
+    ASSERT_TRUE(config.ok()) << algo << ": " << config.status();
+    auto sim = Simulation::Create(*config);
+    ASSERT_TRUE(sim.ok()) << algo << ": " << sim.status();
+    auto summary = (*sim)->Run(nullptr);
+    ASSERT_TRUE(summary.ok()) << algo << ": " << summary.status();
+    EXPECT_LT(summary->epochs.back().train_loss, summary->epochs[0].train_loss) << algo;
+    EXPECT_GT(summary->final_acc_mean, 0.3) << algo;
+    EXPECT_LT(summary->consensus_after_gossip, summary->consensus_before_gossip) << algo;
+  }
+}
+
+// CIFAR-10 files through the whole path: binary loader, augmentation, ResNet-20 with EvoNorm.
+TEST_F(SimulationTest, CifarResNet20Trains) {
+  const auto data = dir_ / "cifar";
+  std::filesystem::create_directories(data);
+  testing::WriteSyntheticCifar(data.string(), 10, 16, 16);
+  const std::string yaml = "run: {name: c, seed: 4, epochs: 1, final_gossip_rounds: 2, threads: 2}\nagents: {count: 4}\n"
+                           "algorithm: {name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.05}\n"
+                           "data: {dataset: cifar10, path: " + data.string() + ", alpha: 1.0, batch_size: 10, test_batch_size: 8}\n"
+                           "model: {name: resnet20, norm: evonorm}\n";
+  auto config = core::ParseManifest(yaml, "test", {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto sim = Simulation::Create(*config);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  EXPECT_EQ((*sim)->rounds_per_epoch(), 2);  // 80 images, 20 per agent, batches of 10
+  auto summary = (*sim)->Run(nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->num_params, 272474);
+  EXPECT_TRUE(std::isfinite(summary->epochs[0].train_loss));
+}
+
+// §4's CIFAR augmentation: each sample of a minibatch is its image flipped or not, zero-padded by
+// 4 and cropped back to 32 x 32 at a random offset; the padding is a black pixel.
+TEST_F(SimulationTest, CifarAugmentationIsFlipAndPaddedCrop) {
+  const auto data = dir_ / "cifar-aug";
+  std::filesystem::create_directories(data);
+  testing::WriteSyntheticCifar(data.string(), 10, 16, 4);
+  auto tt = core::LoadCifar(data.string(), 10);
+  ASSERT_TRUE(tt.ok()) << tt.status();
+  auto model = core::GetModelInfo("resnet20");
+  std::vector<int64_t> shard(tt->train.size());
+  for (size_t k = 0; k < shard.size(); ++k) shard[k] = static_cast<int64_t>(k);
+  auto trainer = core::Trainer::Create(*model, &tt->train, shard, 40, 9);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  std::set<std::tuple<int, int, int>> seen;
+  std::vector<float> got(3072);
+  for (int round = 0; round < 2; ++round) {
+    (*trainer)->NextBatch();
+    for (size_t b = 0; b < (*trainer)->batch().size(); ++b) {
+      (*trainer)->AugmentedSample(static_cast<int>(b), got.data());
+      const float* src = tt->train.image((*trainer)->batch()[b]);
+      bool found = false;
+      for (int flip = 0; flip < 2 && !found; ++flip)
+        for (int dy = 0; dy < 9 && !found; ++dy)
+          for (int dx = 0; dx < 9 && !found; ++dx) {
+            bool same = true;
+            for (int c = 0; c < 3 && same; ++c)
+              for (int y = 0; y < 32 && same; ++y)
+                for (int x = 0; x < 32 && same; ++x) {
+                  const int sy = y + dy - 4, sx = x + dx - 4;
+                  const float want = (sy < 0 || sy > 31 || sx < 0 || sx > 31)
+                                         ? tt->train.pad_value[c]
+                                         : src[c * 1024 + sy * 32 + (flip ? 31 - sx : sx)];
+                  same = got[c * 1024 + y * 32 + x] == want;
+                }
+            if (same) {
+              found = true;
+              seen.insert({flip, dy, dx});
+            }
+          }
+      ASSERT_TRUE(found) << "sample " << b << " is no flip/crop of its image";
+    }
+  }
+  EXPECT_GT(seen.size(), 20u) << "offsets and flips should vary";
+  std::set<int> flips;
+  for (const auto& [f, y, x] : seen) flips.insert(f);
+  EXPECT_EQ(flips.size(), 2u);
+}
 
 TEST(Plot, RendersEveryPanelAndSeries) {
   std::vector<EpochRecord> e(3);

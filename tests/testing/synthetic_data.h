@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace gut::testing {
@@ -49,6 +50,33 @@ inline void WriteSyntheticSplit(const std::string& dir, const std::string& prefi
 inline void WriteSyntheticDataset(const std::string& dir, int train, int test) {
   WriteSyntheticSplit(dir, "train", train, 1);
   WriteSyntheticSplit(dir, "t10k", test, 2);
+}
+
+// Writes CIFAR binary files: `classes` 10 (data_batch_1..5.bin with `per_file` records each,
+// test_batch.bin) or 100 (train.bin with 5 * per_file records, test.bin). Record r of a file has
+// label (r * 3 + file) % classes (CIFAR-100: coarse label 99 - fine) and pixel bytes
+// (c * 7 + i + r) % 256 for channel c, pixel i.
+inline void WriteSyntheticCifar(const std::string& dir, int classes, int per_file, int test_records) {
+  auto write = [&](const std::string& name, int records, int file) {
+    std::string bytes;
+    for (int r = 0; r < records; ++r) {
+      const int label = (r * 3 + file) % classes;
+      if (classes == 100) bytes.push_back(static_cast<char>(99 - label));
+      bytes.push_back(static_cast<char>(label));
+      for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < 1024; ++i) bytes.push_back(static_cast<char>((c * 7 + i + r) % 256));
+    }
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "wb");
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  };
+  if (classes == 10) {
+    for (int k = 1; k <= 5; ++k) write("data_batch_" + std::to_string(k) + ".bin", per_file, k);
+    write("test_batch.bin", test_records, 0);
+  } else {
+    write("train.bin", 5 * per_file, 1);
+    write("test.bin", test_records, 0);
+  }
 }
 
 }  // namespace gut::testing
