@@ -135,4 +135,71 @@ std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& 
   return s;
 }
 
+std::string RenderLineChart(const std::string& title, const std::string& x_label, const std::string& y_label,
+                            const std::vector<Series>& series) {
+  static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  constexpr double W = 900, H = 480, L = 60, R = 190, T = 40, B = 50;
+  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+  for (const auto& s : series) {
+    for (size_t k = 0; k < s.x.size(); ++k) {
+      x0 = std::min(x0, s.x[k]);
+      x1 = std::max(x1, s.x[k]);
+      y0 = std::min(y0, s.lo.empty() ? s.y[k] : s.lo[k]);
+      y1 = std::max(y1, s.hi.empty() ? s.y[k] : s.hi[k]);
+    }
+  }
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  const double pad = 0.03 * (y1 - y0);
+  y0 -= pad;
+  y1 += pad;
+  auto X = [&](double v) { return L + (v - x0) / (x1 - x0) * (W - L - R); };
+  auto Y = [&](double v) { return T + (1 - (v - y0) / (y1 - y0)) * (H - T - B); };
+  std::string out = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      "<text x=\"%.0f\" y=\"22\" font-size=\"16\">%s</text>\n"
+      "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#999\"/>\n",
+      W, H, L, title, L, T, W - L - R, H - T - B);
+  for (int k = 0; k <= 5; ++k) {
+    const double v = y0 + (y1 - y0) * k / 5, y = Y(v);
+    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                                          "<text x=\"%.0f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n",
+                                          L, W - R, y, y, L - 4, y + 4, v));
+    const double xv = x0 + (x1 - x0) * k / 5;
+    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%.4g</text>\n",
+                                          X(xv), H - B + 14, xv));
+  }
+  absl::StrAppend(&out, absl::StrFormat("<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\" text-anchor=\"middle\">%s</text>\n"
+                                        "<text x=\"14\" y=\"%.0f\" font-size=\"12\" transform=\"rotate(-90 14 %.0f)\" "
+                                        "text-anchor=\"middle\">%s</text>\n",
+                                        (W - R + L) / 2, H - B + 34, x_label, (H - B + T) / 2, (H - B + T) / 2, y_label));
+  for (size_t i = 0; i < series.size(); ++i) {
+    const auto& s = series[i];
+    const char* colour = kColours[i % 10];
+    if (!s.lo.empty() && s.x.size() > 1) {
+      std::string pts;
+      for (size_t k = 0; k < s.x.size(); ++k) absl::StrAppend(&pts, absl::StrFormat("%.1f,%.1f ", X(s.x[k]), Y(s.hi[k])));
+      for (size_t k = s.x.size(); k-- > 0;) absl::StrAppend(&pts, absl::StrFormat("%.1f,%.1f ", X(s.x[k]), Y(s.lo[k])));
+      absl::StrAppend(&out, absl::StrFormat("<polygon fill=\"%s\" fill-opacity=\"0.15\" stroke=\"none\" points=\"%s\"/>\n",
+                                            colour, pts));
+    }
+    std::vector<std::pair<double, double>> pts;
+    for (size_t k = 0; k < s.x.size(); ++k) pts.push_back({X(s.x[k]), Y(s.y[k])});
+    absl::StrAppend(&out, Polyline(pts, colour, 1.6));
+    if (s.x.size() == 1) {
+      absl::StrAppend(&out, absl::StrFormat("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", pts[0].first,
+                                            pts[0].second, colour));
+    }
+    const double ly = T + 14 + 18 * i;
+    absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"3\"/>"
+                                          "<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\">%s</text>\n",
+                                          W - R + 12, W - R + 32, ly, ly, colour, W - R + 38, ly + 4, s.name));
+  }
+  absl::StrAppend(&out, "</svg>\n");
+  return out;
+}
+
 }  // namespace gut::sim

@@ -13,6 +13,16 @@ namespace gut::sim {
 
 std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs);
 
+// A line chart of several series over a shared x axis (e.g. accuracy per epoch, one line per
+// method), with an optional band per series (e.g. min-max over seeds) and a legend.
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+  std::vector<double> lo, hi;  // empty, or the band around y at each x
+};
+std::string RenderLineChart(const std::string& title, const std::string& x_label, const std::string& y_label,
+                            const std::vector<Series>& series);
+
 }  // namespace gut::sim
 
 #endif  // GUT_SIM_PLOT_H_

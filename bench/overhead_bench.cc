@@ -1,0 +1,147 @@
+// overhead_bench: per-agent time per training step and memory of every method against DSGD, side
+// by side in one run (the poster's overhead table, ALGORITHMS.md §6.3).
+//
+//   overhead_bench [--manifest FILE] [--rounds R] [--reps K] [--methods a,b,...] [--out FILE.md]
+//
+// Every method runs gut-sim's training round on the manifest's configuration (default: the
+// 16-ring Fashion-MNIST LeNet-5 run) with the settings bench/reproduce.sh uses; the methods
+// alternate K times so that machine noise hits all alike. Time: wall ms per round and CPU ms per
+// agent-step, medians, and the median of the per-repetition ratios to DSGD (and of QG-GUTm to
+// QG-DSGDm, the poster's pairing). Memory: model-sized vectors an agent keeps (x, one gradient and
+// the method's persistent buffers), relative to DSGD's; the forward/backward workspace and the
+// transient receive buffers are the same for every one-message method and are not counted.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "core/common/process.h"
+#include "core/config/manifest.h"
+#include "sim/simulation.h"
+
+namespace {
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The overrides bench/reproduce.sh uses for each method on the QG-GUTm manifest.
+std::vector<std::string> MethodSets(const std::string& m) {
+  if (m == "qg-gutm") return {};
+  if (m == "qg-dsgdm") return {"algorithm.name=qg-dsgdm", "algorithm.mu=0"};
+  if (m == "dsgd") return {"algorithm.name=dsgd", "algorithm.momentum=0", "algorithm.mu=0"};
+  if (m == "gut") return {"algorithm.name=gut", "algorithm.momentum=0", "algorithm.mu=0.9"};
+  if (m == "gt" || m == "d2") return {"algorithm.name=" + m, "algorithm.momentum=0", "algorithm.mu=0"};
+  if (m == "relaysgd")
+    return {"algorithm.name=relaysgd", "algorithm.mu=0", "topology.graph=chain", "topology.weights=metropolis"};
+  return {"algorithm.name=" + m, "algorithm.mu=0"};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"overhead_bench: time and memory per agent of every method against DSGD"};
+  std::string manifest = "deploy/examples/fmnist-ring16-qggutm.yaml", out;
+  std::string methods = "dsgd,gut,qg-dsgdm,qg-gutm,gt,d2,mt,relaysgd,ngm,cga";
+  int rounds = 59, reps = 5;
+  app.add_option("--manifest", manifest);
+  app.add_option("--rounds", rounds, "rounds per measurement");
+  app.add_option("--reps", reps, "alternating repetitions");
+  app.add_option("--methods", methods, "comma-separated; the first is the reference (DSGD)");
+  app.add_option("--out", out, "append the markdown table to this file");
+  CLI11_PARSE(app, argc, argv);
+  gut::core::TuneAllocator();
+
+  const std::vector<std::string> names = absl::StrSplit(methods, ',');
+  std::vector<std::unique_ptr<gut::sim::Simulation>> sims;
+  gut::core::RunConfig config;
+  for (const auto& m : names) {
+    auto c = gut::core::LoadManifest(manifest, MethodSets(m));
+    if (!c.ok()) {
+      std::fprintf(stderr, "%s: %s\n", m.c_str(), std::string(c.status().message()).c_str());
+      return 2;
+    }
+    config = *c;
+    auto s = gut::sim::Simulation::Create(*c);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", m.c_str(), std::string(s.status().message()).c_str());
+      return 1;
+    }
+    (void)(*s)->RunTrainingRounds(5);  // warm-up; RelaySGD sizes its relay buffers here
+    sims.push_back(std::move(*s));
+  }
+  const int n = config.num_agents;
+  std::vector<std::vector<double>> wall(names.size()), cpu(names.size());
+  for (int rep = 0; rep < reps; ++rep) {
+    for (size_t k = 0; k < names.size(); ++k) {
+      const double c0 = CpuSeconds();
+      const auto t0 = std::chrono::steady_clock::now();
+      if (auto s = sims[k]->RunTrainingRounds(rounds); !s.ok()) {
+        std::fprintf(stderr, "%s: %s\n", names[k].c_str(), std::string(s.status().message()).c_str());
+        return 1;
+      }
+      const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      wall[k].push_back(1e3 * w / rounds);
+      cpu[k].push_back(1e3 * (CpuSeconds() - c0) / (double(rounds) * n));
+    }
+    std::fprintf(stderr, "rep %d/%d done\n", rep + 1, reps);
+  }
+  auto ratio = [&](size_t a, size_t b) {
+    std::vector<double> r;
+    for (int k = 0; k < reps; ++k) r.push_back(cpu[a][k] / cpu[b][k]);
+    return Median(r);
+  };
+  auto vectors = [&](size_t k) { return 2 + sims[k]->algorithm_buffers(); };  // x, gradient, buffers
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  const int64_t P = sims[0]->num_params();
+  std::string table = absl::StrFormat(
+      "### overhead_bench, %s\n\n"
+      "Configuration: %s (%d agents, batch %d, model %s, %lld parameters), %d rounds x %d alternating "
+      "repetitions, medians. Compute overhead = CPU per agent-step / %s's - 1 (median of per-repetition "
+      "ratios); memory = model-sized vectors per agent (x, one gradient, the method's persistent buffers).\n\n"
+      "| method | wall ms / round | CPU ms / agent-step | compute overhead vs %s | vectors per agent | memory overhead vs %s |\n"
+      "|---|---|---|---|---|---|\n",
+      date, config.name, n, config.batch_size, config.model, static_cast<long long>(P), rounds, reps, names[0],
+      names[0], names[0]);
+  for (size_t k = 0; k < names.size(); ++k) {
+    absl::StrAppendFormat(&table, "| %s | %.2f | %.3f | %+.3f | %d | %+.3f |\n", names[k], Median(wall[k]),
+                          Median(cpu[k]), ratio(k, 0) - 1, vectors(k), double(vectors(k)) / vectors(0) - 1);
+  }
+  std::map<std::string, size_t> at;
+  for (size_t k = 0; k < names.size(); ++k) at[names[k]] = k;
+  if (at.count("qg-gutm") && at.count("qg-dsgdm")) {
+    const size_t a = at["qg-gutm"], b = at["qg-dsgdm"];
+    absl::StrAppendFormat(&table,
+                          "\nQG-GUTm against QG-DSGDm (the poster's pairing): compute overhead %+.3f, memory "
+                          "overhead %+.3f (poster, LeNet-5: 0.275 compute, 0.099 memory).\n",
+                          ratio(a, b) - 1, double(vectors(a)) / vectors(b) - 1);
+  }
+  if (at.count("gut") && at.count("dsgd")) {
+    const size_t a = at["gut"], b = at["dsgd"];
+    absl::StrAppendFormat(&table, "GUT against DSGD: compute overhead %+.3f, memory overhead %+.3f.\n",
+                          ratio(a, b) - 1, double(vectors(a)) / vectors(b) - 1);
+  }
+  std::printf("%s", table.c_str());
+  if (!out.empty()) {
+    std::ofstream f(out, std::ios::app);
+    f << table << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,268 @@
+// reproduce_report: the tables and plots of bench/reproduce.sh's runs.
+//
+//   reproduce_report [--root bench/results/reproduce]
+//
+// Reads every finished run (ROOT/runs/<tag>/summary.json and metrics.csv; tags are
+// fmnist-<graph><agents>-a<alpha>-<method>-s<seed>) and writes ROOT/fmnist-table.md (mean and
+// sample standard deviation over seeds of the final test accuracy, laid out like the poster) and
+// accuracy-per-epoch plots (ROOT/*.svg; the line is the mean over seeds, the band min to max).
+// Missing runs show as "-" with the number of seeds found, so a partial reproduction reports what
+// it has.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "sim/plot.h"
+#include "sim/report.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  std::string graph, method;
+  int agents = 0, seed = 0;
+  std::string alpha;
+  double final_acc = 0, wall_s = 0, ms_per_round = 0, msgs_per_edge = 0;
+  std::vector<double> acc;  // per epoch, test accuracy mean over agents
+};
+
+struct Key {
+  std::string graph;
+  int agents;
+  std::string alpha, method;
+  bool operator<(const Key& o) const {
+    return std::tie(graph, agents, alpha, method) < std::tie(o.graph, o.agents, o.alpha, o.method);
+  }
+};
+
+std::string Read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const std::map<std::string, std::string>& Labels() {
+  static const auto* m = new std::map<std::string, std::string>{
+      {"qg-dsgdm", "QG-DSGDm"}, {"qg-gutm", "QG-GUTm"}, {"dsgd", "DSGD"},   {"gut", "GUT"},
+      {"gt", "Gradient tracking"}, {"d2", "D² (Exact Diffusion)"}, {"mt", "Momentum tracking"},
+      {"relaysgd", "RelaySGD (chain)"}, {"ngm", "NGM"}, {"cga", "CGA"}, {"dsgdm-n", "DSGDm-N"},
+      {"qg-dsgdm-lin", "QG-DSGDm (Lin et al.)"}};
+  return *m;
+}
+std::string Label(const std::string& m) {
+  auto it = Labels().find(m);
+  return it == Labels().end() ? m : it->second;
+}
+
+struct Stats {
+  int n = 0;
+  double mean = 0, sd = 0, lo = 0, hi = 0;
+};
+Stats Of(const std::vector<double>& v) {
+  Stats s;
+  s.n = static_cast<int>(v.size());
+  if (v.empty()) return s;
+  s.lo = s.hi = v[0];
+  for (double x : v) {
+    s.mean += x / s.n;
+    s.lo = std::min(s.lo, x);
+    s.hi = std::max(s.hi, x);
+  }
+  for (double x : v) s.sd += s.n > 1 ? (x - s.mean) * (x - s.mean) / (s.n - 1) : 0;
+  s.sd = std::sqrt(s.sd);
+  return s;
+}
+
+class Report {
+ public:
+  explicit Report(std::map<Key, std::vector<Run>> runs) : runs_(std::move(runs)) {}
+
+  std::vector<double> Finals(const Key& k) const {
+    std::vector<double> v;
+    if (auto it = runs_.find(k); it != runs_.end())
+      for (const auto& r : it->second) v.push_back(100 * r.final_acc);
+    return v;
+  }
+  std::string Cell(const Key& k) const {
+    const Stats s = Of(Finals(k));
+    if (s.n == 0) return "-";
+    return absl::StrFormat("%.2f ± %.2f (%d)", s.mean, s.sd, s.n);
+  }
+  const std::vector<Run>* Runs(const Key& k) const {
+    auto it = runs_.find(k);
+    return it == runs_.end() ? nullptr : &it->second;
+  }
+
+  // Accuracy per epoch, mean over seeds with the min-max band, one series per key.
+  std::string Plot(const std::string& title, const std::vector<std::pair<std::string, Key>>& lines) const {
+    std::vector<gut::sim::Series> series;
+    for (const auto& [name, key] : lines) {
+      const auto* rs = Runs(key);
+      if (!rs || rs->empty()) continue;
+      size_t epochs = rs->front().acc.size();
+      for (const auto& r : *rs) epochs = std::min(epochs, r.acc.size());
+      gut::sim::Series s;
+      s.name = absl::StrFormat("%s (%d)", name, rs->size());
+      for (size_t e = 0; e < epochs; ++e) {
+        std::vector<double> v;
+        for (const auto& r : *rs) v.push_back(100 * r.acc[e]);
+        const Stats st = Of(v);
+        s.x.push_back(e + 1);
+        s.y.push_back(st.mean);
+        s.lo.push_back(st.lo);
+        s.hi.push_back(st.hi);
+      }
+      series.push_back(std::move(s));
+    }
+    return gut::sim::RenderLineChart(title, "epoch", "test accuracy (%), mean over agents", series);
+  }
+
+ private:
+  std::map<Key, std::vector<Run>> runs_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"reproduce_report: tables and plots of bench/reproduce.sh's runs"};
+  std::string root = "bench/results/reproduce";
+  app.add_option("--root", root);
+  CLI11_PARSE(app, argc, argv);
+
+  const std::regex tag_re(R"(fmnist-([a-z0-9]+?)(\d+)-a([0-9.]+)-(.+)-s(\d+))");
+  std::map<Key, std::vector<Run>> runs;
+  int found = 0;
+  if (!fs::is_directory(fs::path(root) / "runs")) {
+    std::fprintf(stderr, "reproduce_report: %s/runs does not exist (run bench/reproduce.sh first)\n", root.c_str());
+    return 1;
+  }
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(fs::path(root) / "runs")) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& d : dirs) {
+    std::smatch m;
+    const std::string tag = d.filename().string();
+    if (!std::regex_match(tag, m, tag_re) || !fs::exists(d / "summary.json")) continue;
+    Run r;
+    r.graph = m[1];
+    r.agents = std::stoi(m[2]);
+    r.alpha = m[3];
+    r.method = m[4];
+    r.seed = std::stoi(m[5]);
+    try {
+      const auto j = nlohmann::json::parse(Read(d / "summary.json"));
+      r.final_acc = j.at("final").at("test_acc_mean").get<double>();
+      r.wall_s = j.at("timing").at("wall_s").get<double>();
+      r.ms_per_round = j.at("timing").at("ms_per_training_round").get<double>();
+      const double rounds = j.at("timing").at("rounds").get<double>();
+      const double p = j.at("exchange").at("num_params").get<double>();
+      const double bytes = j.at("exchange").at("bytes_sent").get<double>();
+      // Messages per agent per round per neighbour, in model-sized fp32 vectors (ring: 2 neighbours,
+      // chain: 2(n-1)/n on average).
+      const double edges_x2 = r.graph == "chain" || r.method == "relaysgd" ? 2.0 * (r.agents - 1) : 2.0 * r.agents;
+      r.msgs_per_edge = bytes / rounds / edges_x2 / (4 * p);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "reproduce_report: %s/summary.json: %s\n", d.c_str(), e.what());
+      return 1;
+    }
+    std::istringstream csv(Read(d / "metrics.csv"));
+    std::string line;
+    std::getline(csv, line);
+    while (std::getline(csv, line)) {
+      const std::vector<std::string> f = absl::StrSplit(line, ',');
+      if (f.size() > 4) r.acc.push_back(std::stod(f[4]));
+    }
+    runs[{r.graph, r.agents, r.alpha, r.method}].push_back(r);
+    ++found;
+  }
+  Report rep(std::move(runs));
+  auto ring16 = [](const std::string& alpha, const std::string& method) { return Key{"ring", 16, alpha, method}; };
+
+  std::string md = absl::StrFormat(
+      "# Fashion-MNIST reproduction (LeNet-5, 100 epochs)\n\n"
+      "Regenerate: `bench/reproduce.sh` (resumable; `--list` shows what is done), then "
+      "`build/bench/reproduce_report --root %s`. Each cell: final test accuracy (%%, mean over agents after "
+      "51 gossip rounds), mean ± sample standard deviation over seeds (number of seeds in brackets; seeds "
+      "12, 1, 2). Per-run commands: `runs/<tag>/command.txt`. %d runs found.\n\n",
+      root, found);
+
+  md += "## The poster's table: 16-agent ring\n\n| method | α = 0.1 | α = 0.01 |\n|---|---|---|\n";
+  for (const char* m : {"qg-dsgdm", "qg-gutm"})
+    md += absl::StrFormat("| %s | %s | %s |\n", Label(m), rep.Cell(ring16("0.1", m)), rep.Cell(ring16("0.01", m)));
+  md += "| poster QG-DSGDm | 89.94 ± 0.44 | 83.43 ± 0.94 |\n| poster QG-GUTm | 90.11 ± 0.02 | 84.60 ± 1.00 |\n\n";
+  md += "Plots: `fmnist-a0.1.svg`, `fmnist-a0.01.svg`.\n\n";
+
+  md += "## Every method at α = 0.1, 16 agents (RelaySGD on the ring's spanning chain)\n\n"
+        "| method | final accuracy | messages per neighbour per round | ms per round | wall per run (s) |\n"
+        "|---|---|---|---|---|\n";
+  for (const char* m : {"dsgd", "gut", "qg-dsgdm", "qg-gutm", "gt", "d2", "mt", "relaysgd", "ngm", "cga", "dsgdm-n",
+                        "qg-dsgdm-lin"}) {
+    const auto* rs = rep.Runs(ring16("0.1", m));
+    if (!rs) {
+      md += absl::StrFormat("| %s | - | | | |\n", Label(m));
+      continue;
+    }
+    double msgs = 0, ms = 0, wall = 0;
+    for (const auto& r : *rs) {
+      msgs += r.msgs_per_edge / rs->size();
+      ms += r.ms_per_round / rs->size();
+      wall += r.wall_s / rs->size();
+    }
+    md += absl::StrFormat("| %s | %s | %.3f | %.1f | %.0f |\n", Label(m), rep.Cell(ring16("0.1", m)), msgs, ms, wall);
+  }
+  md += "\nms per round and wall time depend on what else the machine was running; the accuracies do not (runs "
+        "are deterministic). Plot: `fmnist-methods.svg`.\n\n";
+
+  md += "## Topology at 32 agents, α = 0.1\n\n| method | ring | torus (C_32(1,4)) | Dyck |\n|---|---|---|---|\n";
+  for (const char* m : {"qg-dsgdm", "qg-gutm"})
+    md += absl::StrFormat("| %s | %s | %s | %s |\n", Label(m), rep.Cell({"ring", 32, "0.1", m}),
+                          rep.Cell({"torus", 32, "0.1", m}), rep.Cell({"dyck", 32, "0.1", m}));
+  md += "\nPlot: `fmnist-topology.svg`.\n\n## Agent count on the ring, α = 0.1\n\n"
+        "| method | 8 | 16 | 32 | 64 |\n|---|---|---|---|---|\n";
+  for (const char* m : {"qg-dsgdm", "qg-gutm"})
+    md += absl::StrFormat("| %s | %s | %s | %s | %s |\n", Label(m), rep.Cell({"ring", 8, "0.1", m}),
+                          rep.Cell({"ring", 16, "0.1", m}), rep.Cell({"ring", 32, "0.1", m}),
+                          rep.Cell({"ring", 64, "0.1", m}));
+  md += "\nPlot: `fmnist-agents.svg`.\n";
+  const fs::path overhead = fs::path(root) / "overhead.md";
+  if (fs::exists(overhead)) md += "\n## Overheads per agent (bench/overhead_bench)\n\n" + Read(overhead);
+
+  auto write = [&](const std::string& name, const std::string& text) {
+    if (auto s = gut::sim::AtomicWrite((fs::path(root) / name).string(), text); !s.ok()) {
+      std::fprintf(stderr, "reproduce_report: %s\n", std::string(s.message()).c_str());
+      std::exit(1);
+    }
+  };
+  write("fmnist-table.md", md);
+  for (const char* a : {"0.1", "0.01"}) {
+    write(absl::StrFormat("fmnist-a%s.svg", a),
+          rep.Plot(absl::StrFormat("Fashion-MNIST, LeNet-5, 16-agent ring, alpha = %s", a),
+                   {{"QG-DSGDm", ring16(a, "qg-dsgdm")}, {"QG-GUTm", ring16(a, "qg-gutm")}}));
+  }
+  std::vector<std::pair<std::string, Key>> methods;
+  for (const char* m : {"dsgd", "gut", "qg-dsgdm", "qg-gutm", "gt", "d2", "mt", "relaysgd", "ngm", "cga"})
+    methods.push_back({Label(m), ring16("0.1", m)});
+  write("fmnist-methods.svg", rep.Plot("Fashion-MNIST, 16 agents, alpha = 0.1: every method", methods));
+  std::vector<std::pair<std::string, Key>> topo, agents;
+  for (const char* g : {"ring", "torus", "dyck"})
+    for (const char* m : {"qg-dsgdm", "qg-gutm"}) topo.push_back({Label(m) + " " + g, {g, 32, "0.1", m}});
+  for (int n : {8, 16, 32, 64})
+    for (const char* m : {"qg-dsgdm", "qg-gutm"})
+      agents.push_back({absl::StrFormat("%s n=%d", Label(m), n), {"ring", n, "0.1", m}});
+  write("fmnist-topology.svg", rep.Plot("Fashion-MNIST, 32 agents, alpha = 0.1: topologies", topo));
+  write("fmnist-agents.svg", rep.Plot("Fashion-MNIST, ring, alpha = 0.1: agent count", agents));
+  std::printf("reproduce_report: %d runs; wrote %s/fmnist-table.md and 5 plots\n", found, root.c_str());
+  return 0;
+}
