@@ -29,7 +29,7 @@ PACKAGES=(
   # libraries
   libtorch-dev libopenblas0-openmp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libyaml-cpp-dev libzstd-dev zlib1g-dev
+  libabsl-dev libspdlog-dev libyaml-cpp-dev libzstd-dev zlib1g-dev libjpeg62-turbo-dev
   prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   # data

@@ -91,16 +91,18 @@ absl::StatusOr<DatasetShape> GetDatasetShape(const std::string& name) {
   if (name == "fashion-mnist" || name == "mnist") return DatasetShape{{1, 28, 28}, 10};
   if (name == "cifar10") return DatasetShape{{3, 32, 32}, 10};
   if (name == "cifar100") return DatasetShape{{3, 32, 32}, 100};
+  if (name == "imagenette") return DatasetShape{{3, 224, 224}, 10};
   return absl::InvalidArgumentError(
       absl::StrCat("data.dataset: unknown data set '", name, "'; allowed: ", AllowedDatasetNames()));
 }
 
-std::string AllowedDatasetNames() { return "fashion-mnist, mnist, cifar10, cifar100"; }
+std::string AllowedDatasetNames() { return "fashion-mnist, mnist, cifar10, cifar100, imagenette"; }
 
 absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir) {
   if (name == "fashion-mnist" || name == "mnist") return LoadMnistFamily(dir);
   if (name == "cifar10") return LoadCifar(dir, 10);
   if (name == "cifar100") return LoadCifar(dir, 100);
+  if (name == "imagenette") return LoadImageFolder(dir);
   return GetDatasetShape(name).status();
 }
 
@@ -108,6 +110,7 @@ std::string DetectDataset(const std::string& dir) {
   namespace fs = std::filesystem;
   if (fs::exists(fs::path(dir) / "data_batch_1.bin")) return "cifar10";
   if (fs::exists(fs::path(dir) / "train.bin")) return "cifar100";
+  if (fs::is_directory(fs::path(dir) / "train") && fs::is_directory(fs::path(dir) / "val")) return "imagenette";
   return "fashion-mnist";  // the MNIST family's IDX files (the loader names what is missing)
 }
 

@@ -12,20 +12,39 @@
 namespace gut::core {
 
 // Training-time augmentation (§4), applied per sample when a minibatch is drawn:
-// kCifar = horizontal flip with p = 0.5, then a random 32x32 crop of the image zero-padded by 4.
-enum class Augment { kNone, kCifar };
+// kCifar = horizontal flip with p = 0.5, then a random 32x32 crop of the image zero-padded by 4;
+// kImageNet = random-resized crop (scale 0.08-1, aspect 3/4-4/3) resampled to height x width,
+// then a horizontal flip with p = 0.5 (stored data sets only).
+enum class Augment { kNone, kCifar, kImageNet };
 
 struct Dataset {
+  // channels x height x width is what the model sees (one sample's size).
   int channels = 0, height = 0, width = 0, num_classes = 0;
-  std::vector<float> images;    // size() * channels * height * width
+  std::vector<float> images;    // size() * channels * height * width (float data sets)
   std::vector<int64_t> labels;  // in [0, num_classes)
   Augment augment = Augment::kNone;
   std::vector<float> pad_value;  // per channel: a black pixel after normalisation (crop padding)
+  // Stored data sets (image folders): each sample is a stored x stored x 3 square of bytes (CHW),
+  // normalised with mean/stdev when a sample is produced; images stays empty. Evaluation sees the
+  // centre height x width crop.
+  std::vector<uint8_t> pixels;
+  int stored = 0;
+  std::vector<float> mean, stdev;
 
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int64_t sample_size() const { return int64_t{channels} * height * width; }
+  bool is_stored() const { return stored > 0; }
+  int64_t stored_size() const { return int64_t{channels} * stored * stored; }
+  // Float data sets only.
   const float* image(int64_t i) const { return images.data() + i * sample_size(); }
+  // Sample i as evaluation sees it (no augmentation), sample_size() floats into out.
+  void EvalSample(int64_t i, float* out) const;
 };
+
+// Resamples the crop (x0, y0, cw, ch) of a channels x sh x sw byte image to channels x oh x ow
+// floats with an antialiased bilinear (triangle) filter, as PIL's bilinear resize does.
+void ResampleCrop(const uint8_t* src, int channels, int sh, int sw, int x0, int y0, int cw, int ch, int oh, int ow,
+                  float* out);
 
 struct TrainTest {
   Dataset train, test;
@@ -56,7 +75,15 @@ struct DatasetShape {
 };
 absl::StatusOr<DatasetShape> GetDatasetShape(const std::string& name);
 std::string AllowedDatasetNames();
-// The data set a directory holds, by its files: cifar10, cifar100, else fashion-mnist (IDX).
+// An image-folder data set (ImageNette's imagenette2 layout): dir/train/<class>/*.{JPEG,jpg,jpeg}
+// and dir/val/<class>/*; classes are the sorted folder names of train (val must have the same).
+// Each image is resized so that its short side is `stored`, its centre stored x stored square is
+// kept as bytes; samples are crop x crop (train: kImageNet augmentation; val: the centre crop), with
+// ImageNet's normalisation (§4).
+absl::StatusOr<TrainTest> LoadImageFolder(const std::string& dir, int stored = 256, int crop = 224);
+
+// The data set a directory holds, by its files: cifar10, cifar100, imagenette (train/ and val/
+// folders), else fashion-mnist (IDX).
 std::string DetectDataset(const std::string& dir);
 // Loads the manifest's data.dataset from data.path.
 absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -76,7 +77,8 @@ struct Trainer::Impl {
   Rng64 augment_rng;
   struct Crop {
     bool flip;
-    int dy, dx;
+    int dy, dx;  // kCifar: offset in the padded image; kImageNet: top-left of the crop
+    int h = 0, w = 0;  // kImageNet: the crop's size in the stored image
   };
   std::vector<Crop> crops;
   std::unique_ptr<ModelWorkspace> own;
@@ -89,11 +91,27 @@ struct Trainer::Impl {
   // Writes training sample `idx`, augmented with crops[b], into out (C x H x W).
   void CopySample(int b, int64_t idx, float* out) const {
     const Dataset& d = *train;
-    const float* src = d.image(idx);
     if (d.augment == Augment::kNone) {
-      std::memcpy(out, src, d.sample_size() * sizeof(float));
+      d.EvalSample(idx, out);
       return;
     }
+    if (d.augment == Augment::kImageNet) {
+      const Crop& c = crops[b];
+      ResampleCrop(d.pixels.data() + idx * d.stored_size(), d.channels, d.stored, d.stored, c.dx, c.dy, c.w, c.h,
+                   d.height, d.width, out);
+      const int h = d.height, w = d.width;
+      for (int ch = 0; ch < d.channels; ++ch) {
+        float* plane = out + static_cast<int64_t>(ch) * h * w;
+        const float m = d.mean[ch], sd = d.stdev[ch];
+        for (int y = 0; y < h; ++y) {
+          float* row = plane + y * w;
+          if (c.flip) std::reverse(row, row + w);
+          for (int x = 0; x < w; ++x) row[x] = (row[x] / 255.0f - m) / sd;
+        }
+      }
+      return;
+    }
+    const float* src = d.image(idx);
     // kCifar: flip, zero-pad by 4, crop H x W at (dy, dx) of the padded image.
     constexpr int kPad = 4;
     const Crop& c = crops[b];
@@ -152,12 +170,36 @@ void Trainer::UseWorkspace(ModelWorkspace* ws) {
 
 void Trainer::NextBatch() {
   impl_->batch = impl_->sampler.Next();
+  Rng64& rng = impl_->augment_rng;
   if (impl_->train->augment == Augment::kCifar) {
     impl_->crops.resize(impl_->batch.size());
     for (auto& c : impl_->crops) {
-      c.flip = impl_->augment_rng.Below(2) == 1;
-      c.dy = static_cast<int>(impl_->augment_rng.Below(9));
-      c.dx = static_cast<int>(impl_->augment_rng.Below(9));
+      c.flip = rng.Below(2) == 1;
+      c.dy = static_cast<int>(rng.Below(9));
+      c.dx = static_cast<int>(rng.Below(9));
+    }
+  } else if (impl_->train->augment == Augment::kImageNet) {
+    // RandomResizedCrop's draw: area fraction in [0.08, 1], log-uniform aspect in [3/4, 4/3], ten
+    // tries, then the whole (square) image; flip after.
+    const int side = impl_->train->stored;
+    impl_->crops.resize(impl_->batch.size());
+    for (auto& c : impl_->crops) {
+      c.h = c.w = side;
+      c.dy = c.dx = 0;
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        const double area = double(side) * side * (0.08 + 0.92 * rng.Uniform());
+        const double ratio = std::exp(std::log(3.0 / 4) + (std::log(4.0 / 3) - std::log(3.0 / 4)) * rng.Uniform());
+        const int w = static_cast<int>(std::lround(std::sqrt(area * ratio)));
+        const int h = static_cast<int>(std::lround(std::sqrt(area / ratio)));
+        if (w > 0 && w <= side && h > 0 && h <= side) {
+          c.h = h;
+          c.w = w;
+          c.dy = static_cast<int>(rng.Below(side - h + 1));
+          c.dx = static_cast<int>(rng.Below(side - w + 1));
+          break;
+        }
+      }
+      c.flip = rng.Below(2) == 1;
     }
   }
 }
@@ -224,9 +266,18 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(absl::Span<const float> params, con
     }
     int64_t correct = 0;
     double loss_sum = 0;
+    std::vector<float> staging;  // stored (image-folder) data sets: the batch's centre crops
     for (int64_t start = 0; start < data.size(); start += batch_size) {
       const int64_t n = std::min<int64_t>(batch_size, data.size() - start);
-      at::Tensor input = at::from_blob(const_cast<float*>(data.image(start)), InputShape(model, n), at::kFloat);
+      const float* rows = nullptr;
+      if (data.is_stored()) {
+        staging.resize(static_cast<size_t>(n) * data.sample_size());
+        for (int64_t k = 0; k < n; ++k) data.EvalSample(start + k, staging.data() + k * data.sample_size());
+        rows = staging.data();
+      } else {
+        rows = data.image(start);
+      }
+      at::Tensor input = at::from_blob(const_cast<float*>(rows), InputShape(model, n), at::kFloat);
       at::Tensor target = at::from_blob(const_cast<int64_t*>(data.labels.data() + start), {n}, at::kLong);
       at::Tensor logits = Forward(model, p, input);
       loss_sum += at::cross_entropy_loss(logits, target, {}, at::Reduction::Sum).item<double>();

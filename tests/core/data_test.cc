@@ -1,6 +1,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <array>
+#include <cstddef>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -261,6 +264,88 @@ TEST(Cifar, MissingOrTruncatedFilesAreNamed) {
       << cut.status();
   EXPECT_NE(LoadDataset("imagenet", dir).status().message().find("data.dataset: unknown data set 'imagenet'; allowed: fashion-mnist, mnist, cifar10, cifar100"),
             std::string::npos);
+}
+
+
+// imagenette2 layout with two classes: solid-colour images of different sizes and aspect ratios.
+std::string WriteImageFolder(const std::string& name) {
+  const std::string dir = TempDataDir(name);
+  const uint8_t colours[2][3] = {{200, 30, 90}, {20, 160, 240}};
+  for (const char* split : {"train", "val"})
+    for (int c = 0; c < 2; ++c) {
+      const std::string cdir = dir + "/" + split + "/n0" + std::to_string(c);
+      std::filesystem::create_directories(cdir);
+      for (int k = 0; k < (split[0] == 't' ? 3 : 2); ++k) {
+        const int h = 240 + 60 * k, w = 320 - 50 * k;
+        testing::WriteJpeg(cdir + "/img" + std::to_string(k) + ".JPEG", h, w, [&](int, int) {
+          return std::array<uint8_t, 3>{colours[c][0], colours[c][1], colours[c][2]};
+        });
+      }
+    }
+  return dir;
+}
+
+TEST(ImageFolder, LoadsClassesStoresSquaresAndNormalisesTheCentreCrop) {
+  const std::string dir = WriteImageFolder("imagenette");
+  EXPECT_EQ(DetectDataset(dir), "imagenette");
+  auto tt = LoadImageFolder(dir, 64, 56);
+  ASSERT_TRUE(tt.ok()) << tt.status();
+  EXPECT_EQ(tt->train.size(), 6);
+  EXPECT_EQ(tt->test.size(), 4);
+  EXPECT_EQ(tt->train.num_classes, 2);
+  EXPECT_EQ(tt->train.labels, (std::vector<int64_t>{0, 0, 0, 1, 1, 1}));
+  EXPECT_EQ(tt->train.sample_size(), 3 * 56 * 56);
+  EXPECT_EQ(tt->train.pixels.size(), size_t(6) * 3 * 64 * 64);
+  EXPECT_EQ(tt->train.augment, Augment::kImageNet);
+  EXPECT_EQ(tt->test.augment, Augment::kNone);
+  // A solid image stays solid through the resize (the filter's weights sum to 1) up to JPEG error.
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+  const uint8_t colour[3] = {20, 160, 240};
+  std::vector<float> out(3 * 56 * 56);
+  tt->test.EvalSample(3, out.data());  // class 1
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < 56 * 56; i += 97) {
+      const float want = (colour[c] / 255.0f - mean[c]) / stdv[c];
+      ASSERT_NEAR(out[c * 56 * 56 + i], want, 4 / 255.0f / stdv[c]) << "channel " << c;
+    }
+}
+
+// The resampler against exact values: shrinking a 4-pixel ramp to 2 averages pairs, enlarging
+// interpolates, and a crop's offset is honoured.
+TEST(ImageFolder, ResampleCropIsAnAntialiasedBilinearFilter) {
+  const std::vector<uint8_t> ramp{0, 40, 80, 120};  // 1 x 1 x 4
+  std::vector<float> two(2), eight(8), crop(2);
+  ResampleCrop(ramp.data(), 1, 1, 4, 0, 0, 4, 1, 1, 2, two.data());
+  // Shrinking by 2 widens the triangle to radius 2 around output centres 1 and 3; pixel centres
+  // are at 0.5, 1.5, ...: weights (3/4, 3/4, 1/4) and (1/4, 3/4, 3/4), renormalised at the edge.
+  EXPECT_NEAR(two[0], (0 * 0.75 + 40 * 0.75 + 80 * 0.25) / 1.75, 1e-4);
+  EXPECT_NEAR(two[1], (40 * 0.25 + 80 * 0.75 + 120 * 0.75) / 1.75, 1e-4);
+  ResampleCrop(ramp.data(), 1, 1, 4, 0, 0, 4, 1, 1, 8, eight.data());
+  for (int k = 1; k < 8; ++k) EXPECT_GE(eight[k], eight[k - 1]);
+  EXPECT_NEAR(eight[3], 50.0, 1e-4);  // centre 1.75: 3/4 of pixel 1 (centre 1.5), 1/4 of pixel 2
+  ResampleCrop(ramp.data(), 1, 1, 4, 2, 0, 2, 1, 1, 2, crop.data());  // the last two pixels as they are
+  EXPECT_NEAR(crop[0], 80, 1e-4);
+  EXPECT_NEAR(crop[1], 120, 1e-4);
+}
+
+TEST(ImageFolder, BadFoldersAndFilesAreNamed) {
+  const std::string empty = TempDataDir("imagenette-empty");
+  auto none = LoadImageFolder(empty);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("is not an image folder: imagenette expects " + empty + "/train/<class>/*.JPEG"),
+            std::string::npos)
+      << none.status();
+  const std::string dir = WriteImageFolder("imagenette-bad");
+  { std::ofstream(dir + "/train/n01/broken.jpg") << "not a jpeg"; }
+  auto broken = LoadImageFolder(dir, 64, 56);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find(dir + "/train/n01/broken.jpg is not a readable JPEG"), std::string::npos)
+      << broken.status();
+  std::filesystem::remove(dir + "/train/n01/broken.jpg");
+  std::filesystem::remove_all(dir + "/val/n01");
+  auto missing = LoadImageFolder(dir, 64, 56);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("has no folder 'n01'"), std::string::npos) << missing.status();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <set>
 #include <tuple>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -212,6 +213,79 @@ TEST_F(SimulationTest, CifarAugmentationIsFlipAndPaddedCrop) {
   std::set<int> flips;
   for (const auto& [f, y, x] : seen) flips.insert(f);
   EXPECT_EQ(flips.size(), 2u);
+}
+
+// ImageNette's training transform: a random-resized crop of the stored square, resampled to
+// 224 x 224, flipped half the time. On a horizontal ramp every row of an unflipped sample rises
+// and every row of a flipped one falls; crops differ in the range of the ramp they cover.
+TEST_F(SimulationTest, ImageNetAugmentationIsAResizedCropAndFlip) {
+  const auto dir = dir_ / "folder";
+  for (const char* split : {"train", "val"})
+    for (const char* cls : {"a", "b"}) {
+      std::filesystem::create_directories(dir / split / cls);
+      testing::WriteJpeg((dir / split / cls / "ramp.JPEG").string(), 300, 400, [](int, int x) {
+        const auto v = static_cast<uint8_t>(x * 255 / 399);
+        return std::array<uint8_t, 3>{v, v, v};
+      });
+    }
+  auto tt = core::LoadImageFolder(dir.string());
+  ASSERT_TRUE(tt.ok()) << tt.status();
+  auto model = core::GetModelInfo("mobilenetv2");
+  auto trainer = core::Trainer::Create(*model, &tt->train, {0, 1}, 2, 5);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  std::vector<float> got(3 * 224 * 224);
+  int flipped = 0, plain = 0;
+  std::set<int> widths;
+  for (int round = 0; round < 20; ++round) {
+    (*trainer)->NextBatch();
+    for (int b = 0; b < 2; ++b) {
+      (*trainer)->AugmentedSample(b, got.data());
+      const float* row = got.data() + 224 * 112;  // the middle row of channel 0
+      const float rise = row[223] - row[0];
+      ASSERT_GT(std::abs(rise), 0.05f) << "a crop of a ramp is a ramp";
+      for (int x = 8; x < 224; x += 8) {
+        if (rise > 0) {
+          ASSERT_GE(row[x], row[x - 8] - 0.03f);
+        } else {
+          ASSERT_LE(row[x], row[x - 8] + 0.03f);
+        }
+      }
+      (rise > 0 ? plain : flipped)++;
+      widths.insert(static_cast<int>(std::abs(rise) * 20));
+    }
+  }
+  EXPECT_GT(flipped, 5);
+  EXPECT_GT(plain, 5);
+  EXPECT_GT(widths.size(), 5u) << "crop sizes should vary";
+}
+
+// An ImageNette-layout folder through the whole path: JPEG decoding, stored squares, the resized
+// crops, evaluation on centre crops, MobileNet-V2 at 224 x 224 with EvoNorm.
+TEST_F(SimulationTest, ImageFolderMobileNetV2Trains) {
+  const auto dir = dir_ / "imagenette";
+  for (const char* split : {"train", "val"})
+    for (int c = 0; c < 2; ++c) {
+      const auto cdir = dir / split / ("n0" + std::to_string(c));
+      std::filesystem::create_directories(cdir);
+      for (int k = 0; k < (split[0] == 't' ? 4 : 1); ++k)
+        testing::WriteJpeg((cdir / ("i" + std::to_string(k) + ".JPEG")).string(), 260 + 10 * k, 300, [&](int y, int x) {
+          const auto v = static_cast<uint8_t>(c == 0 ? x % 256 : y % 256);
+          return std::array<uint8_t, 3>{v, static_cast<uint8_t>(255 - v), 128};
+        });
+    }
+  const std::string yaml = "run: {name: i, seed: 4, epochs: 1, final_gossip_rounds: 1, threads: 2}\nagents: {count: 4}\n"
+                           "algorithm: {name: qg-gutm, lr: 0.01, momentum: 0.9, mu: 0.03}\n"
+                           "data: {dataset: imagenette, path: " + dir.string() + ", partition: iid, batch_size: 2, test_batch_size: 2}\n"
+                           "model: {name: mobilenetv2}\n";
+  auto config = core::ParseManifest(yaml, "test", {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto sim = Simulation::Create(*config);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  auto summary = (*sim)->Run(nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->num_params, 2296490);
+  EXPECT_TRUE(std::isfinite(summary->epochs[0].train_loss));
+  EXPECT_GE(summary->final_acc_mean, 0.0);
 }
 
 TEST(Plot, RendersEveryPanelAndSeries) {

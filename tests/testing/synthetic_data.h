@@ -6,6 +6,13 @@
 
 #include <zlib.h>
 
+#include <array>
+#include <cstddef>
+#include <cstdio>
+#include <vector>
+
+#include <jpeglib.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -77,6 +84,36 @@ inline void WriteSyntheticCifar(const std::string& dir, int classes, int per_fil
     write("train.bin", 5 * per_file, 1);
     write("test.bin", test_records, 0);
   }
+}
+
+// Writes an RGB JPEG (quality 95) whose pixel (y, x) is colour(y, x).
+template <typename F>
+inline void WriteJpeg(const std::string& path, int h, int w, F colour) {
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr err;
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = w;
+  cinfo.image_height = h;
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 95, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  std::vector<uint8_t> row(size_t(w) * 3);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    for (int x = 0; x < w; ++x) {
+      const auto c = colour(static_cast<int>(cinfo.next_scanline), x);
+      for (int k = 0; k < 3; ++k) row[size_t(x) * 3 + k] = c[k];
+    }
+    JSAMPROW r = row.data();
+    jpeg_write_scanlines(&cinfo, &r, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::fclose(f);
 }
 
 }  // namespace gut::testing
