@@ -138,7 +138,9 @@ int main(int argc, char** argv) {
       "### overhead_bench, %s\n\n"
       "Configuration: %s (%d agents, batch %d, model %s, %lld parameters), %d rounds x %d alternating "
       "repetitions, medians. Compute overhead = CPU per agent-step / %s's - 1 (median of per-repetition "
-      "ratios); memory = model-sized vectors per agent (x, one gradient, the method's persistent buffers).\n\n"
+      "ratios). Memory: model-sized vectors kept per agent between rounds (x, one gradient, the method's "
+      "persistent buffers), and the heap gut-sim holds per agent after a few rounds (state, per-round buffers, "
+      "neighbour models, workspaces), without the data set.\n\n"
       "| method | wall ms / round | CPU ms / agent-step | compute overhead vs %s | vectors kept per agent | "
       "heap per agent (KiB) | memory overhead vs %s (heap) |\n"
       "|---|---|---|---|---|---|---|\n",
