@@ -4,7 +4,8 @@
 // and sets x = (x_half + sum_j M_{j->i}) / (1 + sum_j c_{j->i}). Relayed sums reach every agent
 // of the tree after diam rounds, so the division by the count averages over the whole network
 // without a doubly stochastic W. The counts travel in slot 1 as one value and are rounded to
-// integers on arrival (exact for fewer than 256 agents under every codec).
+// integers on arrival, so a lossy codec's small error on that value does not matter (bf16 holds
+// integers up to 256 exactly; int8 and top-k send a single value with its own scale).
 #include <cmath>
 #include <vector>
 
