@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the paper's Fashion-MNIST experiments and the ablations beyond it with gut-sim, and
-# writes the tables and plots (bench/results/reproduce/: fmnist-table.md, *.svg, runs/<tag>/).
+# writes the tables and plots (bench/results/fmnist-table.md; bench/results/reproduce/: *.svg, runs/<tag>/).
 #
 #   bench/reproduce.sh [--phase NAME]... [--seeds "12 1 2"] [--epochs 100] [--root DIR] [--list]
 #

@@ -1,11 +1,12 @@
 // reproduce_report: the tables and plots of bench/reproduce.sh's runs.
 //
-//   reproduce_report [--root bench/results/reproduce]
+//   reproduce_report [--root bench/results/reproduce] [--table bench/results/fmnist-table.md]
 //
 // Reads every finished run (ROOT/runs/<tag>/summary.json and metrics.csv; tags are
-// fmnist-<graph><agents>-a<alpha>-<method>-s<seed>) and writes ROOT/fmnist-table.md (mean and
-// sample standard deviation over seeds of the final test accuracy, laid out like the poster) and
-// accuracy-per-epoch plots (ROOT/*.svg; the line is the mean over seeds, the band min to max).
+// fmnist-<graph><agents>-a<alpha>-<method>-s<seed>) and writes the table (default: ROOT's parent
+// folder/fmnist-table.md; mean and sample standard deviation over seeds of the final test accuracy,
+// laid out like the poster) and accuracy-per-epoch plots (ROOT/*.svg; the line is the mean over
+// seeds, the band min to max).
 // Missing runs show as "-" with the number of seeds found, so a partial reproduction reports what
 // it has.
 #include <cmath>
@@ -137,9 +138,15 @@ class Report {
 
 int main(int argc, char** argv) {
   CLI::App app{"reproduce_report: tables and plots of bench/reproduce.sh's runs"};
-  std::string root = "bench/results/reproduce";
+  std::string root = "bench/results/reproduce", table;
   app.add_option("--root", root);
+  app.add_option("--table", table, "where the markdown goes (default: ROOT/../fmnist-table.md)");
   CLI11_PARSE(app, argc, argv);
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (table.empty()) table = (fs::path(root).parent_path() / "fmnist-table.md").string();
+  // Plots are linked relative to the table.
+  const std::string rel = fs::relative(fs::path(root), fs::absolute(fs::path(table)).parent_path()).string();
+  auto link = [&](const std::string& f) { return "`" + (rel.empty() || rel == "." ? f : rel + "/" + f) + "`"; };
 
   const std::regex tag_re(R"(fmnist-([a-z0-9]+?)(\d+)-a([0-9.]+)-(.+)-s(\d+))");
   std::map<Key, std::vector<Run>> runs;
@@ -192,17 +199,17 @@ int main(int argc, char** argv) {
 
   std::string md = absl::StrFormat(
       "# Fashion-MNIST reproduction (LeNet-5, 100 epochs)\n\n"
-      "Regenerate: `bench/reproduce.sh` (resumable; `--list` shows what is done), then "
-      "`build/bench/reproduce_report --root %s`. Each cell: final test accuracy (%%, mean over agents after "
+      "Regenerate: `bench/reproduce.sh` (resumable; `--list` shows what is done; it ends with "
+      "`build/bench/reproduce_report --root %s`). Each cell: final test accuracy (%%, mean over agents after "
       "51 gossip rounds), mean ± sample standard deviation over seeds (number of seeds in brackets; seeds "
-      "12, 1, 2). Per-run commands: `runs/<tag>/command.txt`. %d runs found.\n\n",
-      root, found);
+      "12, 1, 2). Per-run commands: %s. %d runs found.\n\n",
+      root, link("runs/<tag>/command.txt"), found);
 
   md += "## The poster's table: 16-agent ring\n\n| method | α = 0.1 | α = 0.01 |\n|---|---|---|\n";
   for (const char* m : {"qg-dsgdm", "qg-gutm"})
     md += absl::StrFormat("| %s | %s | %s |\n", Label(m), rep.Cell(ring16("0.1", m)), rep.Cell(ring16("0.01", m)));
   md += "| poster QG-DSGDm | 89.94 ± 0.44 | 83.43 ± 0.94 |\n| poster QG-GUTm | 90.11 ± 0.02 | 84.60 ± 1.00 |\n\n";
-  md += "Plots: `fmnist-a0.1.svg`, `fmnist-a0.01.svg`.\n\n";
+  md += "Plots: " + link("fmnist-a0.1.svg") + ", " + link("fmnist-a0.01.svg") + ".\n\n";
 
   md += "## Every method at α = 0.1, 16 agents (RelaySGD on the ring's spanning chain)\n\n"
         "| method | final accuracy | messages per neighbour per round | ms per round | wall per run (s) |\n"
@@ -223,19 +230,19 @@ int main(int argc, char** argv) {
     md += absl::StrFormat("| %s | %s | %.3f | %.1f | %.0f |\n", Label(m), rep.Cell(ring16("0.1", m)), msgs, ms, wall);
   }
   md += "\nms per round and wall time depend on what else the machine was running; the accuracies do not (runs "
-        "are deterministic). Plot: `fmnist-methods.svg`.\n\n";
+        "are deterministic). Plot: " + link("fmnist-methods.svg") + ".\n\n";
 
   md += "## Topology at 32 agents, α = 0.1\n\n| method | ring | torus (C_32(1,4)) | Dyck |\n|---|---|---|---|\n";
   for (const char* m : {"qg-dsgdm", "qg-gutm"})
     md += absl::StrFormat("| %s | %s | %s | %s |\n", Label(m), rep.Cell({"ring", 32, "0.1", m}),
                           rep.Cell({"torus", 32, "0.1", m}), rep.Cell({"dyck", 32, "0.1", m}));
-  md += "\nPlot: `fmnist-topology.svg`.\n\n## Agent count on the ring, α = 0.1\n\n"
+  md += "\nPlot: " + link("fmnist-topology.svg") + ".\n\n## Agent count on the ring, α = 0.1\n\n"
         "| method | 8 | 16 | 32 | 64 |\n|---|---|---|---|---|\n";
   for (const char* m : {"qg-dsgdm", "qg-gutm"})
     md += absl::StrFormat("| %s | %s | %s | %s | %s |\n", Label(m), rep.Cell({"ring", 8, "0.1", m}),
                           rep.Cell({"ring", 16, "0.1", m}), rep.Cell({"ring", 32, "0.1", m}),
                           rep.Cell({"ring", 64, "0.1", m}));
-  md += "\nPlot: `fmnist-agents.svg`.\n";
+  md += "\nPlot: " + link("fmnist-agents.svg") + ".\n";
   const fs::path overhead = fs::path(root) / "overhead.md";
   if (fs::exists(overhead)) md += "\n## Overheads per agent (bench/overhead_bench)\n\n" + Read(overhead);
 
@@ -245,7 +252,10 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
-  write("fmnist-table.md", md);
+  if (auto s = gut::sim::AtomicWrite(table, md); !s.ok()) {
+    std::fprintf(stderr, "reproduce_report: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   for (const char* a : {"0.1", "0.01"}) {
     write(absl::StrFormat("fmnist-a%s.svg", a),
           rep.Plot(absl::StrFormat("Fashion-MNIST, LeNet-5, 16-agent ring, alpha = %s", a),
@@ -263,6 +273,6 @@ int main(int argc, char** argv) {
       agents.push_back({absl::StrFormat("%s n=%d", Label(m), n), {"ring", n, "0.1", m}});
   write("fmnist-topology.svg", rep.Plot("Fashion-MNIST, 32 agents, alpha = 0.1: topologies", topo));
   write("fmnist-agents.svg", rep.Plot("Fashion-MNIST, ring, alpha = 0.1: agent count", agents));
-  std::printf("reproduce_report: %d runs; wrote %s/fmnist-table.md and 5 plots\n", found, root.c_str());
+  std::printf("reproduce_report: %d runs; wrote %s and 5 plots in %s\n", found, table.c_str(), root.c_str());
   return 0;
 }
