@@ -34,7 +34,7 @@ struct Run {
   std::string graph, method;
   int agents = 0, seed = 0;
   std::string alpha;
-  double final_acc = 0, wall_s = 0, ms_per_round = 0, msgs_per_edge = 0;
+  double final_acc = 0, wall_s = 0, ms_per_round = 0, msgs_per_edge = 0, num_params = 0;
   std::vector<double> acc;  // per epoch, test accuracy mean over agents
 };
 
@@ -173,13 +173,7 @@ int main(int argc, char** argv) {
       r.final_acc = j.at("final").at("test_acc_mean").get<double>();
       r.wall_s = j.at("timing").at("wall_s").get<double>();
       r.ms_per_round = j.at("timing").at("ms_per_training_round").get<double>();
-      const double rounds = j.at("timing").at("rounds").get<double>();
-      const double p = j.at("exchange").at("num_params").get<double>();
-      const double bytes = j.at("exchange").at("bytes_sent").get<double>();
-      // Messages per agent per round per neighbour, in model-sized fp32 vectors (ring: 2 neighbours,
-      // chain: 2(n-1)/n on average).
-      const double edges_x2 = r.graph == "chain" || r.method == "relaysgd" ? 2.0 * (r.agents - 1) : 2.0 * r.agents;
-      r.msgs_per_edge = bytes / rounds / edges_x2 / (4 * p);
+      r.num_params = j.at("exchange").at("num_params").get<double>();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "reproduce_report: %s/summary.json: %s\n", d.c_str(), e.what());
       return 1;
@@ -187,10 +181,18 @@ int main(int argc, char** argv) {
     std::istringstream csv(Read(d / "metrics.csv"));
     std::string line;
     std::getline(csv, line);
+    double rounds = 0, bytes = 0;  // at the end of training (the final gossip rounds excluded)
     while (std::getline(csv, line)) {
       const std::vector<std::string> f = absl::StrSplit(line, ',');
-      if (f.size() > 4) r.acc.push_back(std::stod(f[4]));
+      if (f.size() < 13) continue;
+      r.acc.push_back(std::stod(f[4]));
+      rounds = std::stod(f[1]);
+      bytes = std::stod(f[12]);
     }
+    // Model-sized fp32 vectors per agent per neighbour per training round (ring: 2 neighbours each;
+    // chain: 2(n-1) directed edges).
+    const double directed_edges = r.method == "relaysgd" ? 2.0 * (r.agents - 1) : 2.0 * r.agents;
+    if (rounds > 0 && r.num_params > 0) r.msgs_per_edge = bytes / rounds / directed_edges / (4 * r.num_params);
     runs[{r.graph, r.agents, r.alpha, r.method}].push_back(r);
     ++found;
   }
@@ -229,8 +231,11 @@ int main(int argc, char** argv) {
     }
     md += absl::StrFormat("| %s | %s | %.3f | %.1f | %.0f |\n", Label(m), rep.Cell(ring16("0.1", m)), msgs, ms, wall);
   }
-  md += "\nms per round and wall time depend on what else the machine was running; the accuracies do not (runs "
-        "are deterministic). Plot: " + link("fmnist-methods.svg") + ".\n\n";
+  md += "\nMessages: model-sized fp32 vectors per neighbour per training round, from the bytes sent (RelaySGD's "
+        "extra value is its relay count). RelaySGD's final averaging relays the frozen models over the chain, so "
+        "its agents end at the exact average; every other method ends with 51 rounds of x <- Wx (ALGORITHMS.md "
+        "§1.6). ms per round and wall time depend on what else the machine was running; the accuracies do not "
+        "(runs are deterministic). Plot: " + link("fmnist-methods.svg") + ".\n\n";
 
   md += "## Topology at 32 agents, α = 0.1\n\n| method | ring | torus (C_32(1,4)) | Dyck |\n|---|---|---|---|\n";
   for (const char* m : {"qg-dsgdm", "qg-gutm"})

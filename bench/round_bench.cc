@@ -98,7 +98,10 @@ int main(int argc, char** argv) {
   // The floor: the same trainers' work without the algorithm or the exchange.
   auto data = gut::core::LoadDataset(config->dataset, config->data_path);
   auto model = gut::core::ModelForRun(*config);
-  auto shards = gut::core::DirichletPartition(data->train.labels, 10, n, config->alpha, config->seed);
+  auto shards = config->partition == "iid"
+                    ? gut::core::IidPartition(data->train.size(), n, config->seed)
+                    : gut::core::DirichletPartition(data->train.labels, data->train.num_classes, n, config->alpha,
+                                                    config->seed);
   std::vector<std::unique_ptr<gut::core::Trainer>> trainers;
   const std::vector<float> x0 = *gut::core::InitialModel(*model, config->init, config->seed);
   for (int i = 0; i < n; ++i) {

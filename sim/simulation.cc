@@ -175,7 +175,11 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
 int Simulation::num_agents() const { return s_->n(); }
 int64_t Simulation::num_params() const { return s_->model.num_params(); }
 int Simulation::rounds_per_epoch() const { return s_->rounds_per_epoch; }
-int Simulation::algorithm_buffers() const { return s_->algorithms[0]->persistent_buffers(); }
+int Simulation::algorithm_buffers() const {
+  int most = 0;  // the busiest agent (RelaySGD keeps one relay per tree neighbour)
+  for (const auto& a : s_->algorithms) most = std::max(most, a->persistent_buffers());
+  return most;
+}
 std::vector<float> Simulation::Params(int agent) const {
   auto p = s_->algorithms[agent]->params();
   return {p.begin(), p.end()};

@@ -6,8 +6,10 @@
 //   phase 0        : compute, send slot-0 messages
 //   phase p (1..)  : receive slot p-1, compute, send slot p (if any)
 //   last phase     : receive the last slot, finish the round
-// Every method of this file sends one message per neighbour per round (phases() == 2); methods with
-// two messages per round use three phases and slots 0 and 1 of the same Neighbourhood.
+// Most methods send one message per neighbour per round (phases() == 2, slot 0). Methods with two
+// messages use slots 0 and 1 of the same Neighbourhood: gradient and momentum tracking send both
+// in phase 0 and receive both in phase 1; the cross-gradient methods (NGM, CGA) need the
+// neighbours' models before they can compute what they send back, so they use three phases.
 //
 // The gradient comes from a GradientOracle: the algorithm writes the evaluation point into
 // oracle.point() and asks for the gradient of the round's minibatch there. T is float for training

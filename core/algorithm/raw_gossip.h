@@ -24,7 +24,8 @@ struct RawMix {
   static RawMix Lazy(double self_weight) {
     return {static_cast<T>((1 + self_weight) / 2), static_cast<T>(0.5)};
   }
-  void Apply(const T* __restrict v, const T* __restrict r, T* __restrict out, size_t n) const {
+  // `out` may be `v` (in place): each element is read before it is written.
+  void Apply(const T* v, const T* __restrict r, T* out, size_t n) const {
     for (size_t k = 0; k < n; ++k) out[k] = a * v[k] + b * r[k];
   }
 };

@@ -49,6 +49,10 @@ absl::Status ValidateHyperparameters(const Hyperparameters& h) {
   const bool takes_momentum = needs_momentum || a == "dsgdm" || a == "mt" || a == "relaysgd" ||
                               a == "ngm" || a == "cga";
   const bool baseline = a == "gt" || a == "d2" || a == "mt" || a == "relaysgd" || a == "ngm" || a == "cga";
+  if (h.nesterov && a != "dsgdm" && a != "qg-dsgdm-lin") {
+    return absl::InvalidArgumentError(absl::StrCat("algorithm.nesterov: only dsgdm and qg-dsgdm-lin have a Nesterov "
+                                                   "variant here; set it to false for ", a));
+  }
   if ((a == "gt" || a == "d2") && h.momentum != 0) {
     return absl::InvalidArgumentError(absl::StrCat("algorithm.momentum: ", a,
                                                    " has no momentum; set it to 0, got ", h.momentum));

@@ -79,7 +79,9 @@ std::string AllowedDatasetNames();
 // and dir/val/<class>/*; classes are the sorted folder names of train (val must have the same).
 // Each image is resized so that its short side is `stored`, its centre stored x stored square is
 // kept as bytes; samples are crop x crop (train: kImageNet augmentation; val: the centre crop), with
-// ImageNet's normalisation (§4).
+// ImageNet's normalisation (§4). Evaluation is exactly §4's (resize 256, centre crop 224); training
+// crops are drawn from the centre square rather than the whole resized image (a departure from §4
+// that keeps every image at stored x stored bytes).
 absl::StatusOr<TrainTest> LoadImageFolder(const std::string& dir, int stored = 256, int crop = 224);
 
 // The data set a directory holds, by its files: cifar10, cifar100, imagenette (train/ and val/

@@ -103,8 +103,8 @@ class LayoutBuilder {
     return 0;
   }
   V Norm(const std::string& name, V, int c, bool) {
-    layout.push_back({name + ".weight", {c}, 1, InitKind::kConstant, 1.0});
-    layout.push_back({name + ".bias", {c}, 1, InitKind::kConstant, 0.0});
+    layout.push_back({name + ".weight", {c}, 1, InitKind::kConstant, 1.0, false});
+    layout.push_back({name + ".bias", {c}, 1, InitKind::kConstant, 0.0, false});
     return 0;
   }
   V Act(V) { return 0; }

@@ -24,6 +24,9 @@ struct ParamSpec {
   int64_t fan_in = 1;
   InitKind init = InitKind::kUniformFanIn;
   double init_value = 0;  // the normal's standard deviation, or the constant
+  // PyTorch draws this tensor from its generator when the module is built (conv and linear weights
+  // and biases; not norm scales and shifts), before any re-initialisation overwrites it.
+  bool torch_draw = true;
   int64_t numel() const;
 };
 

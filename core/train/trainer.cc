@@ -297,18 +297,26 @@ absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint
   try {
     at::manual_seed(seed);
     const auto offsets = model.offsets();
+    auto store = [&](size_t k, const at::Tensor& t) {
+      std::memcpy(flat.data() + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
+    };
+    // Pass 1, as PyTorch builds the modules: every conv and linear tensor drawn from
+    // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in module order.
     for (size_t k = 0; k < model.layout.size(); ++k) {
       const ParamSpec& spec = model.layout[k];
-      at::Tensor t = at::empty(spec.shape, at::kFloat);
+      if (!spec.torch_draw) continue;
+      const double bound = 1.0 / std::sqrt(static_cast<double>(spec.fan_in));
+      store(k, at::empty(spec.shape, at::kFloat).uniform_(-bound, bound));
+    }
+    // Pass 2, the reference's init loop over the modules: He-normal convolutions, zero biases, norm
+    // scales 1 and shifts 0.
+    for (size_t k = 0; k < model.layout.size(); ++k) {
+      const ParamSpec& spec = model.layout[k];
       if (spec.init == InitKind::kNormal) {
-        t.normal_(0, spec.init_value);
+        store(k, at::empty(spec.shape, at::kFloat).normal_(0, spec.init_value));
       } else if (spec.init == InitKind::kConstant) {
-        t.fill_(spec.init_value);
-      } else {
-        const double bound = 1.0 / std::sqrt(static_cast<double>(spec.fan_in));
-        t.uniform_(-bound, bound);
+        store(k, at::full(spec.shape, spec.init_value, at::kFloat));
       }
-      std::memcpy(flat.data() + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("torch init: LibTorch: ", e.what_without_backtrace()));

@@ -83,11 +83,13 @@ class Trainer final : public GradientOracle<float> {
   double last_loss_ = 0;
 };
 
-// The initial model PyTorch would build: LibTorch's generator seeded with `seed`, then each
-// tensor in layout order drawn with uniform_(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.Conv2d and
-// nn.Linear initialise their weight and bias. With the reference code's seed this is its exact
-// starting point (manifest: model.init: torch). Not thread-safe: it reseeds LibTorch's global
-// generator.
+// The initial model PyTorch would build: LibTorch's generator seeded with `seed`; first every conv
+// and linear tensor in layout (module) order drawn with uniform_(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+// as nn.Conv2d and nn.Linear initialise themselves when built; then the reference's init loop
+// (ResNet, VGG: normal_ for the He convolutions, zero_ for their biases; norm scales 1, shifts 0).
+// With the reference code's seed this is its starting point for LeNet-5 (checked against it) and
+// the same draw sequence for the other models (manifest: model.init: torch). Not thread-safe: it
+// reseeds LibTorch's global generator.
 absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed);
 
 // The run's initial model for manifest key model.init: "torch" (TorchDefaultInit) or "gut"

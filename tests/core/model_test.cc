@@ -87,6 +87,32 @@ TEST(Models, ZooInitialisation) {
   }
 }
 
+// model.init: torch draws as PyTorch builds and then re-initialises the modules: the linear head
+// comes from the generator right after every conv's default uniform draw (not after the He normals
+// that overwrite them), and the He convolutions come after it.
+TEST(Models, TorchInitFollowsPyTorchsDrawOrder) {
+  const ModelInfo m = *GetModelInfo("vgg11");
+  auto got = TorchDefaultInit(m, 7);
+  ASSERT_TRUE(got.ok());
+  at::manual_seed(7);
+  const auto off = m.offsets();
+  std::vector<float> head;
+  for (size_t k = 0; k < m.layout.size(); ++k) {
+    const ParamSpec& p = m.layout[k];
+    if (!p.torch_draw) continue;
+    at::Tensor t = at::empty(p.shape, at::kFloat).uniform_(-1 / std::sqrt(double(p.fan_in)), 1 / std::sqrt(double(p.fan_in)));
+    if (p.name.rfind("classifier", 0) == 0) head.insert(head.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  }
+  const size_t first_conv = 0, head_at = m.layout.size() - 2;
+  ASSERT_EQ(m.layout[head_at].name, "classifier.weight");
+  EXPECT_EQ(std::vector<float>(got->begin() + off[head_at], got->end()), head);
+  // The first conv's weights are the first normal draw after all the uniform ones.
+  at::Tensor w0 = at::empty(m.layout[first_conv].shape, at::kFloat).normal_(0, m.layout[first_conv].init_value);
+  EXPECT_EQ(std::vector<float>(got->begin(), got->begin() + w0.numel()),
+            std::vector<float>(w0.data_ptr<float>(), w0.data_ptr<float>() + w0.numel()));
+  EXPECT_EQ((*got)[off[1]], 0.0f) << "VGG's conv biases start at 0";
+}
+
 // §5.2 against a direct loop: per sample and group of C/G channels, biased variance of x,
 // gamma * x * clamp(x/6 + 1/2, 0, 1) / sqrt(var + 1e-5) + beta.
 TEST(Models, EvoNormS0MatchesItsDefinition) {
