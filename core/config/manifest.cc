@@ -164,10 +164,22 @@ absl::Status Validate(const RunConfig& c) {
     if (!(m >= 0 && m <= 1))
       return bad(absl::StrCat("algorithm.schedule.milestones: each milestone is a fraction of the epochs in [0, 1], got ", m));
   if (auto s = ValidateHyperparameters(c.hyper); !s.ok()) return s;
-  if (!std::filesystem::is_directory(c.data_path))
-    return bad(absl::StrCat("data.path: directory '", c.data_path,
-                            "' does not exist (install Debian's dataset-fashion-mnist, or point data.path at a "
-                            "directory with the four MNIST IDX files)"));
+  if (!std::filesystem::is_directory(c.data_path)) {
+    std::string hint = "install Debian's dataset-fashion-mnist, or point data.path at a directory with the four "
+                       "MNIST IDX files";
+    if (c.dataset == "cifar10") {
+      hint = "point data.path at the unpacked binary CIFAR-10 (cifar-10-batches-bin: data_batch_1..5.bin, "
+             "test_batch.bin from https://www.cs.toronto.edu/~kriz/cifar.html)";
+    } else if (c.dataset == "cifar100") {
+      hint = "point data.path at the unpacked binary CIFAR-100 (cifar-100-binary: train.bin, test.bin from "
+             "https://www.cs.toronto.edu/~kriz/cifar.html)";
+    } else if (c.dataset == "imagenette") {
+      hint = "point data.path at the unpacked imagenette2 archive (train/<class>/*.JPEG, val/<class>/*.JPEG from "
+             "https://github.com/fastai/imagenette)";
+    }
+    return bad(absl::StrCat("data.path: directory '", c.data_path, "' does not exist (", hint,
+                            "; nothing is downloaded at run time)"));
+  }
   auto w = BuildMixingMatrix(c);
   if (!w.ok()) return w.status();
   if (c.hyper.algorithm == "relaysgd" && w->graph().num_edges() != c.num_agents - 1) {

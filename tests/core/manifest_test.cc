@@ -1,5 +1,8 @@
 #include "core/config/manifest.h"
 
+#include <filesystem>
+#include <map>
+
 #include "gtest/gtest.h"
 
 namespace gut::core {
@@ -96,6 +99,36 @@ TEST(LrSchedule, StepDecayAtMilestones) {
   s.epochs = 3;
   EXPECT_NEAR(s.At(1), 0.01, 1e-15);
   EXPECT_NEAR(s.At(2), 0.001, 1e-15);
+}
+
+// Every shipped example manifest is valid (its data path pointed at an existing folder) and
+// builds the model the paper used for it, with §5's parameter count.
+TEST(Manifest, EveryExampleIsValid) {
+  const std::map<std::string, int64_t> params = {
+      {"fmnist-ring16-qggutm", 61706},          {"fmnist-ring16-qggutm-quick", 61706},
+      {"cifar10-ring16-resnet20-qggutm", 272474}, {"cifar10-ring32-vgg11-qggutm", 579786},
+      {"cifar10-torus32-resnet20-qggutm", 272474}, {"cifar10-dyck32-resnet20-qggutm", 272474},
+      {"cifar100-ring16-resnet20-qggutm", 278324}, {"imagenette-ring16-mobilenetv2-qggutm", 2296490}};
+  int seen = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(GUT_SOURCE_DIR) + "/deploy/examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    const std::string name = e.path().stem().string();
+    auto c = LoadManifest(e.path().string(), {"data.path=" + ::testing::TempDir()});
+    ASSERT_TRUE(c.ok()) << name << ": " << c.status();
+    auto m = ModelForRun(*c);
+    ASSERT_TRUE(m.ok()) << name << ": " << m.status();
+    ASSERT_TRUE(params.count(name)) << name << " is not listed in this test";
+    EXPECT_EQ(m->num_params(), params.at(name)) << name;
+    ++seen;
+  }
+  EXPECT_EQ(seen, static_cast<int>(params.size()));
+  // A missing data folder names the data set's layout and where to get it.
+  auto missing = LoadManifest(std::string(GUT_SOURCE_DIR) + "/deploy/examples/cifar10-ring16-resnet20-qggutm.yaml",
+                              {"data.path=/nonexistent/cifar"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("data.path: directory '/nonexistent/cifar' does not exist (point data.path at the unpacked binary CIFAR-10"),
+            std::string::npos)
+      << missing.status();
 }
 
 }  // namespace
