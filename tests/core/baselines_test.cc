@@ -8,7 +8,9 @@
 
 #include "core/algorithm/algorithm.h"
 #include "core/algorithm/methods.h"
+#include "core/codec/codec.h"
 #include "core/config/manifest.h"
+#include "core/exchange/in_process_exchange.h"
 #include "gtest/gtest.h"
 #include "tests/testing/quadratic.h"
 
@@ -153,6 +155,42 @@ TEST(RelaySgd, FinalGossipReachesTheExactAverage) {
   for (int i = 0; i < 16; ++i) {
     EXPECT_NEAR(run.x(i)[0], mean[0], 1e-12);
     EXPECT_NEAR(run.x(i)[1], mean[1], 1e-12);
+  }
+}
+
+// The relay counts travel as one value through the codec and are rounded on arrival: under every
+// lossy codec the first round still divides by the right count (the models themselves carry the
+// codec's error, so the tolerance is the codec's).
+TEST(RelaySgd, CountsSurviveLossyCodecs) {
+  const core::MixingMatrix w = Chain(16);
+  for (core::CodecKind kind : {core::CodecKind::kBf16, core::CodecKind::kInt8, core::CodecKind::kTopK}) {
+    core::CodecOptions codec;
+    codec.kind = kind;
+    codec.topk_fraction = 1.0;  // top-k of everything: only the count matters here
+    core::InProcessExchange<double> ex(w, absl::Seconds(5), codec, 3);
+    std::vector<std::unique_ptr<core::Algorithm<double>>> algos;
+    std::vector<std::unique_ptr<QuadraticOracle>> oracles;
+    const std::vector<double> x0{1.0, -1.0};
+    for (int i = 0; i < 16; ++i) {
+      algos.push_back(*core::CreateAlgorithm<double>(H("relaysgd", 0, 0.05), x0, w.self_weight(i)));
+      oracles.push_back(std::make_unique<QuadraticOracle>(i, 16));
+    }
+    for (int p = 0; p < 2; ++p)
+      for (int i = 0; i < 16; ++i) {
+        core::RoundContext<double> ctx{0, 0.05, oracles[i].get(), &ex.Endpoint(i), {}};
+        ASSERT_TRUE(algos[i]->RunPhase(p, ctx).ok());
+      }
+    for (int i = 0; i < 16; ++i) {
+      std::vector<int> nb{i};
+      if (i > 0) nb.push_back(i - 1);
+      if (i < 15) nb.push_back(i + 1);
+      for (int k = 0; k < 2; ++k) {
+        double sum = 0;
+        for (int j : nb) sum += x0[k] - 0.05 * oracles[j]->a() * (x0[k] - oracles[j]->b()[k]);
+        // A wrong count (0, or one too many) would be off by a third or more.
+        EXPECT_NEAR(algos[i]->params()[k], sum / nb.size(), 0.02) << core::CodecName(kind) << " agent " << i;
+      }
+    }
   }
 }
 
