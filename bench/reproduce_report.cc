@@ -107,6 +107,7 @@ class Report {
   std::string Cell(const Key& k, bool last_epoch = false) const {
     const Stats s = Of(last_epoch ? LastEpoch(k) : Finals(k));
     if (s.n == 0) return "-";
+    if (s.n == 1) return absl::StrFormat("%.2f (1)", s.mean);  // one seed: no spread to show
     return absl::StrFormat("%.2f ± %.2f (%d)", s.mean, s.sd, s.n);
   }
   const std::vector<Run>* Runs(const Key& k) const {
