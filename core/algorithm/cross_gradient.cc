@@ -191,20 +191,8 @@ class CrossGradient final : public Algorithm<T> {
     }
     if (phase == 1) {
       const int deg = nbh->degree();
-      models_.resize(deg);
-      absl::Status bad;
-      if (auto s = nbh->ReceiveEach(ctx.round, 0, [&](int j, absl::Span<const T> m) {
-            if (m.size() != n) {
-              bad = absl::InvalidArgumentError(absl::StrCat(name(), ": model from neighbour ", j, " has ",
-                                                            m.size(), " values, expected ", n));
-              return;
-            }
-            models_[j].assign(m.begin(), m.end());
-          });
-          !s.ok()) {
+      if (auto s = ReceiveCopies(nbh, ctx.round, 0, n, absl::StrCat(name(), ": model"), &models_); !s.ok())
         return s;
-      }
-      if (!bad.ok()) return bad;
       // W x in neighbour order (bit-reproducible), kept in send_ until phase 2.
       {
         T* __restrict v = send_.data();
@@ -250,20 +238,7 @@ class CrossGradient final : public Algorithm<T> {
   absl::Status AggregateCga(const RoundContext<T>& ctx) {
     const size_t n = x_.size();
     const int deg = ctx.nbh->degree();
-    received_.resize(deg);
-    absl::Status bad;
-    if (auto s = ctx.nbh->ReceiveEach(ctx.round, 1, [&](int j, absl::Span<const T> m) {
-          if (m.size() != n) {
-            bad = absl::InvalidArgumentError(absl::StrCat("cga: cross-gradient from neighbour ", j, " has ",
-                                                          m.size(), " values, expected ", n));
-            return;
-          }
-          received_[j].assign(m.begin(), m.end());
-        });
-        !s.ok()) {
-      return s;
-    }
-    if (!bad.ok()) return bad;
+    if (auto s = ReceiveCopies(ctx.nbh, ctx.round, 1, n, "cga: cross-gradient", &received_); !s.ok()) return s;
     // pi = 1/(deg + 1): scale every gradient, then solve per tensor.
     const T pi = static_cast<T>(1.0 / (deg + 1));
     for (auto& r : received_)

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/exchange/neighbourhood.h"
 
@@ -44,6 +46,26 @@ absl::Status RawGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh, dou
   if (auto s = nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(*recv)); !s.ok()) return s;
   RawMix<T>::Plain(self_weight).Apply(send->data(), recv->data(), x->data(), x->size());
   return absl::OkStatus();
+}
+
+// Receives every neighbour's slot-`slot` message of `round` into (*out)[j], j the neighbour index
+// (`out` is resized to the degree). A message that is not n values long is refused with
+// "<what> from neighbour j has m values, expected n"; nothing after it is copied.
+template <typename T>
+absl::Status ReceiveCopies(Neighbourhood<T>* nbh, int64_t round, int slot, size_t n, absl::string_view what,
+                           std::vector<std::vector<T>>* out) {
+  out->resize(nbh->degree());
+  absl::Status bad;
+  auto s = nbh->ReceiveEach(round, slot, [&](int j, absl::Span<const T> m) {
+    if (!bad.ok()) return;
+    if (m.size() != n) {
+      bad = absl::InvalidArgumentError(
+          absl::StrCat(what, " from neighbour ", j, " has ", m.size(), " values, expected ", n));
+      return;
+    }
+    (*out)[j].assign(m.begin(), m.end());
+  });
+  return s.ok() ? bad : s;
 }
 
 // The driver's scratch if it lends one of the right size, else `own` (sized on first use).

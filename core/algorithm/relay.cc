@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/algorithm/methods.h"
+#include "core/algorithm/raw_gossip.h"
 
 namespace gut::core {
 namespace {
@@ -98,19 +99,8 @@ class RelaySgd final : public Algorithm<T> {
   // x = (own + sum_j M_{j->i}) / (1 + sum_j c_{j->i}).
   absl::Status ReceiveAndAverage(int64_t round, Neighbourhood<T>* nbh, const std::vector<T>& own) {
     const size_t n = x_.size();
+    if (auto s = ReceiveCopies(nbh, round, 0, n, "relaysgd: relay message", &in_); !s.ok()) return s;
     absl::Status bad;
-    if (auto s = nbh->ReceiveEach(round, 0, [&](int j, absl::Span<const T> m) {
-          if (m.size() != n) {
-            bad = absl::InvalidArgumentError(absl::StrCat("relaysgd: relay message from neighbour ", j,
-                                                          " has ", m.size(), " values, expected ", n));
-            return;
-          }
-          std::copy(m.begin(), m.end(), in_[j].begin());
-        });
-        !s.ok()) {
-      return s;
-    }
-    if (!bad.ok()) return bad;
     if (auto s = nbh->ReceiveEach(round, 1, [&](int j, absl::Span<const T> m) {
           const double c = m.size() == 1 ? std::round(static_cast<double>(m[0])) : -1;
           if (!(c >= 1)) {

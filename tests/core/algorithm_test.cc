@@ -3,6 +3,7 @@
 // stability and the final gossip rounds (§7.2). Everything runs through the same Algorithm code
 // as training, in double precision.
 #include <cmath>
+#include <ostream>
 
 #include "core/algorithm/algorithm.h"
 #include "core/algorithm/methods.h"
@@ -67,6 +68,7 @@ struct LongRun {
   double mu, beta, lr, consensus, distance;
   bool exact;  // converges to exact consensus at x*
 };
+void PrintTo(const LongRun& r, std::ostream* os) { *os << r.name << " mu=" << r.mu << " beta=" << r.beta; }
 
 class LongRunTest : public ::testing::TestWithParam<LongRun> {};
 

@@ -4,6 +4,7 @@
 // CGA's QP satisfies its optimality conditions, and each method sends and keeps what §2's table
 // says.
 #include <cmath>
+#include <ostream>
 #include <random>
 
 #include "core/algorithm/algorithm.h"
@@ -38,6 +39,8 @@ struct Exact {
   bool chain;
   int rounds;
 };
+// gtest prints a parameter into the test's listed name; the label is enough.
+void PrintTo(const Exact& e, std::ostream* os) { *os << e.label; }
 
 class ExactConvergence : public ::testing::TestWithParam<Exact> {};
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <ostream>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -20,6 +21,7 @@ struct Case {
   CodecKind kind;
   bool zstd;
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << CodecName(c.kind) << (c.zstd ? "+zstd" : ""); }
 
 class CodecRoundTrip : public ::testing::TestWithParam<Case> {};
 
