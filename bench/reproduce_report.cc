@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   }
   md += absl::StrFormat("| QG-DSGDm (μ = 0) | %s | %s | %s |\n", rep.Cell(ring16("0.01", "qg-dsgdm")),
                         rep.Cell(ring16("0.01", "qg-dsgdm"), true), per_seed(ring16("0.01", "qg-dsgdm")));
-  md += "\nWith β = 0.9 the network average moves (1 − μ)/(1 − β − μ) times as fast as QG-DSGDm's "
+  md += "\nWith β = 0.9 the network average moves (1 − μ)(1 − β)/(1 − β − μ) times as fast as QG-DSGDm's "
         "(ALGORITHMS.md §1.4 (g)): 1.05x at μ = 0.005, 1.1x at 0.01, 1.9x at 0.05, 4.6x at 0.08. Plot: " +
         link("fmnist-a0.01.svg") + " (QG-GUTm with μ = 0.05 drawn too).\n";
   const fs::path overhead = fs::path(root) / "overhead.md";
