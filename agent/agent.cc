@@ -155,7 +155,12 @@ struct Metrics {
                             "sketches at the last complete epoch (-1: not known yet).")
                       .Register(r).Add({})),
         unacked(prometheus::BuildGauge().Name("gut_agent_unacknowledged_frames")
-                    .Help("Frames kept for resending until neighbours acknowledge them.").Register(r).Add({})) {
+                    .Help("Frames kept for resending until neighbours acknowledge them.").Register(r).Add({})),
+        solver_fallbacks(prometheus::BuildCounter().Name("gut_agent_solver_fallbacks_total")
+                             .Help("Per-round subproblems the method could not solve and answered with a "
+                                   "fallback (CGA: a tensor's QP had non-finite data; the previous weights "
+                                   "were reused).")
+                             .Register(r).Add({})) {
     auto& sent = prometheus::BuildCounter().Name("gut_agent_peer_sent_bytes_total")
                      .Help("Bytes of frames sent to a neighbour (payload and headers).").Register(r);
     auto& recv = prometheus::BuildCounter().Name("gut_agent_peer_received_bytes_total")
@@ -214,6 +219,7 @@ struct Metrics {
   prometheus::Gauge& test_loss;
   prometheus::Gauge& consensus;
   prometheus::Gauge& unacked;
+  prometheus::Counter& solver_fallbacks;
   std::vector<prometheus::Counter*> peer_sent, peer_recv, peer_connects, rejected;
   std::vector<prometheus::Gauge*> peer_up;
 };
@@ -516,6 +522,7 @@ absl::Status Agent::Train() {
         metrics_->round_seconds.Observe(dt);
         metrics_->wait_seconds.Observe(dw);
         metrics_->compute_seconds.Observe(dt - dw);
+        Metrics::Bump(&metrics_->solver_fallbacks, algorithm_->solver_fallbacks());
         if (round_ % 16 == 0) metrics_->Sync(exchange_->Stats(), peer_service_);
       }
     }

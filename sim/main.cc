@@ -79,6 +79,11 @@ int main(int argc, char** argv) {
               config->final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
               100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
               summary->wall_s, summary->bytes_sent / 1e6);
+  if (summary->solver_fallbacks > 0) {
+    std::printf("warning: %s could not solve its per-round subproblem %lld times (non-finite data; the "
+                "previous solution was reused each time)\n",
+                config->hyper.algorithm.c_str(), static_cast<long long>(summary->solver_fallbacks));
+  }
   std::printf("wrote %s, %s and %s\n", csv.c_str(), svg.c_str(), json.c_str());
   return 0;
 }

@@ -74,6 +74,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
                 {"test_acc_per_agent", s.final_acc},
                 {"consensus_before_gossip", s.consensus_before_gossip},
                 {"consensus_after_gossip", s.consensus_after_gossip}};
+  if (s.solver_fallbacks >= 0) j["final"]["solver_fallbacks"] = s.solver_fallbacks;
   if (!s.epochs.empty()) {
     const auto& last = s.epochs.back();
     j["last_epoch"] = {{"test_acc_mean", last.acc_mean}, {"test_acc_min", last.acc_min},

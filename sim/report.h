@@ -41,6 +41,7 @@ struct Summary {
   int64_t bytes_sent = 0;
   int64_t num_params = 0;
   int threads = 0;
+  int64_t solver_fallbacks = -1;  // summed over agents (Algorithm::solver_fallbacks); -1: not known
 };
 
 // metrics.csv: a header and one row per epoch. summary.json: config, results, timings.

@@ -262,6 +262,8 @@ absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochReco
   sum.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
   sum.rounds = s.round;
   sum.bytes_sent = s.exchange->total_bytes_sent();
+  sum.solver_fallbacks = 0;
+  for (const auto& a : s.algorithms) sum.solver_fallbacks += a->solver_fallbacks();
   return sum;
 }
 

@@ -97,6 +97,9 @@ class Algorithm {
   virtual absl::Span<const T> params() const = 0;
   // Model-sized buffers this method keeps between rounds besides x_i itself (its memory cost).
   virtual int persistent_buffers() const = 0;
+  // Solves of a per-round subproblem that failed so far, each answered by a fallback (CGA: a
+  // tensor's QP had non-finite data and the previous weights were reused). 0 for methods with none.
+  virtual int64_t solver_fallbacks() const { return 0; }
 };
 
 // Creates the algorithm named in h.algorithm for a model of x0.size() parameters, every agent

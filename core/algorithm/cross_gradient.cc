@@ -181,6 +181,7 @@ class CrossGradient final : public Algorithm<T> {
   int phases() const override { return 3; }
   absl::Span<const T> params() const override { return x_; }
   int persistent_buffers() const override { return mhat_.empty() ? 0 : 2; }
+  int64_t solver_fallbacks() const override { return qp_failures_; }
 
   absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
     const size_t n = x_.size();

@@ -346,6 +346,24 @@ TEST(CrossGradient, CgaQpFailureReusesThePreviousSolution) {
   EXPECT_EQ(v, (std::vector<double>{0.75, 2.0}));
 }
 
+// CGA counts the QPs it could not solve: none on a well-posed run, some once the iterates overflow
+// (a step of 1e300 sends the models, and then the cross-gradients, to inf). Other methods have none.
+TEST(CrossGradient, CgaCountsTheQpsItCouldNotSolve) {
+  QuadraticRun fine(H("cga", 0, 0.05));
+  fine.Rounds(200, 0.05);
+  QuadraticRun blown(H("cga", 0, 0.05));
+  blown.Rounds(4, 1e300);
+  int64_t failed = 0;
+  for (int i = 0; i < fine.n(); ++i) {
+    EXPECT_EQ(fine.algo(i).solver_fallbacks(), 0) << "agent " << i;
+    failed += blown.algo(i).solver_fallbacks();
+  }
+  EXPECT_GT(failed, 0);
+  QuadraticRun gt(H("gt", 0, 0.05));
+  gt.Rounds(4, 1e300);
+  EXPECT_EQ(gt.algo(0).solver_fallbacks(), 0);
+}
+
 // What §2's table says each method sends per neighbour per round (in model-sized vectors of
 // 4P bytes, fp32) and keeps between rounds besides x.
 TEST(Baselines, SendAndKeepWhatTheTableSays) {
