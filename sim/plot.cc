@@ -135,6 +135,17 @@ std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& 
   return s;
 }
 
+namespace {
+// About five round tick values (steps of 1, 2 or 5 times a power of ten) inside [lo, hi].
+std::vector<double> NiceTicks(double lo, double hi) {
+  const double raw = (hi - lo) / 5, mag = std::pow(10.0, std::floor(std::log10(raw))), f = raw / mag;
+  const double step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
+  std::vector<double> ticks;
+  for (double k = std::ceil(lo / step); k * step <= hi + 1e-9 * step; k += 1) ticks.push_back(k * step);
+  return ticks;
+}
+}  // namespace
+
 std::string RenderLineChart(const std::string& title, const std::string& x_label, const std::string& y_label,
                             const std::vector<Series>& series) {
   static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -163,13 +174,14 @@ std::string RenderLineChart(const std::string& title, const std::string& x_label
       "<text x=\"%.0f\" y=\"22\" font-size=\"16\">%s</text>\n"
       "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#999\"/>\n",
       W, H, L, title, L, T, W - L - R, H - T - B);
-  for (int k = 0; k <= 5; ++k) {
-    const double v = y0 + (y1 - y0) * k / 5, y = Y(v);
+  for (double v : NiceTicks(y0, y1)) {
+    const double y = Y(v);
     absl::StrAppend(&out, absl::StrFormat("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
-                                          "<text x=\"%.0f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n",
+                                          "<text x=\"%.0f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
                                           L, W - R, y, y, L - 4, y + 4, v));
-    const double xv = x0 + (x1 - x0) * k / 5;
-    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%.4g</text>\n",
+  }
+  for (double xv : NiceTicks(x0, x1)) {
+    absl::StrAppend(&out, absl::StrFormat("<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%g</text>\n",
                                           X(xv), H - B + 14, xv));
   }
   absl::StrAppend(&out, absl::StrFormat("<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\" text-anchor=\"middle\">%s</text>\n"
