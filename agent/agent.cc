@@ -189,8 +189,9 @@ struct Metrics {
     consensus.Set(-1);
   }
 
-  // Brings the counters up to the exchange's totals.
-  void Sync(const services::ExchangeStats& s, const services::PeerService& svc) {
+  // Brings the counters up to the exchange's, the peer service's and the algorithm's totals.
+  void Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t fallbacks) {
+    Bump(&solver_fallbacks, fallbacks);
     for (size_t k = 0; k < s.peers.size() && k < peer_sent.size(); ++k) {
       const auto& p = s.peers[k];
       Bump(peer_sent[k], p.frame_bytes_sent);
@@ -274,6 +275,10 @@ class Agent {
   absl::Status Prepare();
   absl::Status Train();
   void Leave(bool failed, const std::string& reason);
+  // Brings metrics_ (which exists only once the exchange and the algorithm do) up to date.
+  void SyncMetrics() {
+    metrics_->Sync(exchange_->Stats(), peer_service_, algorithm_->solver_fallbacks());
+  }
   void Shutdown();
   bool stopping() const { return stop_ != nullptr && stop_->load(); }
   gut::v1::EpochMetrics EpochReport(int epoch, double lr, double train_loss, const core::EvalResult* ev, bool final);
@@ -522,8 +527,7 @@ absl::Status Agent::Train() {
         metrics_->round_seconds.Observe(dt);
         metrics_->wait_seconds.Observe(dw);
         metrics_->compute_seconds.Observe(dt - dw);
-        Metrics::Bump(&metrics_->solver_fallbacks, algorithm_->solver_fallbacks());
-        if (round_ % 16 == 0) metrics_->Sync(exchange_->Stats(), peer_service_);
+        if (round_ % 16 == 0) SyncMetrics();
       }
     }
     train_s_ += Since(te);
@@ -548,7 +552,7 @@ absl::Status Agent::Train() {
         metrics_->test_loss.Set(ev->loss);
       }
       metrics_->consensus.Set(reporter_->consensus());
-      metrics_->Sync(exchange_->Stats(), peer_service_);
+      SyncMetrics();
     }
     const double eta = Since(start_) / (epoch + 1) * (config_.epochs - epoch - 1);
     spdlog::info("rank {} epoch {}/{}: lr {:.4g} loss {:.4f} acc {} | {:.1f} rounds/s, wait {:.0f}%, ETA {:.0f}s",
@@ -573,7 +577,7 @@ absl::Status Agent::Train() {
   spdlog::info("rank {} done: final test accuracy {:.2f}% after {} rounds", join_.rank(), 100 * ev->accuracy, round_);
   if (metrics_) {
     metrics_->test_accuracy.Set(ev->accuracy);
-    metrics_->Sync(exchange_->Stats(), peer_service_);
+    SyncMetrics();
   }
   return absl::OkStatus();
 }
@@ -658,7 +662,7 @@ int Agent::Run() {
   reporter_.reset();
   if (endpoint_ && !o_.checkpoint_dir.empty()) {
     // The last scrape, kept for post-mortems (and checked by promtool in the tests).
-    if (metrics_) metrics_->Sync(exchange_->Stats(), peer_service_);
+    if (metrics_) SyncMetrics();
     (void)sim::AtomicWrite(o_.checkpoint_dir + "/metrics.prom", endpoint_->Render());
   }
   Shutdown();

@@ -114,6 +114,12 @@ class Report {
     auto it = runs_.find(k);
     return it == runs_.end() ? nullptr : &it->second;
   }
+  const Run* Find(const Key& k, int seed) const {
+    if (const auto* rs = Runs(k))
+      for (const auto& r : *rs)
+        if (r.seed == seed) return &r;
+    return nullptr;
+  }
 
   // Accuracy per epoch, mean over seeds with the min-max band, one series per key.
   std::string Plot(const std::string& title, const std::vector<std::pair<std::string, Key>>& lines) const {
@@ -210,18 +216,17 @@ int main(int argc, char** argv) {
   // "s12 89.90, s1 90.24, s2 89.33": final accuracy per seed, in the plan's seed order.
   auto per_seed = [&](const Key& k) {
     std::vector<std::string> cells;
-    if (const auto* rs = rep.Runs(k))
-      for (int seed : {12, 1, 2})
-        for (const auto& r : *rs)
-          if (r.seed == seed) {
-            // Epochs at the start where every agent predicted one class (test accuracy 10 %).
-            size_t stuck = 0;
-            while (stuck < r.acc.size() && r.acc[stuck] <= 0.1005) ++stuck;
-            std::string note;
-            if (stuck == r.acc.size() && stuck > 0) note = " (at chance in every epoch)";
-            else if (stuck >= 2) note = absl::StrFormat(" (at chance for the first %d epochs)", stuck);
-            cells.push_back(absl::StrFormat("s%d %.2f%s", seed, 100 * r.final_acc, note));
-          }
+    for (int seed : {12, 1, 2}) {
+      const Run* r = rep.Find(k, seed);
+      if (!r) continue;
+      // Epochs at the start where every agent predicted one class (test accuracy 10 %).
+      size_t stuck = 0;
+      while (stuck < r->acc.size() && r->acc[stuck] <= 0.1005) ++stuck;
+      std::string note;
+      if (stuck == r->acc.size() && stuck > 0) note = " (at chance in every epoch)";
+      else if (stuck >= 2) note = absl::StrFormat(" (at chance for the first %d epochs)", stuck);
+      cells.push_back(absl::StrFormat("s%d %.2f%s", seed, 100 * r->final_acc, note));
+    }
     return cells.empty() ? std::string("-") : absl::StrJoin(cells, ", ");
   };
 
@@ -285,10 +290,8 @@ int main(int argc, char** argv) {
                           rep.Cell({"ring", 64, "0.1", m}));
   // The 16-agent column has more seeds than the others; seed 12 alone compares like with like.
   auto seed12 = [&](const Key& k) {
-    if (const auto* rs = rep.Runs(k))
-      for (const auto& r : *rs)
-        if (r.seed == 12) return absl::StrFormat("%.2f", 100 * r.final_acc);
-    return std::string("-");
+    const Run* r = rep.Find(k, 12);
+    return r ? absl::StrFormat("%.2f", 100 * r->final_acc) : std::string("-");
   };
   for (const char* m : {"qg-dsgdm", "qg-gutm"})
     md += absl::StrFormat("| %s, seed 12 | %s | %s | %s | %s |\n", Label(m), seed12({"ring", 8, "0.1", m}),
