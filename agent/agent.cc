@@ -28,7 +28,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/codec/codec.h"
-#include "core/common/random.h"
 #include "core/common/sketch.h"
 #include "core/config/manifest.h"
 #include "core/data/dataset.h"
@@ -413,7 +412,7 @@ absl::Status Agent::Prepare() {
   for (int64_t k = 0; k < shard_.size(); ++k) local[k] = k;
   core::SetComputeThreads(o_.threads);
   auto t = core::Trainer::Create(model_, &shard_, std::move(local), config_.batch_size,
-                                 core::DeriveSeed(config_.seed, rank, core::SeedPurpose::kSampler));
+                                 core::SampleOrder{config_.shuffle, config_.seed, rank});
   if (!t.ok()) return t.status();
   trainer_ = std::move(*t);
   rounds_per_epoch_ = join_.rounds_per_epoch() > 0 ? join_.rounds_per_epoch() : trainer_->batches_per_epoch();

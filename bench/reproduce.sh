@@ -14,6 +14,9 @@
 #   mu-grid    QG-GUTm at alpha 0.01 with mu in {0.005, 0.02, 0.05, 0.08} on the first seed, then
 #              0.05 (the best there) on the others; the table uses 0.01, which the paper records
 #              for alpha 0.1 only (ALGORITHMS.md 6.2)
+#   table-ref  the table again with data.shuffle: reference (the reference code's DataLoader order:
+#              ranks 1..n-1 share one permutation per epoch); methods qg-dsgdm-ref, qg-gutm-ref,
+#              alpha 0.01 first
 # Resumable: a run whose folder holds summary.json is done and skipped; a run is written to
 # <tag>.partial and renamed only when gut-sim exits 0, so a stopped script loses at most the run in
 # progress. Runs are deterministic: rerunning a tag gives the same numbers.
@@ -32,14 +35,14 @@ while [[ $# -gt 0 ]]; do
     --epochs) epochs=$2; shift 2 ;;
     --root) root=$2; shift 2 ;;
     --list) list=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[[ ${#phases[@]} -eq 0 ]] && phases=(table dsgd-gut baselines topology agents mu-grid)
+[[ ${#phases[@]} -eq 0 ]] && phases=(table dsgd-gut baselines topology agents mu-grid table-ref)
 for p in "${phases[@]}"; do
-  case "$p" in table|dsgd-gut|baselines|topology|agents|mu-grid) ;;
-    *) echo "reproduce.sh: unknown phase '$p' (table, dsgd-gut, baselines, topology, agents, mu-grid)" >&2; exit 2 ;;
+  case "$p" in table|dsgd-gut|baselines|topology|agents|mu-grid|table-ref) ;;
+    *) echo "reproduce.sh: unknown phase '$p' (table, dsgd-gut, baselines, topology, agents, mu-grid, table-ref)" >&2; exit 2 ;;
   esac
 done
 if [[ $list -eq 0 && ! -x "$build/sim/gut-sim" ]]; then
@@ -50,6 +53,7 @@ fi
 # Method name -> gut-sim overrides (the manifest is QG-GUTm, beta 0.9, mu 0.01, lr 0.1).
 method_sets() {
   case "$1" in
+    *-ref) echo "$(method_sets "${1%-ref}") --set data.shuffle=reference" ;;
     qg-gutm) echo "--set algorithm.name=qg-gutm" ;;
     qg-gutm-mu*) echo "--set algorithm.name=qg-gutm --set algorithm.mu=${1#qg-gutm-mu}" ;;
     qg-dsgdm) echo "--set algorithm.name=qg-dsgdm --set algorithm.mu=0" ;;
@@ -92,6 +96,7 @@ for p in "${phases[@]}"; do
     mu-grid) first=${seeds%% *}
              for mu in 0.02 0.05 0.005 0.08; do add ring 16 0.01 "qg-gutm-mu$mu" "$first"; done
              for s in ${seeds#"$first"}; do add ring 16 0.01 qg-gutm-mu0.05 "$s"; done ;;
+    table-ref) for a in 0.01 0.1; do for m in qg-dsgdm-ref qg-gutm-ref; do add ring 16 "$a" "$m"; done; done ;;
   esac
 done
 

@@ -10,7 +10,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/common/random.h"
 #include "core/common/thread_pool.h"
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
@@ -143,7 +142,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   hyper.tensor_sizes = s->model.tensor_sizes();
   for (int i = 0; i < config.num_agents; ++i) {
     auto t = core::Trainer::Create(s->model, &s->data.train, (*shards)[i], config.batch_size,
-                                   core::DeriveSeed(config.seed, i, core::SeedPurpose::kSampler));
+                                   core::SampleOrder{config.shuffle, config.seed, i});
     if (!t.ok()) return t.status();
     s->trainers.push_back(std::move(*t));
     auto a = core::CreateAlgorithm<float>(hyper, *x0, s->mixing->self_weight(i));

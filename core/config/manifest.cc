@@ -146,6 +146,8 @@ absl::Status Validate(const RunConfig& c) {
   if (c.batch_size < 1) return bad(absl::StrCat("data.batch_size must be >= 1, got ", c.batch_size));
   if (c.test_batch_size < 1)
     return bad(absl::StrCat("data.test_batch_size must be >= 1, got ", c.test_batch_size));
+  if (c.shuffle != "agent" && c.shuffle != "reference")
+    return bad(absl::StrCat("data.shuffle: unknown order '", c.shuffle, "'; allowed: agent, reference"));
   if (auto shape = GetDatasetShape(c.dataset); !shape.ok()) return bad(std::string(shape.status().message()));
   if (c.partition != "dirichlet" && c.partition != "iid")
     return bad(absl::StrCat("data.partition: unknown partition '", c.partition, "'; allowed: dirichlet, iid"));
@@ -282,7 +284,8 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   chain(data.Get("alpha", &c.alpha));
   chain(data.Get("batch_size", &c.batch_size));
   chain(data.Get("test_batch_size", &c.test_batch_size));
-  chain(data.NoUnknownKeys("dataset, path, partition, alpha, batch_size, test_batch_size"));
+  chain(data.Get("shuffle", &c.shuffle));
+  chain(data.NoUnknownKeys("dataset, path, partition, alpha, batch_size, test_batch_size, shuffle"));
 
   MapReader model(top.Child("model"), "model", source);
   chain(model.Check());
@@ -398,7 +401,7 @@ std::string ToYaml(const RunConfig& c) {
       << c.dataset << YAML::Key << "path" << YAML::Value << c.data_path << YAML::Key << "partition"
       << YAML::Value << c.partition << YAML::Key << "alpha" << YAML::Value << c.alpha << YAML::Key
       << "batch_size" << YAML::Value << c.batch_size << YAML::Key << "test_batch_size" << YAML::Value
-      << c.test_batch_size << YAML::EndMap;
+      << c.test_batch_size << YAML::Key << "shuffle" << YAML::Value << c.shuffle << YAML::EndMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
       << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::Key << "norm" << YAML::Value
       << c.norm << YAML::EndMap;

@@ -44,6 +44,10 @@ struct RunConfig {
   double alpha = 0.1;
   int batch_size = 32;        // per agent
   int test_batch_size = 250;  // evaluation batch (does not change the result; 250 is fastest here)
+  // Minibatch order: "agent" (each agent reshuffles its shard from its own stream, derived from
+  // run.seed and its rank) or "reference" (the reference code's PyTorch DataLoader order; see
+  // core::SampleOrder).
+  std::string shuffle = "agent";
   // model
   std::string model = "lenet5";
   std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order

@@ -1,14 +1,17 @@
 #include "core/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/common/random.h"
 #include "core/models/functional.h"
 
 namespace gut::core {
@@ -23,6 +26,70 @@ std::vector<int64_t> InputShape(const ModelInfo& model, int64_t n) {
   s.insert(s.end(), model.input_shape.begin(), model.input_shape.end());
   return s;
 }
+
+// The draws PyTorch makes while the reference builds `model`, from `gen`; the values go to `flat`
+// (layout order) unless it is null. Pass 1, as the modules are built: every conv and linear tensor
+// from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in module order. Pass 2, the reference's init loop:
+// He-normal convolutions, zero biases, norm scales 1 and shifts 0.
+void DrawTorchInit(const ModelInfo& model, at::Generator& gen, float* flat) {
+  const auto offsets = model.offsets();
+  auto store = [&](size_t k, const at::Tensor& t) {
+    if (flat) std::memcpy(flat + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
+  };
+  for (size_t k = 0; k < model.layout.size(); ++k) {
+    const ParamSpec& spec = model.layout[k];
+    if (!spec.torch_draw) continue;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(spec.fan_in));
+    store(k, at::empty(spec.shape, at::kFloat).uniform_(-bound, bound, gen));
+  }
+  for (size_t k = 0; k < model.layout.size(); ++k) {
+    const ParamSpec& spec = model.layout[k];
+    if (spec.init == InitKind::kNormal) {
+      store(k, at::empty(spec.shape, at::kFloat).normal_(0, spec.init_value, gen));
+    } else if (spec.init == InitKind::kConstant) {
+      store(k, at::full(spec.shape, spec.init_value, at::kFloat));
+    }
+  }
+}
+
+// data.shuffle: reference (see SampleOrder): the order the reference's DataLoader gives one rank.
+class ReferenceOrder {
+ public:
+  ReferenceOrder(const ModelInfo& model, std::vector<int64_t> shard, int batch_size, uint64_t seed,
+                 int rank)
+      : gen_(at::make_generator<at::CPUGeneratorImpl>(seed)),
+        shard_(std::move(shard)),
+        order_(shard_.size()),
+        batch_size_(batch_size),
+        pos_(shard_.size()) {
+    DrawTorchInit(model, gen_, nullptr);
+    if (rank == 0) at::rand(InputShape(model, 2), gen_);  // torchsummary's input
+  }
+
+  const std::vector<int64_t>& Next() {
+    if (pos_ >= order_.size()) {
+      // The validation loader's iterator after the previous epoch, then the training loader's:
+      // each draws an int64 worker base seed before the sampler runs.
+      for (int k = epoch_ == 0 ? 1 : 2; k > 0; --k) at::empty({}, at::kLong).random_(gen_);
+      const at::Tensor perm = at::randperm(static_cast<int64_t>(shard_.size()), gen_, at::kLong);
+      const int64_t* p = perm.data_ptr<int64_t>();
+      for (size_t k = 0; k < order_.size(); ++k) order_[k] = shard_[p[k]];
+      pos_ = 0;
+      ++epoch_;
+    }
+    const size_t end = std::min(order_.size(), pos_ + batch_size_);
+    batch_.assign(order_.begin() + pos_, order_.begin() + end);
+    pos_ = end;
+    return batch_;
+  }
+
+ private:
+  at::Generator gen_;
+  std::vector<int64_t> shard_, order_, batch_;
+  size_t batch_size_;
+  size_t pos_;
+  int epoch_ = 0;
+};
 
 }  // namespace
 
@@ -70,7 +137,9 @@ absl::StatusOr<std::unique_ptr<ModelWorkspace>> ModelWorkspace::Create(const Mod
 struct Trainer::Impl {
   ModelInfo model;
   const Dataset* train = nullptr;
-  BatchSampler sampler;
+  std::optional<BatchSampler> sampler;      // data.shuffle: agent
+  std::optional<ReferenceOrder> reference;  // data.shuffle: reference
+  int batches_per_epoch = 0;
   std::vector<int64_t> batch;  // indices of this round's minibatch
   // Augmentation of this round's minibatch (drawn once per round, so every gradient of the round
   // sees the same images): per sample, flip and crop offsets in the padded image.
@@ -84,9 +153,19 @@ struct Trainer::Impl {
   std::unique_ptr<ModelWorkspace> own;
   ModelWorkspace::Impl* ws = nullptr;
 
-  Impl(ModelInfo m, const Dataset* t, std::vector<int64_t> shard, int bs, uint64_t seed)
-      : model(std::move(m)), train(t), sampler(std::move(shard), bs, seed),
-        augment_rng(SplitMix64(seed ^ 0x61756780u)) {}
+  // `reference`: null for BatchSampler(sampler_seed), else that rank's ReferenceOrder.
+  Impl(ModelInfo m, const Dataset* t, std::vector<int64_t> shard, int bs, uint64_t sampler_seed,
+       const SampleOrder* reference_order)
+      : model(std::move(m)),
+        train(t),
+        batches_per_epoch(static_cast<int>((shard.size() + bs - 1) / bs)),
+        augment_rng(SplitMix64(sampler_seed ^ 0x61756780u)) {
+    if (reference_order) {
+      reference.emplace(model, std::move(shard), bs, reference_order->seed, reference_order->rank);
+    } else {
+      sampler.emplace(std::move(shard), bs, sampler_seed);
+    }
+  }
 
   // Writes training sample `idx`, augmented with crops[b], into out (C x H x W).
   void CopySample(int b, int64_t idx, float* out) const {
@@ -142,6 +221,27 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelInfo& model,
                                                          const Dataset* train,
                                                          std::vector<int64_t> shard,
                                                          int batch_size, uint64_t sampler_seed) {
+  return Create(model, train, std::move(shard), batch_size, sampler_seed, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelInfo& model,
+                                                         const Dataset* train,
+                                                         std::vector<int64_t> shard,
+                                                         int batch_size, const SampleOrder& order) {
+  if (order.kind != "agent" && order.kind != "reference") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.shuffle: unknown order '", order.kind, "'; allowed: agent, reference"));
+  }
+  return Create(model, train, std::move(shard), batch_size,
+                DeriveSeed(order.seed, order.rank, SeedPurpose::kSampler),
+                order.kind == "reference" ? &order : nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelInfo& model,
+                                                         const Dataset* train,
+                                                         std::vector<int64_t> shard,
+                                                         int batch_size, uint64_t sampler_seed,
+                                                         const SampleOrder* reference_order) {
   if (shard.empty()) return absl::InvalidArgumentError("trainer: the agent's shard is empty");
   if (batch_size < 1) return absl::InvalidArgumentError("trainer: batch size must be >= 1");
   const int64_t sample = train->sample_size();
@@ -156,7 +256,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const ModelInfo& model,
       return absl::InvalidArgumentError(absl::StrCat("trainer: shard index ", i, " outside the data set"));
     }
   }
-  auto impl = std::make_unique<Impl>(model, train, std::move(shard), batch_size, sampler_seed);
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(model, train, std::move(shard), batch_size, sampler_seed, reference_order);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("trainer: LibTorch: ", e.what_without_backtrace()));
+  }
   auto ws = ModelWorkspace::Create(model, batch_size, sample);
   if (!ws.ok()) return ws.status();
   impl->own = std::move(*ws);
@@ -169,7 +274,7 @@ void Trainer::UseWorkspace(ModelWorkspace* ws) {
 }
 
 void Trainer::NextBatch() {
-  impl_->batch = impl_->sampler.Next();
+  impl_->batch = impl_->reference ? impl_->reference->Next() : impl_->sampler->Next();
   Rng64& rng = impl_->augment_rng;
   if (impl_->train->augment == Augment::kCifar) {
     impl_->crops.resize(impl_->batch.size());
@@ -210,7 +315,7 @@ void Trainer::AugmentedSample(int b, float* out) const {
   impl_->CopySample(b, impl_->batch[b], out);
 }
 
-int Trainer::batches_per_epoch() const { return impl_->sampler.batches_per_epoch(); }
+int Trainer::batches_per_epoch() const { return impl_->batches_per_epoch; }
 
 absl::Span<float> Trainer::point() { return absl::MakeSpan(impl_->ws->w); }
 absl::Span<const float> Trainer::gradient() const { return absl::MakeConstSpan(impl_->ws->g); }
@@ -295,29 +400,8 @@ absl::StatusOr<EvalResult> Trainer::Evaluate(absl::Span<const float> params, con
 absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed) {
   std::vector<float> flat(model.num_params());
   try {
-    at::manual_seed(seed);
-    const auto offsets = model.offsets();
-    auto store = [&](size_t k, const at::Tensor& t) {
-      std::memcpy(flat.data() + offsets[k], t.data_ptr<float>(), t.numel() * sizeof(float));
-    };
-    // Pass 1, as PyTorch builds the modules: every conv and linear tensor drawn from
-    // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in module order.
-    for (size_t k = 0; k < model.layout.size(); ++k) {
-      const ParamSpec& spec = model.layout[k];
-      if (!spec.torch_draw) continue;
-      const double bound = 1.0 / std::sqrt(static_cast<double>(spec.fan_in));
-      store(k, at::empty(spec.shape, at::kFloat).uniform_(-bound, bound));
-    }
-    // Pass 2, the reference's init loop over the modules: He-normal convolutions, zero biases, norm
-    // scales 1 and shifts 0.
-    for (size_t k = 0; k < model.layout.size(); ++k) {
-      const ParamSpec& spec = model.layout[k];
-      if (spec.init == InitKind::kNormal) {
-        store(k, at::empty(spec.shape, at::kFloat).normal_(0, spec.init_value));
-      } else if (spec.init == InitKind::kConstant) {
-        store(k, at::full(spec.shape, spec.init_value, at::kFloat));
-      }
-    }
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    DrawTorchInit(model, gen, flat.data());
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("torch init: LibTorch: ", e.what_without_backtrace()));
   }

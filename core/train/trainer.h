@@ -10,6 +10,7 @@
 #define GUT_CORE_TRAIN_TRAINER_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -43,9 +44,28 @@ class ModelWorkspace {
   std::unique_ptr<Impl> impl_;
 };
 
+// How an agent orders its shard into minibatches, epoch after epoch (manifest key data.shuffle).
+struct SampleOrder {
+  // "agent": BatchSampler from DeriveSeed(seed, rank, kSampler), each agent its own stream.
+  // "reference": the reference code's DataLoader on PyTorch 1.2. Each of its processes seeds the
+  // global generator with the run seed, builds the model (the draws of TorchDefaultInit), and on
+  // rank 0 draws torchsummary's input, rand(2, C, H, W). Every epoch the training loader's
+  // iterator then draws its worker base seed (one int64) and RandomSampler's randperm of the
+  // shard, and the validation loader draws one more int64. Replayed here on LibTorch's generator
+  // (same MT19937 and draw rules), so ranks 1..n-1 share one order, as the reference's do.
+  std::string kind = "agent";
+  uint64_t seed = 0;  // run.seed
+  int rank = 0;
+};
+
 class Trainer final : public GradientOracle<float> {
  public:
   // `train` must outlive the trainer. The shard holds indices into `train`.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelInfo& model,
+                                                         const Dataset* train,
+                                                         std::vector<int64_t> shard,
+                                                         int batch_size, const SampleOrder& order);
+  // An "agent" order drawn from `sampler_seed` directly.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelInfo& model,
                                                          const Dataset* train,
                                                          std::vector<int64_t> shard,
@@ -79,6 +99,10 @@ class Trainer final : public GradientOracle<float> {
  private:
   struct Impl;
   explicit Trainer(std::unique_ptr<Impl> impl);
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelInfo& model, const Dataset* train,
+                                                         std::vector<int64_t> shard, int batch_size,
+                                                         uint64_t sampler_seed,
+                                                         const SampleOrder* reference_order);
   std::unique_ptr<Impl> impl_;
   double last_loss_ = 0;
 };
@@ -88,8 +112,8 @@ class Trainer final : public GradientOracle<float> {
 // as nn.Conv2d and nn.Linear initialise themselves when built; then the reference's init loop
 // (ResNet, VGG: normal_ for the He convolutions, zero_ for their biases; norm scales 1, shifts 0).
 // With the reference code's seed this is its starting point for LeNet-5 (checked against it) and
-// the same draw sequence for the other models (manifest: model.init: torch). Not thread-safe: it
-// reseeds LibTorch's global generator.
+// the same draw sequence for the other models (manifest: model.init: torch). It draws from a
+// generator of its own, so it is thread-safe and leaves LibTorch's global generator alone.
 absl::StatusOr<std::vector<float>> TorchDefaultInit(const ModelInfo& model, uint64_t seed);
 
 // The run's initial model for manifest key model.init: "torch" (TorchDefaultInit) or "gut"

@@ -42,10 +42,17 @@ TEST(Manifest, ParsesAndAppliesOverrides) {
   ASSERT_TRUE(i8.ok()) << i8.status();
   EXPECT_EQ(i8->codec.kind, CodecKind::kInt8);
   EXPECT_TRUE(i8->codec.zstd);
-  // The recorded YAML parses back to the same configuration.
+  EXPECT_EQ(c->shuffle, "agent") << "default";
+  // The recorded YAML parses back to the same configuration, the shuffle order included (the
+  // agents get theirs from the coordinator's YAML).
   auto again = ParseManifest(ToYaml(*c), "again", {});
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(ToYaml(*again), ToYaml(*c));
+  auto ref = ParseManifest(kGood, "m.yaml", {"data.shuffle=reference"});
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  auto ref_again = ParseManifest(ToYaml(*ref), "again", {});
+  ASSERT_TRUE(ref_again.ok()) << ref_again.status();
+  EXPECT_EQ(ref_again->shuffle, "reference");
 }
 
 TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
@@ -64,6 +71,7 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
   ExpectError(Error(kGood, {"topology.graph=chain"}), "uniform weights need a regular graph, use weights: metropolis");
   ExpectError(Error(kGood, {"topology.graph=dyck"}), "dyck is defined for 32 agents only, got 8");
   ExpectError(Error(kGood, {"data.partition=shards"}), "data.partition: unknown partition 'shards'; allowed: dirichlet, iid");
+  ExpectError(Error(kGood, {"data.shuffle=torch"}), "data.shuffle: unknown order 'torch'; allowed: agent, reference");
   ExpectError(Error(kGood, {"model.name=vgg16"}), "model.name: unknown model 'vgg16'; allowed: lenet5, resnet20");
   ExpectError(Error(kGood, {"model.name=vgg11"}), "model.name: vgg11 takes 3x32x32 inputs, the data set has 1x28x28");
   ExpectError(Error(kGood, {"data.dataset=cifar10", "model.name=resnet20", "model.norm=layernorm"}),

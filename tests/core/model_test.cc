@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <random>
 
 #include "core/data/dataset.h"
 #include "core/models/functional.h"
@@ -280,6 +281,77 @@ TEST_F(TrainerTest, GradientMatchesReferenceComputation) {
     at::Tensor mine = at::from_blob(const_cast<float*>(g.data()) + off[k], model.layout[k].shape);
     EXPECT_TRUE(at::allclose(mine, p[k].grad(), 1e-4, 1e-6)) << model.layout[k].name;
   }
+}
+
+// data.shuffle: reference against an independent model of PyTorch 1.2's CPU generator, the
+// reference code's: a plain MT19937 seeded with the run seed, one 32-bit output per float uniform
+// (LeNet-5's init, then rank 0's 2x1x28x28 torchsummary input), two per int64 random_() (the
+// loaders' worker seeds: the training loader's, and from the second epoch on the validation
+// loader's before it), and randperm as Fisher-Yates with swap(r[i], r[i + out % (n - i)]).
+TEST_F(TrainerTest, ReferenceShuffleReplaysPyTorchsLoaderOrder) {
+  auto data = LoadMnistFamily(*dir_);
+  ASSERT_TRUE(data.ok()) << data.status();
+  const auto model = *GetModelInfo("lenet5");
+  std::vector<int64_t> shard;
+  for (int k = 0; k < 10; ++k) shard.push_back((37 * k + 11) % 256);
+  const uint32_t seed = 12;
+  const int epochs = 3, batch = 4;
+  int64_t init_draws = 0;
+  for (const auto& p : model.layout) init_draws += p.torch_draw ? p.numel() : 0;
+  ASSERT_EQ(init_draws, 61706);
+
+  auto expected = [&](int rank) {
+    std::mt19937 mt(seed);
+    mt.discard(init_draws + (rank == 0 ? 2 * 28 * 28 : 0));
+    std::vector<int64_t> out;
+    for (int e = 0; e < epochs; ++e) {
+      mt.discard(e == 0 ? 2 : 4);
+      std::vector<int64_t> r(shard.size());
+      std::iota(r.begin(), r.end(), 0);
+      const int64_t n = static_cast<int64_t>(r.size());
+      for (int64_t i = 0; i < n - 1; ++i) std::swap(r[i], r[i + mt() % (n - i)]);
+      for (int64_t k : r) out.push_back(shard[k]);
+    }
+    return out;
+  };
+  auto drawn = [&](int rank) {
+    auto t = Trainer::Create(model, &data->train, shard, batch, SampleOrder{"reference", seed, rank});
+    EXPECT_TRUE(t.ok()) << t.status();
+    std::vector<int64_t> out;
+    EXPECT_EQ((*t)->batches_per_epoch(), 3);
+    for (int b = 0; b < epochs * (*t)->batches_per_epoch(); ++b) {
+      (*t)->NextBatch();
+      EXPECT_EQ((*t)->batch().size(), b % 3 == 2 ? 2u : 4u) << "the last batch of an epoch is kept";
+      out.insert(out.end(), (*t)->batch().begin(), (*t)->batch().end());
+    }
+    return out;
+  };
+  for (int rank : {0, 1, 5}) EXPECT_EQ(drawn(rank), expected(rank)) << "rank " << rank;
+  EXPECT_EQ(drawn(1), drawn(5)) << "ranks other than 0 share the reference's order";
+  EXPECT_NE(drawn(0), drawn(1)) << "rank 0's torchsummary draw moves its stream";
+  // The init itself: the first weights are PyTorch's uniform from the same stream's first outputs,
+  // (out & (2^24 - 1)) * 2^-24 * (b - a) + a in double, a = -b = float(1/sqrt(25)).
+  auto x0 = TorchDefaultInit(model, seed);
+  ASSERT_TRUE(x0.ok());
+  std::mt19937 mt(seed);
+  for (int k = 0; k < 3; ++k) {
+    const double u = static_cast<double>(mt() & 0xFFFFFF) / 16777216.0;
+    const float a = -0.2f, b = 0.2f;
+    EXPECT_EQ((*x0)[k], static_cast<float>(u * double(b - a) + a)) << k;
+  }
+  // The agent order stays each agent's own stream.
+  auto a1 = Trainer::Create(model, &data->train, shard, batch, SampleOrder{"agent", seed, 1});
+  auto a5 = Trainer::Create(model, &data->train, shard, batch, SampleOrder{"agent", seed, 5});
+  ASSERT_TRUE(a1.ok() && a5.ok());
+  std::vector<int64_t> o1, o5;
+  for (int b = 0; b < 3; ++b) {
+    (*a1)->NextBatch();
+    (*a5)->NextBatch();
+    o1.insert(o1.end(), (*a1)->batch().begin(), (*a1)->batch().end());
+    o5.insert(o5.end(), (*a5)->batch().begin(), (*a5)->batch().end());
+  }
+  EXPECT_NE(o1, o5);
+  EXPECT_FALSE(Trainer::Create(model, &data->train, shard, batch, SampleOrder{"torch", seed, 1}).ok());
 }
 
 TEST_F(TrainerTest, EvaluateCountsAccuracyAndRejectsWrongSizes) {
