@@ -59,7 +59,8 @@ const std::map<std::string, std::string>& Labels() {
       {"qg-dsgdm", "QG-DSGDm"}, {"qg-gutm", "QG-GUTm"}, {"dsgd", "DSGD"},   {"gut", "GUT"},
       {"gt", "Gradient tracking"}, {"d2", "D² (Exact Diffusion)"}, {"mt", "Momentum tracking"},
       {"relaysgd", "RelaySGD (chain)"}, {"ngm", "NGM"}, {"cga", "CGA"}, {"dsgdm-n", "DSGDm-N"},
-      {"qg-dsgdm-lin", "QG-DSGDm (Lin et al.)"}};
+      {"qg-dsgdm-lin", "QG-DSGDm (Lin et al.)"}, {"qg-dsgdm-ref", "QG-DSGDm, reference order"},
+      {"qg-gutm-ref", "QG-GUTm, reference order"}};
   return *m;
 }
 std::string Label(const std::string& m) {
@@ -254,6 +255,25 @@ int main(int argc, char** argv) {
   md += "\n";
   md += "Plots: " + link("fmnist-a0.1.svg") + ", " + link("fmnist-a0.01.svg") + ".\n\n";
 
+  // The same table with the reference code's minibatch order (bench/reproduce.sh --phase table-ref).
+  md += "## The poster's table with the reference code's minibatch order\n\n"
+        "The runs above shuffle each agent's shard from its own stream (`data.shuffle: agent`). The reference "
+        "code (PyTorch 1.2) draws every epoch's `randperm` from its process-global generator, seeded with the "
+        "run seed on every rank, so ranks 1..15 see their shards in one shared order and rank 0 (which also "
+        "drew torchsummary's input) in another. `data.shuffle: reference` replays that stream on LibTorch's "
+        "generator. Same seeds, partitions and initial models as above; only the minibatch order differs.\n\n"
+        "| method | α = 0.1 | α = 0.01 | α = 0.1, last epoch | α = 0.01, last epoch |\n|---|---|---|---|---|\n";
+  for (const char* m : {"qg-dsgdm-ref", "qg-gutm-ref"})
+    md += absl::StrFormat("| %s | %s | %s | %s | %s |\n", Label(m), rep.Cell(ring16("0.1", m)),
+                          rep.Cell(ring16("0.01", m)), rep.Cell(ring16("0.1", m), true),
+                          rep.Cell(ring16("0.01", m), true));
+  md += "| poster QG-DSGDm | 89.94 ± 0.44 | 83.43 ± 0.94 | | |\n| poster QG-GUTm | 90.11 ± 0.02 | 84.60 ± 1.00 | | |\n\n"
+        "Per seed (final accuracy):\n\n";
+  for (const char* a : {"0.1", "0.01"})
+    for (const char* m : {"qg-dsgdm-ref", "qg-gutm-ref"})
+      md += absl::StrFormat("- α = %s, %s: %s\n", a, Label(m), per_seed(ring16(a, m)));
+  md += "\nThe plots above draw these runs too.\n\n";
+
   md += "## Every method at α = 0.1, 16 agents (RelaySGD on the ring's spanning chain)\n\n"
         "| method | final accuracy | messages per neighbour per round | ms per round | wall per run (s) |\n"
         "|---|---|---|---|---|\n";
@@ -330,7 +350,9 @@ int main(int argc, char** argv) {
   }
   for (const char* a : {"0.1", "0.01"}) {
     std::vector<std::pair<std::string, Key>> series = {{"QG-DSGDm", ring16(a, "qg-dsgdm")},
-                                                       {"QG-GUTm", ring16(a, "qg-gutm")}};
+                                                       {"QG-GUTm", ring16(a, "qg-gutm")},
+                                                       {"QG-DSGDm ref. order", ring16(a, "qg-dsgdm-ref")},
+                                                       {"QG-GUTm ref. order", ring16(a, "qg-gutm-ref")}};
     if (std::string(a) == "0.01") series.push_back({"QG-GUTm mu=0.05", ring16(a, "qg-gutm-mu0.05")});
     write(absl::StrFormat("fmnist-a%s.svg", a),
           rep.Plot(absl::StrFormat("Fashion-MNIST, LeNet-5, 16-agent ring, alpha = %s", a), series));
