@@ -65,7 +65,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"lr", c.hyper.lr}, {"momentum", c.hyper.momentum}, {"mu", c.hyper.mu},
       {"nesterov", c.hyper.nesterov}, {"lr_milestones", c.schedule.milestones},
       {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
-      {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size},
+      {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size}, {"shuffle", c.shuffle},
       {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
       {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
