@@ -153,7 +153,7 @@ struct Trainer::Impl {
   std::unique_ptr<ModelWorkspace> own;
   ModelWorkspace::Impl* ws = nullptr;
 
-  // `reference`: null for BatchSampler(sampler_seed), else that rank's ReferenceOrder.
+  // `reference_order`: null for BatchSampler(sampler_seed), else that rank's ReferenceOrder.
   Impl(ModelInfo m, const Dataset* t, std::vector<int64_t> shard, int bs, uint64_t sampler_seed,
        const SampleOrder* reference_order)
       : model(std::move(m)),
