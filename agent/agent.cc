@@ -38,7 +38,7 @@
 #include "services/metrics.h"
 #include "services/peer_exchange.h"
 #include "services/status.h"
-#include "sim/report.h"
+#include "core/report/run_report.h"
 
 namespace gut::agent {
 namespace {
@@ -254,7 +254,7 @@ core::Dataset Compact(const core::Dataset& full, const std::vector<int64_t>& sha
 }
 
 absl::Status WriteParams(const std::string& path, absl::Span<const float> x) {
-  return sim::AtomicWrite(path, std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
+  return report::AtomicWrite(path, std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
 }
 
 std::string DefaultName() {
@@ -487,7 +487,7 @@ void Agent::WriteLocalCsv() {
   std::string out =
       "epoch,final,round,lr,train_loss,test_acc,test_loss,compute_s,wait_s,wall_s,bytes_sent,bytes_received\n";
   for (const auto& r : csv_rows_) absl::StrAppend(&out, r, "\n");
-  if (auto s = sim::AtomicWrite(o_.checkpoint_dir + "/metrics.csv", out); !s.ok()) spdlog::warn("{}", s.ToString());
+  if (auto s = report::AtomicWrite(o_.checkpoint_dir + "/metrics.csv", out); !s.ok()) spdlog::warn("{}", s.ToString());
 }
 
 absl::Status Agent::Train() {
@@ -662,7 +662,7 @@ int Agent::Run() {
   if (endpoint_ && !o_.checkpoint_dir.empty()) {
     // The last scrape, kept for post-mortems (and checked by promtool in the tests).
     if (metrics_) SyncMetrics();
-    (void)sim::AtomicWrite(o_.checkpoint_dir + "/metrics.prom", endpoint_->Render());
+    (void)report::AtomicWrite(o_.checkpoint_dir + "/metrics.prom", endpoint_->Render());
   }
   Shutdown();
   return code;

@@ -23,8 +23,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "sim/plot.h"
-#include "sim/report.h"
+#include "core/report/plot.h"
+#include "core/report/run_report.h"
 
 namespace fs = std::filesystem;
 
@@ -124,13 +124,13 @@ class Report {
 
   // Accuracy per epoch, mean over seeds with the min-max band, one series per key.
   std::string Plot(const std::string& title, const std::vector<std::pair<std::string, Key>>& lines) const {
-    std::vector<gut::sim::Series> series;
+    std::vector<gut::report::Series> series;
     for (const auto& [name, key] : lines) {
       const auto* rs = Runs(key);
       if (!rs || rs->empty()) continue;
       size_t epochs = rs->front().acc.size();
       for (const auto& r : *rs) epochs = std::min(epochs, r.acc.size());
-      gut::sim::Series s;
+      gut::report::Series s;
       s.name = absl::StrFormat("%s (%d)", name, rs->size());
       for (size_t e = 0; e < epochs; ++e) {
         std::vector<double> v;
@@ -143,7 +143,7 @@ class Report {
       }
       series.push_back(std::move(s));
     }
-    return gut::sim::RenderLineChart(title, "epoch", "test accuracy (%), mean over agents", series);
+    return gut::report::RenderLineChart(title, "epoch", "test accuracy (%), mean over agents", series);
   }
 
  private:
@@ -344,12 +344,12 @@ int main(int argc, char** argv) {
   if (fs::exists(overhead)) md += "\n## Overheads per agent (bench/overhead_bench)\n\n" + Read(overhead);
 
   auto write = [&](const std::string& name, const std::string& text) {
-    if (auto s = gut::sim::AtomicWrite((fs::path(root) / name).string(), text); !s.ok()) {
+    if (auto s = gut::report::AtomicWrite((fs::path(root) / name).string(), text); !s.ok()) {
       std::fprintf(stderr, "reproduce_report: %s\n", std::string(s.message()).c_str());
       std::exit(1);
     }
   };
-  if (auto s = gut::sim::AtomicWrite(table, md); !s.ok()) {
+  if (auto s = gut::report::AtomicWrite(table, md); !s.ok()) {
     std::fprintf(stderr, "reproduce_report: %s\n", std::string(s.message()).c_str());
     return 1;
   }

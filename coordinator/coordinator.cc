@@ -213,10 +213,10 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext*, const gut::v1::Rep
 void CoordinatorService::AggregateEpoch(int epoch) {
   const auto& rs = reports_[epoch];
   const int n = config_.num_agents;
-  sim::EpochRecord rec;
+  report::EpochRecord rec;
   rec.epoch = epoch;
   rec.epochs = config_.epochs;
-  sim::AgentSpread acc(n);
+  report::AgentSpread acc(n);
   std::vector<std::vector<float>> sketches;
   bool evaluated = true;
   for (const auto& [rank, m] : rs) {
@@ -242,8 +242,8 @@ void CoordinatorService::AggregateEpoch(int epoch) {
   last_epoch_ = epoch;
   last_consensus_ = rec.consensus;
   const std::string dir = options_.out_dir;
-  if (auto s = sim::WriteMetricsCsv(dir + "/metrics.csv", epochs_); !s.ok()) spdlog::error("{}", s.ToString());
-  if (auto s = sim::WritePlot(dir + "/metrics.svg", config_.name, epochs_); !s.ok()) spdlog::error("{}", s.ToString());
+  if (auto s = report::WriteMetricsCsv(dir + "/metrics.csv", epochs_); !s.ok()) spdlog::error("{}", s.ToString());
+  if (auto s = report::WritePlot(dir + "/metrics.svg", config_.name, epochs_); !s.ok()) spdlog::error("{}", s.ToString());
   if (on_epoch_) on_epoch_(rec);
   if (on_change) on_change(StatusLocked(), &rec);
 }
@@ -263,16 +263,16 @@ void CoordinatorService::WriteAgents() {
   const std::string dir = options_.out_dir;
   for (const auto& [file, j] : {std::pair<std::string, nlohmann::json>{"agents.json", agents},
                                 {"prometheus-targets.json", targets}}) {
-    if (auto s = sim::AtomicWrite(dir + "/" + file, j.dump(2) + "\n"); !s.ok()) spdlog::error("{}", s.ToString());
+    if (auto s = report::AtomicWrite(dir + "/" + file, j.dump(2) + "\n"); !s.ok()) spdlog::error("{}", s.ToString());
   }
 }
 
 void CoordinatorService::Finish() {
   const auto& rs = reports_[config_.epochs + 1];
   const int n = config_.num_agents;
-  sim::Summary sum;
+  report::Summary sum;
   sum.epochs = epochs_;
-  sim::AgentSpread acc(n);
+  report::AgentSpread acc(n);
   std::vector<std::vector<float>> sketches;
   for (const auto& [rank, m] : rs) {
     sum.final_acc.push_back(m.test_accuracy());
@@ -290,7 +290,7 @@ void CoordinatorService::Finish() {
   sum.consensus_after_gossip = core::ConsensusFromSketches(sketches);
   sum.threads = n;
   const std::string dir = options_.out_dir;
-  if (auto s = sim::WriteSummaryJson(dir + "/summary.json", config_, sum); !s.ok()) {
+  if (auto s = report::WriteSummaryJson(dir + "/summary.json", config_, sum); !s.ok()) {
     spdlog::error("{}", s.ToString());
   }
   spdlog::info("run {} finished: final mean test accuracy {:.2f}% [min {:.2f}, max {:.2f}]", run_id_,

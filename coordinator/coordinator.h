@@ -18,7 +18,7 @@
 #include "core/config/manifest.h"
 #include "core/topology/mixing.h"
 #include "gut/v1/coordinator.grpc.pb.h"
-#include "sim/report.h"
+#include "core/report/run_report.h"
 
 namespace gut::coordinator {
 
@@ -43,7 +43,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
                      gut::v1::LeaveResponse* resp) override;
 
   // Called with every aggregated epoch (progress printing).
-  void OnEpoch(std::function<void(const sim::EpochRecord&)> fn) { on_epoch_ = std::move(fn); }
+  void OnEpoch(std::function<void(const report::EpochRecord&)> fn) { on_epoch_ = std::move(fn); }
   // Blocks until the run is over (every agent sent its final report, or left) or `timeout`.
   // Returns the run's failure, if an agent reported one.
   absl::Status WaitFinished(absl::Duration timeout);
@@ -51,7 +51,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   const core::RunConfig& config() const { return config_; }
 
   // Prometheus gauges are updated through this hook (set by main; may be empty).
-  std::function<void(const gut::v1::StatusResponse&, const sim::EpochRecord*)> on_change;
+  std::function<void(const gut::v1::StatusResponse&, const report::EpochRecord*)> on_change;
 
  private:
   CoordinatorService(core::RunConfig config, CoordinatorOptions options, core::MixingMatrix w);
@@ -70,7 +70,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   const core::MixingMatrix w_;
   std::string run_id_;
   std::string manifest_yaml_;
-  std::function<void(const sim::EpochRecord&)> on_epoch_;
+  std::function<void(const report::EpochRecord&)> on_epoch_;
 
   mutable absl::Mutex mu_;
   std::map<int, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by rank
@@ -78,7 +78,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   std::string join_error_ ABSL_GUARDED_BY(mu_);
   // epoch -> rank -> metrics (final reports under key epochs + 1)
   std::map<int, std::map<int, gut::v1::EpochMetrics>> reports_ ABSL_GUARDED_BY(mu_);
-  std::vector<sim::EpochRecord> epochs_ ABSL_GUARDED_BY(mu_);
+  std::vector<report::EpochRecord> epochs_ ABSL_GUARDED_BY(mu_);
   int last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   double last_consensus_ ABSL_GUARDED_BY(mu_) = -1;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

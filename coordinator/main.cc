@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
               {"codec", gut::core::CodecName(config->codec.kind)}, {"graph", config->graph},
               {"agents", std::to_string(config->num_agents)}})
         .Set(1);
-    service.on_change = [&](const gut::v1::StatusResponse& s, const gut::sim::EpochRecord* r) {
+    service.on_change = [&](const gut::v1::StatusResponse& s, const gut::report::EpochRecord* r) {
       joined.Set(s.joined());
       left.Set(s.left());
       epoch.Set(s.epoch());
@@ -131,8 +131,8 @@ int main(int argc, char** argv) {
     spdlog::info("metrics on http://{}:{}/metrics", metrics_address.substr(0, metrics_address.rfind(':')),
                  metrics->port());
   }
-  service.OnEpoch([](const gut::sim::EpochRecord& r) {
-    std::printf("%s\n", gut::sim::FormatProgress(r).c_str());
+  service.OnEpoch([](const gut::report::EpochRecord& r) {
+    std::printf("%s\n", gut::report::FormatProgress(r).c_str());
     std::fflush(stdout);
   });
 
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   }
   if (result.ok() && linger_s > 0) absl::SleepFor(absl::Seconds(linger_s));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  if (metrics) (void)gut::sim::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
+  if (metrics) (void)gut::report::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (!result.ok()) {
     std::fprintf(stderr, "gut-coordinator: %s\n", std::string(result.message()).c_str());
     return 1;

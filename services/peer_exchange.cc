@@ -806,7 +806,7 @@ std::vector<FramePtr> MakeFrames(int64_t round, int slot, uint64_t sequence, gut
 
 // Sends to the edges in `targets` (indices); shared by Broadcast and SendTo.
 static absl::Status SendToEdges(ExchangeCore* c, int64_t round, int slot,
-                                const std::vector<int>& targets, absl::Span<float> message) {
+                                const std::vector<int>& targets, int key_target, absl::Span<float> message) {
   if (slot < 0 || slot >= kMaxSlots) {
     return absl::InvalidArgumentError(absl::StrCat("agent ", c->opt.rank, ": slot ", slot, " out of range"));
   }
@@ -819,7 +819,7 @@ static absl::Status SendToEdges(ExchangeCore* c, int64_t round, int slot,
       }
     }
   }
-  c->codec.Encode(message, &c->wire);
+  c->codec.Encode(message, &c->wire, core::MessageKey(round, slot, key_target));
   const int64_t payload = static_cast<int64_t>(c->wire.size());
   auto frames = MakeFrames(round, slot, ++c->sequence, c->wire_codec, c->framing, &c->wire,
                            message.size(), static_cast<size_t>(c->opt.tuning.chunk_bytes));
@@ -849,7 +849,7 @@ static absl::Status SendToEdges(ExchangeCore* c, int64_t round, int slot,
 absl::Status GrpcExchange::Broadcast(int64_t round, int slot, absl::Span<float> message) {
   std::vector<int> all(core_->infos.size());
   for (size_t k = 0; k < all.size(); ++k) all[k] = static_cast<int>(k);
-  return SendToEdges(core_.get(), round, slot, all, message);
+  return SendToEdges(core_.get(), round, slot, all, -1, message);
 }
 
 absl::Status GrpcExchange::SendTo(int64_t round, int slot, int neighbour_index,
@@ -858,7 +858,7 @@ absl::Status GrpcExchange::SendTo(int64_t round, int slot, int neighbour_index,
     return absl::InvalidArgumentError(absl::StrCat("agent ", rank(), ": neighbour index ",
                                                    neighbour_index, " out of range"));
   }
-  return SendToEdges(core_.get(), round, slot, {neighbour_index}, message);
+  return SendToEdges(core_.get(), round, slot, {neighbour_index}, neighbour_index, message);
 }
 
 // Waits for every neighbour's (round, slot) message and decodes each into edge.decoded. `n`, if

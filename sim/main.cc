@@ -1,5 +1,9 @@
 // gut-sim: runs n agents of a manifest in one process and writes metrics.csv and summary.json.
-//   gut-sim --manifest FILE --out DIR [--set key.path=value ...]
+//   gut-sim --manifest FILE --out DIR [--set key.path=value ...] [--resume]
+// Ctrl-C (or SIGTERM) stops at the next round boundary and writes a checkpoint; the same command
+// with --resume continues from it, bit-identical to an uninterrupted run.
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -11,16 +15,24 @@
 #include "core/config/manifest.h"
 #include "sim/simulation.h"
 
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"gut-sim: decentralised training of n agents in one process (GUT, QG-GUTm, baselines)"};
   std::string manifest, out_dir;
   std::vector<std::string> overrides;
-  bool print_config = false;
+  bool print_config = false, resume = false;
+  std::string checkpoint_dir;
   app.add_option("--manifest", manifest, "run manifest (YAML), e.g. deploy/examples/fmnist-ring16-qggutm.yaml")
       ->required();
   app.add_option("--out", out_dir, "output directory for metrics.csv and summary.json")->required();
   app.add_option("--set", overrides, "override a manifest key, e.g. --set run.epochs=1 (repeatable)");
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
+  app.add_option("--checkpoint-dir", checkpoint_dir, "checkpoint directory (default OUT/checkpoints)");
+  app.add_flag("--resume", resume, "continue from the newest checkpoint in the checkpoint directory");
   CLI11_PARSE(app, argc, argv);
   gut::core::TuneAllocator();
 
@@ -53,24 +65,38 @@ int main(int argc, char** argv) {
               static_cast<long long>((*sim)->num_params()), (*sim)->rounds_per_epoch(),
               (*sim)->algorithm_buffers());
   std::fflush(stdout);
+  gut::sim::SimRunOptions run_options;
+  if (config->checkpoint_enabled || resume) {
+    run_options.checkpoint_dir =
+        checkpoint_dir.empty() ? (std::filesystem::path(out_dir) / "checkpoints").string() : checkpoint_dir;
+  }
+  run_options.resume = resume;
+  run_options.stop = &g_stop;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
   const std::string csv = (std::filesystem::path(out_dir) / "metrics.csv").string();
   const std::string svg = (std::filesystem::path(out_dir) / "metrics.svg").string();
-  std::vector<gut::sim::EpochRecord> seen;
-  auto summary = (*sim)->Run([&](const gut::sim::EpochRecord& r) {
-    std::printf("%s\n", gut::sim::FormatProgress(r).c_str());
+  std::vector<gut::report::EpochRecord> seen;
+  auto summary = (*sim)->Run([&](const gut::report::EpochRecord& r) {
+    std::printf("%s\n", gut::report::FormatProgress(r).c_str());
     std::fflush(stdout);
     seen.push_back(r);
-    if (auto s = gut::sim::WriteMetricsCsv(csv, seen); !s.ok())
+    if (auto s = gut::report::WriteMetricsCsv(csv, seen); !s.ok())
       std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
-    if (auto s = gut::sim::WritePlot(svg, config->name, seen); !s.ok())
+    if (auto s = gut::report::WritePlot(svg, config->name, seen); !s.ok())
       std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
-  });
+  }, run_options);
   if (!summary.ok()) {
+    if (summary.status().code() == absl::StatusCode::kCancelled) {
+      std::printf("gut-sim: %s; checkpoint in %s (continue with the same command and --resume)\n",
+                  std::string(summary.status().message()).c_str(), run_options.checkpoint_dir.c_str());
+      return 0;
+    }
     std::fprintf(stderr, "gut-sim: %s\n", std::string(summary.status().message()).c_str());
     return 1;
   }
   const std::string json = (std::filesystem::path(out_dir) / "summary.json").string();
-  if (auto s = gut::sim::WriteSummaryJson(json, *config, *summary); !s.ok()) {
+  if (auto s = gut::report::WriteSummaryJson(json, *config, *summary); !s.ok()) {
     std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
     return 1;
   }

@@ -3,18 +3,19 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
+#include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "core/checkpoint/checkpoint_store.h"
 #include "core/common/thread_pool.h"
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
 #include "core/exchange/in_process_exchange.h"
 #include "core/models/model.h"
+#include "core/train/epoch_driver.h"
 #include "core/train/trainer.h"
 
 namespace gut::sim {
@@ -36,12 +37,12 @@ struct Simulation::State {
   std::vector<std::vector<float>> scratch;  // per worker, RoundContext::scratch
   std::vector<double> loss_sum;  // per agent, current epoch
   int rounds_per_epoch = 0;
-  int64_t round = 0;  // next global round number
+  int64_t start_round = 0;
 
   int n() const { return static_cast<int>(algorithms.size()); }
 
   // One lock-step training round of every agent.
-  absl::Status TrainRound(double lr) {
+  absl::Status TrainRound(int64_t round, double lr) {
     const int phases = algorithms[0]->phases();
     std::vector<absl::Status> status(n());
     for (int p = 0; p < phases; ++p) {
@@ -57,11 +58,10 @@ struct Simulation::State {
       for (const auto& s : status)
         if (!s.ok()) return s;
     }
-    ++round;
     return absl::OkStatus();
   }
 
-  absl::Status GossipRound() {
+  absl::Status GossipRound(int64_t round) {
     std::vector<absl::Status> status(n());
     for (int p = 0; p < 2; ++p) {
       pool->ParallelFor(n(), [&](int i) {
@@ -70,7 +70,6 @@ struct Simulation::State {
       for (const auto& s : status)
         if (!s.ok()) return s;
     }
-    ++round;
     return absl::OkStatus();
   }
 
@@ -105,6 +104,151 @@ struct Simulation::State {
     }
     return std::sqrt(sq / n());
   }
+};
+
+// The simulated run seen by the epoch driver: every agent at once, plus checkpoints of the whole.
+class Simulation::Participant final : public core::RunParticipant {
+ public:
+  Participant(State* s, const std::function<void(const EpochRecord&)>& on_epoch, const SimRunOptions& o,
+              core::CheckpointStore* store)
+      : s_(*s), on_epoch_(on_epoch), o_(o), store_(store), start_(Clock::now()) {}
+
+  absl::Status TrainRound(int64_t round, double lr) override {
+    const auto t0 = Clock::now();
+    auto st = s_.TrainRound(round, lr);
+    train_s_ += std::chrono::duration<double>(Clock::now() - t0).count();
+    if (st.ok()) rounds_done_ = round + 1;
+    return st;
+  }
+  absl::Status GossipRound(int64_t round) override {
+    if (round == s_.rounds_per_epoch * static_cast<int64_t>(s_.config.epochs)) {
+      sum_.consensus_before_gossip = s_.ConsensusDistance();
+    }
+    auto st = s_.GossipRound(round);
+    if (st.ok()) rounds_done_ = round + 1;
+    return st;
+  }
+  double TakeEpochLoss() override {
+    double loss = 0;
+    for (double& l : s_.loss_sum) {
+      loss += l / s_.rounds_per_epoch;
+      l = 0;
+    }
+    return loss / s_.n();
+  }
+  absl::Status EndEpoch(const core::EpochEnd& e) override {
+    EpochRecord rec;
+    rec.epoch = e.epoch;
+    rec.epochs = s_.config.epochs;
+    rec.rounds = e.rounds;
+    rec.lr = e.lr;
+    rec.train_loss = e.train_loss;
+    if (e.evaluate) {
+      auto ev = s_.EvaluateAll();
+      if (!ev.ok()) return ev.status();
+      rec.evaluated = true;
+      report::AgentSpread acc(s_.n());
+      for (const auto& x : *ev) {
+        acc.Add(x.accuracy);
+        rec.test_loss += x.loss / s_.n();
+      }
+      rec.acc_mean = acc.mean;
+      rec.acc_min = acc.min;
+      rec.acc_max = acc.max;
+    }
+    rec.consensus = s_.ConsensusDistance();
+    rec.wall_s = wall_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
+    rec.train_s = train_s_;
+    rec.rounds_per_s = (e.rounds - s_.start_round) / std::max(1e-9, train_s_ - train_offset_);
+    rec.eta_s = rec.wall_s / e.epoch * (s_.config.epochs - e.epoch);
+    rec.bytes_sent = s_.exchange->total_bytes_sent();
+    sum_.epochs.push_back(rec);
+    if (on_epoch_) on_epoch_(rec);
+    return absl::OkStatus();
+  }
+  absl::Status Finish(int64_t rounds) override {
+    if (s_.config.final_gossip_rounds == 0) sum_.consensus_before_gossip = s_.ConsensusDistance();
+    sum_.consensus_after_gossip = s_.ConsensusDistance();
+    auto ev = s_.EvaluateAll();
+    if (!ev.ok()) return ev.status();
+    report::AgentSpread acc(s_.n());
+    for (const auto& e : *ev) {
+      sum_.final_acc.push_back(e.accuracy);
+      acc.Add(e.accuracy);
+    }
+    sum_.final_acc_mean = acc.mean;
+    sum_.final_acc_min = acc.min;
+    sum_.final_acc_max = acc.max;
+    sum_.wall_s = wall_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
+    sum_.rounds = rounds;
+    sum_.bytes_sent = s_.exchange->total_bytes_sent();
+    sum_.solver_fallbacks = 0;
+    for (const auto& a : s_.algorithms) sum_.solver_fallbacks += a->solver_fallbacks();
+    return absl::OkStatus();
+  }
+  absl::Status Checkpoint(int64_t rounds) override { return Save(rounds, /*scheduled=*/true); }
+  bool StopRequested() override { return o_.stop != nullptr && o_.stop->load(); }
+  std::string DivergenceHint() override { return core::DivergenceAdvice(s_.config); }
+
+  // The whole run after `rounds` rounds.
+  absl::Status Save(int64_t rounds, bool scheduled) {
+    if (store_ == nullptr) return absl::OkStatus();
+    core::StateBundle b;
+    core::StateSaver<float> v(&b);
+    Visit(&v, rounds);
+    return store_->Write(rounds, b, scheduled);
+  }
+  // Restores a checkpoint into freshly built agents; returns the round to start at.
+  absl::StatusOr<int64_t> Restore(const core::LoadedCheckpoint& c) {
+    core::StateLoader<float> v(&c.state);
+    const int64_t rounds = Visit(&v, c.round);
+    if (!v.status().ok()) return v.status();
+    return rounds;
+  }
+  Summary& summary() { return sum_; }
+  // Rounds completed so far (where a stop leaves the run).
+  int64_t rounds_done() const { return rounds_done_; }
+
+ private:
+  // Saves or loads (the visitor decides) everything the rest of the run depends on.
+  int64_t Visit(core::StateVisitor<float>* v, int64_t rounds) {
+    v->Integer("run/rounds", &rounds);
+    v->Double("run/train_s", &train_s_);
+    double wall = wall_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
+    v->Double("run/wall_s", &wall);
+    v->Double("run/consensus_before_gossip", &sum_.consensus_before_gossip);
+    std::vector<double> records = report::FlattenRecords(sum_.epochs);
+    v->Doubles("run/epochs", &records);
+    sum_.epochs = report::UnflattenRecords(records);
+    for (int i = 0; i < s_.n(); ++i) {
+      v->Push(absl::StrCat("agent/", i));
+      s_.algorithms[i]->VisitState(v);
+      int64_t drawn = s_.trainers[i]->batches_drawn();
+      v->Integer("batches_drawn", &drawn);
+      if (drawn != s_.trainers[i]->batches_drawn()) s_.trainers[i]->Rewind(drawn);
+      v->Double("loss_sum", &s_.loss_sum[i]);
+      int64_t sent = s_.exchange->Endpoint(i).bytes_sent(), received = s_.exchange->Endpoint(i).bytes_received();
+      v->Integer("bytes_sent", &sent);
+      v->Integer("bytes_received", &received);
+      s_.exchange->RestoreByteCounters(i, sent, received);
+      v->Pop();
+    }
+    // Times continue from the checkpoint's (a loader has just replaced the wall time).
+    wall_offset_ = wall;
+    train_offset_ = train_s_;
+    start_ = Clock::now();
+    rounds_done_ = rounds;
+    return rounds;
+  }
+
+  State& s_;
+  const std::function<void(const EpochRecord&)>& on_epoch_;
+  const SimRunOptions& o_;
+  core::CheckpointStore* store_;
+  Summary sum_;
+  Clock::time_point start_;
+  double wall_offset_ = 0, train_s_ = 0, train_offset_ = 0;
+  int64_t rounds_done_ = 0;
 };
 
 Simulation::Simulation(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -174,6 +318,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
 int Simulation::num_agents() const { return s_->n(); }
 int64_t Simulation::num_params() const { return s_->model.num_params(); }
 int Simulation::rounds_per_epoch() const { return s_->rounds_per_epoch; }
+int64_t Simulation::start_round() const { return s_->start_round; }
 int Simulation::algorithm_buffers() const {
   int most = 0;  // the busiest agent (RelaySGD keeps one relay per tree neighbour)
   for (const auto& a : s_->algorithms) most = std::max(most, a->persistent_buffers());
@@ -187,82 +332,56 @@ std::vector<float> Simulation::Params(int agent) const {
 absl::StatusOr<double> Simulation::RunTrainingRounds(int rounds) {
   const auto t0 = Clock::now();
   for (int r = 0; r < rounds; ++r) {
-    if (auto st = s_->TrainRound(s_->config.hyper.lr); !st.ok()) return st;
+    if (auto st = s_->TrainRound(r, s_->config.hyper.lr); !st.ok()) return st;
   }
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochRecord&)>& on_epoch) {
+absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochRecord&)>& on_epoch,
+                                        const SimRunOptions& options) {
   State& s = *s_;
   const core::RunConfig& c = s.config;
-  Summary sum;
+  core::RunPlan plan;
+  plan.epochs = c.epochs;
+  plan.rounds_per_epoch = s.rounds_per_epoch;
+  plan.final_gossip_rounds = c.final_gossip_rounds;
+  plan.eval_every = c.eval_every;
+  plan.schedule = c.schedule;
+
+  std::optional<core::CheckpointStore> store;
+  if (!options.checkpoint_dir.empty()) {
+    auto st = core::CheckpointStore::Open(options.checkpoint_dir, {c.name, s.model.layout_hash()});
+    if (!st.ok()) return st.status();
+    store.emplace(std::move(*st));
+    plan.checkpoint_every_rounds = core::CheckpointInterval(c, s.rounds_per_epoch);
+  }
+  Participant p(&s, on_epoch, options, store ? &*store : nullptr);
+  s.start_round = 0;
+  if (options.resume) {
+    if (!store) return absl::InvalidArgumentError("resume needs a checkpoint directory");
+    std::vector<std::string> skipped;
+    auto ck = store->LoadNewest(&skipped);
+    for (const auto& why : skipped) std::fprintf(stderr, "gut-sim: skipping a checkpoint: %s\n", why.c_str());
+    if (!ck.ok()) return ck.status();
+    auto round = p.Restore(*ck);
+    if (!round.ok()) return round.status();
+    s.start_round = *round;
+    for (const auto& r : p.summary().epochs)
+      if (on_epoch) on_epoch(r);
+  } else if (store) {
+    store->DiscardAfter(-1);  // a fresh run: older checkpoints in the directory are not ours
+  }
+  const absl::Status st = core::DriveRun(plan, s.start_round, &p);
+  if (!st.ok()) {
+    // A stop comes at a round boundary: everything up to it survives in a checkpoint.
+    if (st.code() == absl::StatusCode::kCancelled && store) {
+      if (auto w = p.Save(p.rounds_done(), /*scheduled=*/false); !w.ok()) return w;
+    }
+    return st;
+  }
+  Summary sum = std::move(p.summary());
   sum.num_params = s.model.num_params();
   sum.threads = s.pool->size();
-  const auto start = Clock::now();
-  double train_s = 0;
-  for (int epoch = 0; epoch < c.epochs; ++epoch) {
-    const double lr = c.schedule.At(epoch);
-    std::fill(s.loss_sum.begin(), s.loss_sum.end(), 0.0);
-    const auto t0 = Clock::now();
-    for (int r = 0; r < s.rounds_per_epoch; ++r) {
-      if (auto st = s.TrainRound(lr); !st.ok()) return st;
-    }
-    train_s += std::chrono::duration<double>(Clock::now() - t0).count();
-    EpochRecord rec;
-    rec.epoch = epoch + 1;
-    rec.epochs = c.epochs;
-    rec.rounds = s.round;
-    rec.lr = lr;
-    double loss = 0;
-    for (double l : s.loss_sum) loss += l / s.rounds_per_epoch;
-    rec.train_loss = loss / s.n();
-    if (!std::isfinite(rec.train_loss)) {
-      return absl::AbortedError(absl::StrCat("training diverged at epoch ", epoch + 1,
-                                             " (mean train loss ", rec.train_loss,
-                                             "); lower algorithm.lr or check mu + momentum < 1"));
-    }
-    if ((epoch + 1) % c.eval_every == 0 || epoch + 1 == c.epochs) {
-      auto ev = s.EvaluateAll();
-      if (!ev.ok()) return ev.status();
-      rec.evaluated = true;
-      AgentSpread acc(s.n());
-      for (const auto& e : *ev) {
-        acc.Add(e.accuracy);
-        rec.test_loss += e.loss / s.n();
-      }
-      rec.acc_mean = acc.mean;
-      rec.acc_min = acc.min;
-      rec.acc_max = acc.max;
-    }
-    rec.consensus = s.ConsensusDistance();
-    rec.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    rec.train_s = train_s;
-    rec.rounds_per_s = s.round / std::max(1e-9, train_s);
-    rec.eta_s = rec.wall_s / (epoch + 1) * (c.epochs - epoch - 1);
-    rec.bytes_sent = s.exchange->total_bytes_sent();
-    sum.epochs.push_back(rec);
-    if (on_epoch) on_epoch(rec);
-  }
-  sum.consensus_before_gossip = s.ConsensusDistance();
-  for (int k = 0; k < c.final_gossip_rounds; ++k) {
-    if (auto st = s.GossipRound(); !st.ok()) return st;
-  }
-  sum.consensus_after_gossip = s.ConsensusDistance();
-  auto ev = s.EvaluateAll();
-  if (!ev.ok()) return ev.status();
-  AgentSpread acc(s.n());
-  for (const auto& e : *ev) {
-    sum.final_acc.push_back(e.accuracy);
-    acc.Add(e.accuracy);
-  }
-  sum.final_acc_mean = acc.mean;
-  sum.final_acc_min = acc.min;
-  sum.final_acc_max = acc.max;
-  sum.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-  sum.rounds = s.round;
-  sum.bytes_sent = s.exchange->total_bytes_sent();
-  sum.solver_fallbacks = 0;
-  for (const auto& a : s.algorithms) sum.solver_fallbacks += a->solver_fallbacks();
   return sum;
 }
 

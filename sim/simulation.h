@@ -1,10 +1,17 @@
 // Simulation: n agents of one run in one process, in lock-step rounds over an InProcessExchange,
-// driving the very same core::Algorithm objects as gut-agentd. Owns the data, the shards, the
-// trainers, the algorithms and the exchange. Reports one EpochRecord per epoch to a callback; the
-// writers of sim/report.h turn them into metrics.csv, summary.json and metrics.svg.
+// driving the very same core::Algorithm objects as gut-agentd through the same epoch driver
+// (core/train/epoch_driver.h). Owns the data, the shards, the trainers, the algorithms and the
+// exchange. Reports one EpochRecord per epoch to a callback; core/report turns them into
+// metrics.csv, summary.json and metrics.svg.
+//
+// Checkpoints: with a checkpoint directory the whole run (every agent's algorithm state and
+// sampler position, the byte counters, the epoch records so far) is saved every
+// checkpoint.every_rounds rounds and when a stop is requested; a run started with `resume` picks
+// up from the newest checkpoint that verifies and ends bit-identical to an uninterrupted run.
 #ifndef GUT_SIM_SIMULATION_H_
 #define GUT_SIM_SIMULATION_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,9 +19,19 @@
 
 #include "absl/status/statusor.h"
 #include "core/config/manifest.h"
-#include "sim/report.h"
+#include "core/report/run_report.h"
 
 namespace gut::sim {
+
+using report::EpochRecord;
+using report::Summary;
+
+struct SimRunOptions {
+  std::string checkpoint_dir;   // empty: no checkpoints
+  bool resume = false;          // start from the newest usable checkpoint in checkpoint_dir
+  const std::atomic<bool>* stop = nullptr;  // polled between rounds; a stop checkpoints, then
+                                            // Run returns CANCELLED
+};
 
 class Simulation {
  public:
@@ -23,7 +40,8 @@ class Simulation {
   ~Simulation();
 
   // Runs the whole protocol; calls on_epoch after every epoch (from the calling thread).
-  absl::StatusOr<Summary> Run(const std::function<void(const EpochRecord&)>& on_epoch);
+  absl::StatusOr<Summary> Run(const std::function<void(const EpochRecord&)>& on_epoch,
+                              const SimRunOptions& options = {});
 
   // Runs `rounds` training rounds without evaluation (benchmarks); returns seconds taken.
   absl::StatusOr<double> RunTrainingRounds(int rounds);
@@ -31,6 +49,8 @@ class Simulation {
   int num_agents() const;
   int64_t num_params() const;
   int rounds_per_epoch() const;
+  // The round Run started at (0, or the resumed checkpoint's).
+  int64_t start_round() const;
   // Agent i's current model.
   std::vector<float> Params(int agent) const;
   // Model-sized buffers the algorithm keeps per agent besides x_i.
@@ -38,6 +58,7 @@ class Simulation {
 
  private:
   struct State;
+  class Participant;
   explicit Simulation(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
 };

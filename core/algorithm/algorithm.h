@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/checkpoint/state_bundle.h"
 #include "core/exchange/neighbourhood.h"
 
 namespace gut::core {
@@ -97,6 +98,18 @@ class Algorithm {
   virtual absl::Span<const T> params() const = 0;
   // Model-sized buffers this method keeps between rounds besides x_i itself (its memory cost).
   virtual int persistent_buffers() const = 0;
+  // Every buffer and scalar the method's future depends on (its model, replicas, tracking and
+  // momentum buffers, cached mixing weights, first-round flags), for checkpoints and rollback
+  // (core/checkpoint/state_bundle.h). Buffers rebuilt within a round are left out: a method is
+  // only ever saved or restored between rounds.
+  virtual void VisitState(StateVisitor<T>* v) = 0;
+
+  // The neighbourhood changed between rounds (a rank left the run for good and the mixing weights
+  // were recomputed): bring the method's gossip state in line with `nbh`, exchanging whatever it
+  // needs in `round` (slot 0). docs/algorithms.md §10 says what each method re-bases. Methods
+  // that cannot follow a changed graph return FAILED_PRECONDITION naming themselves.
+  virtual absl::Status Rebase(int64_t round, Neighbourhood<T>* nbh) = 0;
+
   // Solves of a per-round subproblem that failed so far, each answered by a fallback (CGA: a
   // tensor's QP had non-finite data and the previous weights were reused). 0 for methods with none.
   virtual int64_t solver_fallbacks() const { return 0; }

@@ -58,6 +58,23 @@ class GutFamily final : public Algorithm<T> {
     return gossip_.GossipPhase(phase, round, nbh, &x_, &e_, &r_);
   }
 
+  void VisitState(StateVisitor<T>* v) override {
+    v->Values("x", &x_);
+    gossip_.VisitState(v);
+    v->Values("e", &e_);
+    v->Values("delta_prev", &delta_prev_);
+    v->Values("m", &m_);
+    v->Value("eta_prev", &eta_prev_);
+    v->Flag("first", &first_);
+    v->Flag("e_current", &e_current_);
+  }
+
+  // The tracking state (delta_prev, m) is the agent's own; only the replicas follow the graph.
+  absl::Status Rebase(int64_t round, Neighbourhood<T>* nbh) override {
+    e_current_ = false;
+    return gossip_.Rebase(round, nbh, &e_);
+  }
+
  private:
   // The received sum's buffer when the driver lends none (allocated on first use only).
   absl::Span<T> OwnScratch() {

@@ -15,7 +15,7 @@ struct GutOptions {
   bool force_tracking = false;  // keep the tracking terms even when mu == 0 (reduction tests)
 };
 
-// GUT / QG-GUTm exactly as the reference code runs them (ALGORITHMS.md §1.3), and with mu = 0 the
+// GUT / QG-GUTm exactly as the reference code runs them (docs/algorithms.md §1.3), and with mu = 0 the
 // reference's DSGD (§1.4 d) and QG-DSGDm (§1.4 e).
 template <typename T>
 std::unique_ptr<Algorithm<T>> MakeGutFamily(const GutOptions& o, absl::Span<const T> x0,
@@ -62,9 +62,10 @@ std::unique_ptr<Algorithm<T>> MakeRelaySgd(double momentum, absl::Span<const T> 
 // self- and cross-gradients with the mixing weights; CGA solves a small QP per parameter tensor
 // (`tensor_sizes`). Then quasi-global momentum (beta > 0), step, and the gossip x <- Wx.
 template <typename T>
-std::unique_ptr<Algorithm<T>> MakeCrossGradient(bool cga, double momentum,
-                                                std::vector<int64_t> tensor_sizes,
-                                                absl::Span<const T> x0, double self_weight);
+std::unique_ptr<Algorithm<T>> MakeNgm(double momentum, absl::Span<const T> x0, double self_weight);
+template <typename T>
+std::unique_ptr<Algorithm<T>> MakeCga(double momentum, std::vector<int64_t> tensor_sizes,
+                                      absl::Span<const T> x0, double self_weight);
 
 // CGA's aggregation QP (§2.9) for one tensor: rows[k] = pi g_k (k neighbours), self = pi g_self.
 // Minimises 1/2 v'(M M' + eps I) v + (M self)' v subject to v >= 0.5 and writes M' v + self into

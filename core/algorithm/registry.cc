@@ -115,7 +115,8 @@ absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparamet
       return absl::InvalidArgumentError(absl::StrCat("algorithm: tensor sizes add up to ", total,
                                                      ", the model has ", x0.size(), " parameters"));
     }
-    return MakeCrossGradient<T>(a == "cga", h.momentum, h.tensor_sizes, x0, self_weight);
+    if (a == "ngm") return MakeNgm<T>(h.momentum, x0, self_weight);
+    return MakeCga<T>(h.momentum, h.tensor_sizes, x0, self_weight);
   }
   // qg-dsgdm-lin
   return MakeQgDsgdmLin<T>(h.momentum, h.qgm_beta >= 0 ? h.qgm_beta : h.momentum, h.nesterov, x0,

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "core/checkpoint/state_bundle.h"
 #include "core/exchange/neighbourhood.h"
 
 namespace gut::core {
@@ -30,6 +31,24 @@ class ReplicaGossip {
   }
 
   size_t size() const { return xhat_.size(); }
+  void VisitState(StateVisitor<T>* v) {
+    v->Values("xhat", &xhat_);
+    v->Values("s", &s_);
+    v->Value("w_self", &w_self_);
+    v->Value("c", &c_);
+  }
+  // Re-bases on a changed neighbourhood (a dropped rank): every agent broadcasts its public copy
+  // x̂ once more; as with any message the sender keeps what the receivers decoded, so replicas
+  // stay identical under a lossy codec (the difference joins the error feedback x - x̂). Then
+  // s = sum_j w_ij x̂_j with the new weights. `buf` is scratch of the model's size.
+  absl::Status Rebase(int64_t round, Neighbourhood<T>* nbh, std::vector<T>* buf) {
+    w_self_ = static_cast<T>(nbh->self_weight());
+    c_ = static_cast<T>(1.0 - nbh->self_weight());
+    buf->assign(xhat_.begin(), xhat_.end());
+    if (auto s = nbh->Broadcast(round, 0, absl::MakeSpan(*buf)); !s.ok()) return s;
+    xhat_.assign(buf->begin(), buf->end());
+    return nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(s_));
+  }
   T self_weight() const { return w_self_; }
   T c() const { return c_; }
   T* xhat() { return xhat_.data(); }

@@ -69,7 +69,7 @@ float Bf16ToFloat(uint16_t b) {
   return f;
 }
 
-Codec::Codec(CodecOptions options, uint64_t seed) : options_(options), rng_(seed) {
+Codec::Codec(CodecOptions options, uint64_t seed) : options_(options), seed_(seed) {
   options_.int8_chunk = std::max(1, options_.int8_chunk);
 }
 
@@ -83,7 +83,7 @@ size_t Codec::MaxRawSize(size_t n) const {
   return 0;
 }
 
-void Codec::EncodeRaw(absl::Span<float> v, std::string* out) {
+void Codec::EncodeRaw(absl::Span<float> v, std::string* out, Rng64* rng) {
   out->clear();
   const size_t n = v.size();
   switch (options_.kind) {
@@ -115,7 +115,7 @@ void Codec::EncodeRaw(absl::Span<float> v, std::string* out) {
           if (scale > 0 && std::isfinite(v[k])) {
             // Stochastic rounding: E[q] = v / scale.
             const double t = v[k] / scale;
-            q = static_cast<int>(std::floor(t + rng_.Uniform()));
+            q = static_cast<int>(std::floor(t + rng->Uniform()));
             q = std::clamp(q, -127, 127);
           }
           out->push_back(static_cast<char>(static_cast<int8_t>(q)));
@@ -148,13 +148,14 @@ void Codec::EncodeRaw(absl::Span<float> v, std::string* out) {
   }
 }
 
-void Codec::Encode(absl::Span<float> values, std::string* out) {
+void Codec::Encode(absl::Span<float> values, std::string* out, uint64_t message_key) {
+  Rng64 rng(SplitMix64(seed_ ^ message_key));
   if (!options_.zstd) {
-    EncodeRaw(values, out);
+    EncodeRaw(values, out, &rng);
     return;
   }
   std::string raw;
-  EncodeRaw(values, &raw);
+  EncodeRaw(values, &raw, &rng);
   out->resize(ZSTD_compressBound(raw.size()));
   const size_t z = ZSTD_compress(out->data(), out->size(), raw.data(), raw.size(), options_.zstd_level);
   // Compression into a buffer of compressBound bytes cannot fail.

@@ -9,8 +9,11 @@
 // bytes yields on any receiver: the sender advances its public copy by exactly what its
 // neighbours add, so replicas never drift (error feedback lives in the algorithm's x - x̂).
 // Decode() never trusts its input: any size, index or framing mismatch is an error that names the
-// codec and what was expected. One Codec per sender thread (the stochastic rounding stream is
-// seeded per agent and advances with every encode).
+// codec and what was expected. The randomness of a message (int8's stochastic rounding) is drawn
+// from the sender's seed and the message's key (round, slot, receiver), never from a stream that
+// advances with every encode: a message depends only on what is sent and where, so a restored
+// checkpoint or a replayed round encodes exactly as the first time did. One Codec per sender
+// thread (Encode reuses scratch).
 #ifndef GUT_CORE_CODEC_CODEC_H_
 #define GUT_CORE_CODEC_CODEC_H_
 
@@ -44,19 +47,26 @@ class Codec {
 
   const CodecOptions& options() const { return options_; }
   // Encodes `values` into `out` (replacing its contents) and overwrites `values` with the
-  // decoded values.
-  void Encode(absl::Span<float> values, std::string* out);
+  // decoded values. `message_key` (MessageKey) seeds the message's randomness.
+  void Encode(absl::Span<float> values, std::string* out, uint64_t message_key = 0);
   // Decodes a payload of exactly out.size() values.
   absl::Status Decode(absl::string_view bytes, absl::Span<float> out) const;
 
  private:
-  void EncodeRaw(absl::Span<float> values, std::string* out);
+  void EncodeRaw(absl::Span<float> values, std::string* out, Rng64* rng);
   absl::Status DecodeRaw(absl::string_view bytes, absl::Span<float> out) const;
   size_t MaxRawSize(size_t n) const;
 
   CodecOptions options_;
-  Rng64 rng_;
+  uint64_t seed_;
 };
+
+// The key of one message: its round, its slot and its receiver (the neighbour index for a message
+// to one neighbour, -1 for a broadcast).
+inline uint64_t MessageKey(int64_t round, int slot, int target) {
+  return SplitMix64(SplitMix64(static_cast<uint64_t>(round)) ^ (static_cast<uint64_t>(slot) << 32) ^
+                    static_cast<uint64_t>(static_cast<uint32_t>(target + 1)));
+}
 
 // bfloat16 helpers (round to nearest even; NaN stays NaN).
 uint16_t FloatToBf16(float f);

@@ -156,6 +156,14 @@ absl::Status Validate(const RunConfig& c) {
   if (auto m = ModelForRun(c); !m.ok()) return bad(std::string(m.status().message()));
   if (c.init != "gut" && c.init != "torch")
     return bad(absl::StrCat("model.init: unknown initialisation '", c.init, "'; allowed: gut, torch"));
+  if (c.checkpoint_every_rounds < 0)
+    return bad(absl::StrCat("checkpoint.every_rounds must be >= 0 (0 = once per epoch), got ", c.checkpoint_every_rounds));
+  if (c.on_peer_loss != "fail" && c.on_peer_loss != "drop")
+    return bad(absl::StrCat("fault.on_peer_loss: unknown policy '", c.on_peer_loss, "'; allowed: fail, drop"));
+  if (!(c.rejoin_timeout_s > 0) || !std::isfinite(c.rejoin_timeout_s))
+    return bad(absl::StrCat("fault.rejoin_timeout_s must be a positive number of seconds, got ", c.rejoin_timeout_s));
+  if (c.on_peer_loss == "drop" && c.hyper.algorithm == "relaysgd")
+    return bad("fault.on_peer_loss: relaysgd relays over a fixed spanning tree and cannot drop a rank; use fail");
   if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
   if (!(c.codec.topk_fraction > 0 && c.codec.topk_fraction <= 1))
     return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.codec.topk_fraction));
@@ -294,6 +302,18 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   chain(model.Get("norm", &c.norm));
   chain(model.NoUnknownKeys("name, init, norm"));
 
+  MapReader ck(top.Child("checkpoint"), "checkpoint", source);
+  chain(ck.Check());
+  chain(ck.Get("enabled", &c.checkpoint_enabled));
+  chain(ck.Get("every_rounds", &c.checkpoint_every_rounds));
+  chain(ck.NoUnknownKeys("enabled, every_rounds"));
+
+  MapReader fault(top.Child("fault"), "fault", source);
+  chain(fault.Check());
+  chain(fault.Get("on_peer_loss", &c.on_peer_loss));
+  chain(fault.Get("rejoin_timeout_s", &c.rejoin_timeout_s));
+  chain(fault.NoUnknownKeys("on_peer_loss, rejoin_timeout_s"));
+
   MapReader ex(top.Child("exchange"), "exchange", source);
   chain(ex.Check());
   chain(ex.Get("deadline_s", &c.deadline_s));
@@ -304,7 +324,7 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   chain(ex.Get("int8_chunk", &c.codec.int8_chunk));
   chain(ex.NoUnknownKeys("deadline_s, codec, zstd, topk_fraction, int8_chunk"));
 
-  chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, exchange"));
+  chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, checkpoint, fault, exchange"));
   if (!st.ok()) return st;
 
   c.schedule.lr0 = c.hyper.lr;
@@ -372,6 +392,27 @@ absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& c) {
   return GetModelInfo(c.model, o);
 }
 
+int64_t CheckpointInterval(const RunConfig& c, int64_t rounds_per_epoch) {
+  if (!c.checkpoint_enabled) return 0;
+  return c.checkpoint_every_rounds > 0 ? c.checkpoint_every_rounds : rounds_per_epoch;
+}
+
+std::string DivergenceAdvice(const RunConfig& c) {
+  const bool lossy = c.codec.kind != CodecKind::kFp32;
+  if (c.codec.kind == CodecKind::kTopK) {
+    return absl::StrCat("the exchange's compression is the likely cause (exchange.codec ", CodecName(c.codec.kind),
+                        " keeps ", c.codec.topk_fraction,
+                        " of the values); use a denser codec or a larger exchange.topk_fraction");
+  }
+  if (c.hyper.algorithm == "qg-gutm" && c.hyper.mu + c.hyper.momentum > 0.95) {
+    return absl::StrCat("algorithm.mu + algorithm.momentum = ", c.hyper.mu + c.hyper.momentum,
+                        " is close to 1, where QG-GUTm's averaged dynamics diverge; lower algorithm.mu "
+                        "(or algorithm.lr = ", c.hyper.lr, ")");
+  }
+  return absl::StrCat("lower algorithm.lr (now ", c.hyper.lr, ")",
+                      lossy ? absl::StrCat(", or use a less lossy exchange.codec than ", CodecName(c.codec.kind)) : "");
+}
+
 std::string ToYaml(const RunConfig& c) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -405,6 +446,11 @@ std::string ToYaml(const RunConfig& c) {
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
       << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::Key << "norm" << YAML::Value
       << c.norm << YAML::EndMap;
+  out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap << YAML::Key << "enabled" << YAML::Value
+      << c.checkpoint_enabled << YAML::Key << "every_rounds" << YAML::Value << c.checkpoint_every_rounds
+      << YAML::EndMap;
+  out << YAML::Key << "fault" << YAML::Value << YAML::BeginMap << YAML::Key << "on_peer_loss" << YAML::Value
+      << c.on_peer_loss << YAML::Key << "rejoin_timeout_s" << YAML::Value << c.rejoin_timeout_s << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
       << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "topk_fraction"

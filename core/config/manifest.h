@@ -52,6 +52,12 @@ struct RunConfig {
   std::string model = "lenet5";
   std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order
   std::string norm = "evonorm";  // model.norm: evonorm or groupnorm (not lenet5)
+  // checkpoint
+  bool checkpoint_enabled = true;
+  int64_t checkpoint_every_rounds = 0;  // 0: once per epoch
+  // fault
+  std::string on_peer_loss = "fail";  // fail | drop
+  double rejoin_timeout_s = 60;       // how long a lost agent may take to come back
   // exchange
   double deadline_s = 60;
   CodecOptions codec;  // exchange.codec (fp32, bf16, int8, topk), zstd, topk_fraction, int8_chunk
@@ -70,6 +76,14 @@ absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& config);
 
 // The run's model: model.name and model.norm for data.dataset's input shape and classes.
 absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& config);
+
+// Rounds between scheduled checkpoints for a run of `rounds_per_epoch` rounds per epoch (0 when
+// checkpoints are off).
+int64_t CheckpointInterval(const RunConfig& config, int64_t rounds_per_epoch);
+
+// What most likely made training diverge under this configuration, as advice that names the
+// setting to change (the epoch driver's divergence error ends with it).
+std::string DivergenceAdvice(const RunConfig& config);
 
 // The manifest back as YAML (every key, defaults filled in): the run's recorded configuration.
 std::string ToYaml(const RunConfig& config);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/exchange/weighted_sum.h"
 
 namespace gut::core {
 
@@ -20,7 +21,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
 
   absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
-    auto m = Encode(message);
+    auto m = Encode(message, MessageKey(round, slot, -1));
     if (!m.ok()) return m.status();
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
@@ -35,7 +36,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       return absl::InvalidArgumentError(absl::StrCat("agent ", rank_, ": neighbour index ",
                                                      neighbour_index, " out of range"));
     }
-    auto m = Encode(message);
+    auto m = Encode(message, MessageKey(round, slot, neighbour_index));
     if (!m.ok()) return m.status();
     sent_ += (*m)->wire_bytes;
     return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, *m);
@@ -51,22 +52,9 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
             got[k]->values.size(), " elements, expected ", out.size()));
       }
     }
-    T* o = out.data();
-    const size_t n = out.size();
-    if (got.empty()) {
-      std::fill(out.begin(), out.end(), T(0));
-      return absl::OkStatus();
-    }
-    {
-      const T w = static_cast<T>(neighbours_[0].weight);
-      const T* m = got[0]->values.data();
-      for (size_t i = 0; i < n; ++i) o[i] = w * m[i];
-    }
-    for (size_t k = 1; k < got.size(); ++k) {
-      const T w = static_cast<T>(neighbours_[k].weight);
-      const T* m = got[k]->values.data();
-      for (size_t i = 0; i < n; ++i) o[i] += w * m[i];
-    }
+    std::vector<const T*> m(got.size());
+    for (size_t k = 0; k < got.size(); ++k) m[k] = got[k]->values.data();
+    WeightedSum<T>(neighbours_, m, out);
     return absl::OkStatus();
   }
 
@@ -81,6 +69,10 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
 
   int64_t bytes_sent() const override { return sent_; }
   int64_t bytes_received() const override { return received_; }
+  void RestoreCounters(int64_t sent, int64_t received) {
+    sent_ = sent;
+    received_ = received;
+  }
 
  private:
   // A shared buffer for one outgoing message. Buffers every receiver has released are reused,
@@ -98,12 +90,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   // The message as the receivers will see it. Plain fp32 is copied; any other codec is encoded
   // (which leaves the decoded values in `message`, for the sender's public copy) and decoded
   // again into the shared buffer, exactly as a remote receiver would.
-  absl::StatusOr<Message> Encode(absl::Span<T> message) {
+  absl::StatusOr<Message> Encode(absl::Span<T> message, uint64_t key) {
     std::shared_ptr<Payload> b = Buffer(message.size());
     if constexpr (std::is_same_v<T, float>) {
       const CodecOptions& o = codec_.options();
       if (o.kind != CodecKind::kFp32 || o.zstd) {
-        codec_.Encode(message, &wire_);
+        codec_.Encode(message, &wire_, key);
         if (auto s = codec_.Decode(wire_, absl::MakeSpan(b->values)); !s.ok()) return s;
         b->wire_bytes = static_cast<int64_t>(wire_.size());
         return Message(b);
@@ -190,6 +182,11 @@ absl::Status InProcessExchange<T>::Post(int from, int to, int64_t round, int slo
                                                  slot, " to agent ", to, " twice"));
   }
   return absl::OkStatus();
+}
+
+template <typename T>
+void InProcessExchange<T>::RestoreByteCounters(int rank, int64_t sent, int64_t received) {
+  endpoints_[rank]->RestoreCounters(sent, received);
 }
 
 template <typename T>

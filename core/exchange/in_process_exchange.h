@@ -36,6 +36,8 @@ class InProcessExchange {
   Neighbourhood<T>& Endpoint(int rank);
   int size() const { return static_cast<int>(endpoints_.size()); }
   int64_t total_bytes_sent() const;
+  // Puts agent `rank`'s byte counters back where a checkpoint recorded them.
+  void RestoreByteCounters(int rank, int64_t sent, int64_t received);
 
  private:
   class EndpointImpl;

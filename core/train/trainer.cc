@@ -159,13 +159,34 @@ struct Trainer::Impl {
       : model(std::move(m)),
         train(t),
         batches_per_epoch(static_cast<int>((shard.size() + bs - 1) / bs)),
-        augment_rng(SplitMix64(sampler_seed ^ 0x61756780u)) {
-    if (reference_order) {
-      reference.emplace(model, std::move(shard), bs, reference_order->seed, reference_order->rank);
-    } else {
-      sampler.emplace(std::move(shard), bs, sampler_seed);
-    }
+        augment_rng(0),
+        shard(std::move(shard)),
+        batch_size(bs),
+        sampler_seed(sampler_seed) {
+    if (reference_order) order = *reference_order;
+    ResetOrder();
   }
+
+  // Back to the first minibatch of the first epoch: the sampler, LibTorch's generator for the
+  // reference order and the augmentation stream start over from their seeds.
+  void ResetOrder() {
+    augment_rng = Rng64(SplitMix64(sampler_seed ^ 0x61756780u));
+    sampler.reset();
+    reference.reset();
+    if (order) {
+      reference.emplace(model, shard, batch_size, order->seed, order->rank);
+    } else {
+      sampler.emplace(shard, batch_size, sampler_seed);
+    }
+    drawn = 0;
+  }
+
+  // What the constructor was given, so that the order can be replayed (Trainer::Rewind).
+  std::vector<int64_t> shard;
+  int batch_size;
+  uint64_t sampler_seed;
+  std::optional<SampleOrder> order;
+  int64_t drawn = 0;  // NextBatch calls so far
 
   // Writes training sample `idx`, augmented with crops[b], into out (C x H x W).
   void CopySample(int b, int64_t idx, float* out) const {
@@ -273,7 +294,15 @@ void Trainer::UseWorkspace(ModelWorkspace* ws) {
   impl_->ws = ws ? ws->impl_.get() : impl_->own->impl_.get();
 }
 
+int64_t Trainer::batches_drawn() const { return impl_->drawn; }
+
+void Trainer::Rewind(int64_t batches) {
+  impl_->ResetOrder();
+  for (int64_t k = 0; k < batches; ++k) NextBatch();
+}
+
 void Trainer::NextBatch() {
+  ++impl_->drawn;
   impl_->batch = impl_->reference ? impl_->reference->Next() : impl_->sampler->Next();
   Rng64& rng = impl_->augment_rng;
   if (impl_->train->augment == Augment::kCifar) {

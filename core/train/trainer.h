@@ -80,6 +80,12 @@ class Trainer final : public GradientOracle<float> {
 
   // Draws this round's minibatch (and its augmentation, if the data set has one).
   void NextBatch();
+  // Minibatches drawn so far: the whole position of the sampler (a checkpoint stores this).
+  int64_t batches_drawn() const;
+  // Puts the sampler where it was after `batches` draws, by replaying the draws from the seeds
+  // (index arithmetic only, microseconds per round), so a restored agent draws exactly the
+  // minibatches and augmentations the uninterrupted one would.
+  void Rewind(int64_t batches);
   // Sample b of this round's minibatch as the gradient sees it (augmented), C x H x W into out.
   void AugmentedSample(int b, float* out) const;
   // This round's minibatch: indices into the training set.

@@ -1,5 +1,5 @@
 #include "sim/simulation.h"
-#include "sim/plot.h"
+#include "core/report/plot.h"
 
 #include <set>
 #include <tuple>

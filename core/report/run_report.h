@@ -1,8 +1,8 @@
 // A run's results as files, shared by gut-sim and gut-coordinator (no LibTorch here):
 // metrics.csv (one row per epoch), summary.json (configuration, results, timings), metrics.svg.
 // Every file is written atomically (temporary file, then rename): a crash never leaves half a file.
-#ifndef GUT_SIM_REPORT_H_
-#define GUT_SIM_REPORT_H_
+#ifndef GUT_CORE_REPORT_RUN_REPORT_H_
+#define GUT_CORE_REPORT_RUN_REPORT_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -11,8 +11,11 @@
 
 #include "absl/status/status.h"
 #include "core/config/manifest.h"
+#include "core/common/atomic_file.h"
 
-namespace gut::sim {
+namespace gut::report {
+
+using core::AtomicWrite;
 
 struct EpochRecord {
   int epoch = 0;  // 1-based
@@ -30,6 +33,11 @@ struct EpochRecord {
   double eta_s = 0;
   int64_t bytes_sent = 0;
 };
+
+// A run's history as flat numbers and back, for checkpoints (kEpochRecordFields per record).
+constexpr size_t kEpochRecordFields = 16;
+std::vector<double> FlattenRecords(const std::vector<EpochRecord>& records);
+std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat);
 
 struct Summary {
   std::vector<EpochRecord> epochs;
@@ -53,8 +61,6 @@ std::string FormatProgress(const EpochRecord& r);
 absl::Status WritePlot(const std::string& path, const std::string& title,
                        const std::vector<EpochRecord>& epochs);
 
-absl::Status AtomicWrite(const std::string& path, const std::string& content);
-
 // Mean, min and max of one per-agent value (test accuracy), added in rank order: the mean is the
 // running sum of value / n, so gut-sim and the coordinator get the same bits.
 struct AgentSpread {
@@ -68,6 +74,6 @@ struct AgentSpread {
   double mean = 0, min = 1, max = 0;
 };
 
-}  // namespace gut::sim
+}  // namespace gut::report
 
-#endif  // GUT_SIM_REPORT_H_
+#endif  // GUT_CORE_REPORT_RUN_REPORT_H_

@@ -1,15 +1,15 @@
 // A self-contained SVG chart of a run's per-epoch metrics (test accuracy mean with the min-max band
 // over agents, train loss, consensus distance), written next to metrics.csv so that a run can be
 // looked at in any browser without plotting tools.
-#ifndef GUT_SIM_PLOT_H_
-#define GUT_SIM_PLOT_H_
+#ifndef GUT_CORE_REPORT_PLOT_H_
+#define GUT_CORE_REPORT_PLOT_H_
 
 #include <string>
 #include <vector>
 
-#include "sim/report.h"
+#include "core/report/run_report.h"
 
-namespace gut::sim {
+namespace gut::report {
 
 std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs);
 
@@ -23,6 +23,6 @@ struct Series {
 std::string RenderLineChart(const std::string& title, const std::string& x_label, const std::string& y_label,
                             const std::vector<Series>& series);
 
-}  // namespace gut::sim
+}  // namespace gut::report
 
-#endif  // GUT_SIM_PLOT_H_
+#endif  // GUT_CORE_REPORT_PLOT_H_

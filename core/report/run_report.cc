@@ -1,4 +1,4 @@
-#include "sim/report.h"
+#include "core/report/run_report.h"
 
 #include <filesystem>
 #include <fstream>
@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "sim/plot.h"
+#include "core/report/plot.h"
 
-namespace gut::sim {
+namespace gut::report {
 
 std::string FormatProgress(const EpochRecord& r) {
   const int eta = static_cast<int>(r.eta_s);
@@ -22,18 +22,42 @@ std::string FormatProgress(const EpochRecord& r) {
       eta % 60);
 }
 
-absl::Status AtomicWrite(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
-    out << content;
-    if (!out.flush()) return absl::DataLossError(absl::StrCat("error writing ", tmp));
+std::vector<double> FlattenRecords(const std::vector<EpochRecord>& records) {
+  std::vector<double> out;
+  for (const auto& r : records) {
+    const double f[kEpochRecordFields] = {
+        double(r.epoch), double(r.epochs), double(r.rounds), r.lr, r.train_loss, r.evaluated ? 1.0 : 0.0,
+        r.acc_mean, r.acc_min, r.acc_max, r.test_loss, r.consensus, r.wall_s, r.train_s, r.rounds_per_s,
+        r.eta_s, double(r.bytes_sent)};
+    out.insert(out.end(), f, f + kEpochRecordFields);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::DataLossError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  return absl::OkStatus();
+  return out;
+}
+
+std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat) {
+  std::vector<EpochRecord> out;
+  for (size_t k = 0; k + kEpochRecordFields <= flat.size(); k += kEpochRecordFields) {
+    const double* f = flat.data() + k;
+    EpochRecord r;
+    r.epoch = static_cast<int>(f[0]);
+    r.epochs = static_cast<int>(f[1]);
+    r.rounds = static_cast<int64_t>(f[2]);
+    r.lr = f[3];
+    r.train_loss = f[4];
+    r.evaluated = f[5] != 0;
+    r.acc_mean = f[6];
+    r.acc_min = f[7];
+    r.acc_max = f[8];
+    r.test_loss = f[9];
+    r.consensus = f[10];
+    r.wall_s = f[11];
+    r.train_s = f[12];
+    r.rounds_per_s = f[13];
+    r.eta_s = f[14];
+    r.bytes_sent = static_cast<int64_t>(f[15]);
+    out.push_back(r);
+  }
+  return out;
 }
 
 absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs) {
@@ -92,4 +116,4 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
   return AtomicWrite(path, j.dump(2) + "\n");
 }
 
-}  // namespace gut::sim
+}  // namespace gut::report

@@ -1,4 +1,4 @@
-// RelaySGD (ALGORITHMS.md §2.7) on a spanning tree, in the author group's form: after a local
+// RelaySGD of Vogels et al. (docs/algorithms.md §2.7) on a spanning tree, in the author group's form: after a local
 // momentum step x_half = x - eta m, agent i sends each tree neighbour j
 //   M_{i->j} = x_half + sum_{k in N(i)\{j}} M_{k->i} (last round's),   c_{i->j} = 1 + sum c_{k->i}
 // and sets x = (x_half + sum_j M_{j->i}) / (1 + sum_j c_{j->i}). Relayed sums reach every agent
@@ -6,6 +6,7 @@
 // without a doubly stochastic W. The counts travel in slot 1 as one value and are rounded to
 // integers on arrival, so a lossy codec's small error on that value does not matter (bf16 holds
 // integers up to 256 exactly; int8 and top-k send a single value with its own scale).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -36,6 +37,23 @@ class RelaySgd final : public Algorithm<T> {
       return SendRelays(ctx.round, ctx.nbh, x_);
     }
     return ReceiveAndAverage(ctx.round, ctx.nbh, x_);
+  }
+
+  void VisitState(StateVisitor<T>* v) override {
+    v->Values("x", &x_);
+    v->Values("m", &m_);
+    int64_t relays = static_cast<int64_t>(in_.size());
+    v->Integer("relays", &relays);
+    in_.resize(static_cast<size_t>(std::max<int64_t>(0, relays)));
+    for (size_t j = 0; j < in_.size(); ++j) v->Values(absl::StrCat("relay/", j), &in_[j]);
+    v->Integers("relay_counts", &count_in_);
+    v->Values("frozen", &frozen_);
+  }
+  // The relays sum over a fixed spanning tree; without a rank the tree falls apart.
+  absl::Status Rebase(int64_t, Neighbourhood<T>*) override {
+    return absl::FailedPreconditionError(
+        "relaysgd relays over a fixed spanning tree and cannot continue without a rank; use "
+        "fault.on_peer_loss: fail with it");
   }
 
   // The final averaging relays the models as training left them (frozen, no step): once the

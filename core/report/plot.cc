@@ -1,4 +1,4 @@
-#include "sim/plot.h"
+#include "core/report/plot.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace gut::sim {
+namespace gut::report {
 namespace {
 
 constexpr double kW = 900, kH = 300, kLeft = 60, kRight = 20, kTop = 30, kBottom = 40;
@@ -214,4 +214,4 @@ std::string RenderLineChart(const std::string& title, const std::string& x_label
   return out;
 }
 
-}  // namespace gut::sim
+}  // namespace gut::report

@@ -1,0 +1,60 @@
+// WholeVectorMethod: the shared shape of the bias-correcting baselines that gossip whole vectors
+// rather than replica differences (docs/algorithms.md §2.4-2.6: gradient tracking, D², momentum
+// tracking). Phase 0 takes the gradient at the agent's own x and sends, phase 1 receives and
+// mixes; the final averaging is plain x <- Wx. Internal to core/algorithm.
+#ifndef GUT_CORE_ALGORITHM_WHOLE_VECTOR_METHOD_H_
+#define GUT_CORE_ALGORITHM_WHOLE_VECTOR_METHOD_H_
+
+#include <string>
+#include <vector>
+
+#include "core/algorithm/algorithm.h"
+#include "core/algorithm/raw_gossip.h"
+
+namespace gut::core::detail {
+
+template <typename T>
+class WholeVectorMethod : public Algorithm<T> {
+ public:
+  WholeVectorMethod(std::string name, absl::Span<const T> x0, double self_weight)
+      : name_(std::move(name)), w_self_(self_weight), x_(x0.begin(), x0.end()) {}
+  std::string name() const override { return name_; }
+  absl::Span<const T> params() const override { return x_; }
+  absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) override {
+    return RawGossipPhase(phase, round, nbh, w_self_, &x_, &send_, &recv_);
+  }
+  void VisitState(StateVisitor<T>* v) override {
+    v->Values("x", &x_);
+    v->Double("w_self", &w_self_);
+    VisitMethodState(v);
+  }
+  // Whole vectors carry no replica: only the weight and the method's own tracking state change.
+  absl::Status Rebase(int64_t, Neighbourhood<T>* nbh) override {
+    w_self_ = nbh->self_weight();
+    RestartTracking();
+    return absl::OkStatus();
+  }
+
+ protected:
+  virtual void VisitMethodState(StateVisitor<T>* v) = 0;
+  // After a rank left: put the tracking variables back into a valid starting state for the
+  // survivors (their sum no longer matches what they track).
+  virtual void RestartTracking() = 0;
+
+  // Writes x into the oracle's point and computes the round's gradient there.
+  absl::Status GradientAtX(const RoundContext<T>& ctx) {
+    absl::Span<T> p = ctx.oracle->point();
+    std::copy(x_.begin(), x_.end(), p.begin());
+    return ctx.oracle->ComputeGradient();
+  }
+  absl::Span<T> Scratch(const RoundContext<T>& ctx) { return ScratchOr(ctx.scratch, &recv_, x_.size()); }
+
+  std::string name_;
+  double w_self_;
+  std::vector<T> x_;
+  std::vector<T> send_, recv_;  // transient: the outgoing vector (kept to the next phase), receive
+};
+
+}  // namespace gut::core::detail
+
+#endif  // GUT_CORE_ALGORITHM_WHOLE_VECTOR_METHOD_H_
