@@ -36,7 +36,7 @@
 #include "core/train/trainer.h"
 #include "gut/v1/coordinator.grpc.pb.h"
 #include "services/metrics.h"
-#include "services/peer_exchange.h"
+#include "services/grpc_exchange.h"
 #include "services/status.h"
 #include "core/report/run_report.h"
 
@@ -438,6 +438,7 @@ absl::Status Agent::Prepare() {
   xo.codec = config_.codec;
   xo.codec_seed = config_.seed;
   xo.deadline = absl::Seconds(config_.deadline_s);
+  xo.peer_loss_grace = xo.deadline;  // until the coordinator orchestrates recovery
   xo.tuning = o_.fast_failure_detection ? services::StreamTuning::ForTests() : services::StreamTuning();
   auto ex = services::GrpcExchange::Create(xo, &peer_service_);
   if (!ex.ok()) return ex.status();

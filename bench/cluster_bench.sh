@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
 manifest="$here/deploy/examples/fmnist-ring16-qggutm-quick.yaml"
-epochs=2 reps=3 out=/tmp/gut-cluster-bench
+epochs=2 reps=3 out="$here/out/cluster-bench"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --manifest) manifest=$2; shift 2 ;;

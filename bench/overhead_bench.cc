@@ -1,5 +1,5 @@
 // overhead_bench: per-agent time per training step and memory of every method against DSGD, side
-// by side in one run (the poster's overhead table, ALGORITHMS.md §6.3).
+// by side in one run (the poster's overhead table, docs/algorithms.md §6.3).
 //
 //   overhead_bench [--manifest FILE] [--rounds R] [--reps K] [--methods a,b,...] [--out FILE.md]
 //

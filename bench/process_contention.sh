@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
 k="${1:-16}"
 m="$here/deploy/examples/fmnist-ring16-qggutm-quick.yaml"
-out=/tmp/gut-process-contention
+out="$here/out/process-contention"
 ms() { /usr/bin/python3 -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['ms_per_training_round'])" "$1"; }
 common=(--set run.epochs=2 --set run.eval_every=3 --set data.partition=iid)
 "$build/sim/gut-sim" --manifest "$m" --out "$out/A" "${common[@]}" --set "agents.count=$((2 * k))" >/dev/null

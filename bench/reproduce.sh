@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces the paper's Fashion-MNIST experiments and the ablations beyond it with gut-sim, and
-# writes the tables and plots (bench/results/fmnist-table.md; bench/results/reproduce/: *.svg, runs/<tag>/).
+# writes the study CSVs, the table and the plots (bench/results/reproduce/<phase>.csv and
+# <phase>-runs.csv, bench/results/fmnist-table.md, bench/results/reproduce/*.svg).
 #
-#   bench/reproduce.sh [--phase NAME]... [--seeds "12 1 2"] [--epochs 100] [--root DIR] [--list]
+#   bench/reproduce.sh [--phase NAME]... [--seeds "12 1 2"] [--epochs 100] [--root DIR] [--runs DIR] [--list]
 #
-# Phases (default: all, in this order):
+# Phases (default: all, in this order); each is one study, with its own pair of CSVs in --root:
 #   table      QG-DSGDm vs QG-GUTm, alpha 0.1 and 0.01, 16-agent ring (the poster's table)
 #   dsgd-gut   DSGD vs GUT (beta = 0), alpha 0.1
 #   baselines  every other method at alpha 0.1 (GT, D2, momentum tracking, RelaySGD, NGM, CGA,
@@ -13,20 +14,26 @@
 #   agents     8/16/32/64 agents on the ring, QG-DSGDm vs QG-GUTm, alpha 0.1
 #   mu-grid    QG-GUTm at alpha 0.01 with mu in {0.005, 0.02, 0.05, 0.08} on the first seed, then
 #              0.05 (the best there) on the others; the table uses 0.01, which the paper records
-#              for alpha 0.1 only (ALGORITHMS.md 6.2)
+#              for alpha 0.1 only (docs/algorithms.md 6.2)
 #   table-ref  the table again with data.shuffle: reference (the reference code's DataLoader order:
 #              ranks 1..n-1 share one permutation per epoch); methods qg-dsgdm-ref, qg-gutm-ref,
 #              alpha 0.01 first
-# Resumable: a run whose folder holds summary.json is done and skipped; a run is written to
-# <tag>.partial and renamed only when gut-sim exits 0, so a stopped script loses at most the run in
-# progress. Runs are deterministic: rerunning a tag gives the same numbers.
-# --list prints the plan (done / to do) without running anything. The report (tables, plots) is
-# rebuilt at the end from whatever runs are done: build/bench/reproduce_report --root DIR.
+# Each run trains into --runs DIR/<tag> (default out/reproduce/runs, not tracked: command.txt,
+# metrics.csv, summary.json, metrics.svg, progress.log), written as <tag>.partial and renamed only
+# when gut-sim exits 0; then `build/bench/reproduce_report --study PHASE --collect DIR/<tag>` adds
+# its rows to the phase's CSVs in --root (default bench/results/reproduce): <phase>.csv, one row
+# per epoch, and <phase>-runs.csv, one row per run with its command and final accuracies.
+# Resumable: a run whose tag is in <phase>-runs.csv is done and skipped; one that another phase
+# already holds is copied from there (runs are deterministic: rerunning a tag gives the same
+# numbers); a finished run folder not yet in the CSVs is collected without training again. A
+# stopped script loses at most the run in progress.
+# --list prints the plan (done / copy / collect / to do) without running anything. The report
+# (tables, plots) is rebuilt at the end from the study CSVs: build/bench/reproduce_report --root DIR.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
 manifest="$here/deploy/examples/fmnist-ring16-qggutm.yaml"
-root="$here/bench/results/reproduce"
+root="$here/bench/results/reproduce" runs="$here/out/reproduce/runs"
 seeds="12 1 2" epochs=100 list=0 phases=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -34,8 +41,9 @@ while [[ $# -gt 0 ]]; do
     --seeds) seeds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --root) root=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --list) list=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,9 +53,14 @@ for p in "${phases[@]}"; do
     *) echo "reproduce.sh: unknown phase '$p' (table, dsgd-gut, baselines, topology, agents, mu-grid, table-ref)" >&2; exit 2 ;;
   esac
 done
-if [[ $list -eq 0 && ! -x "$build/sim/gut-sim" ]]; then
-  echo "reproduce.sh: $build/sim/gut-sim not found; build first (./test.sh or scripts/build.sh)" >&2
-  exit 1
+root=$(realpath -m "$root") runs=$(realpath -m "$runs") build=$(realpath -m "$build")
+if [[ $list -eq 0 ]]; then
+  for tool in sim/gut-sim bench/reproduce_report; do
+    if [[ ! -x "$build/$tool" ]]; then
+      echo "reproduce.sh: $build/$tool not found; build first (./test.sh or scripts/build.sh)" >&2
+      exit 1
+    fi
+  done
 fi
 
 # Method name -> gut-sim overrides (the manifest is QG-GUTm, beta 0.9, mu 0.01, lr 0.1).
@@ -71,16 +84,16 @@ method_sets() {
   esac
 }
 
-# The plan: one line per run, "tag|overrides".
+# The plan: one line per run of a phase, "phase|tag|overrides" (a tag can be in several phases).
 plan=()
-add() {  # add GRAPH AGENTS ALPHA METHOD [SEEDS]
+add() {  # add GRAPH AGENTS ALPHA METHOD [SEEDS]; the phase is $p
   local graph=$1 n=$2 alpha=$3 method=$4 seed
   for seed in ${5:-$seeds}; do
     local tag="fmnist-${graph}${n}-a${alpha}-${method}-s${seed}"
     local sets=" $(method_sets "$method") --set data.alpha=$alpha --set run.seed=$seed --set run.epochs=$epochs"
     [[ $graph != ring ]] && sets="$sets --set topology.graph=$graph"
     [[ $n != 16 ]] && sets="$sets --set agents.count=$n"
-    plan+=("$tag|$sets")
+    plan+=("$p|$tag|$sets")
   done
 }
 for p in "${phases[@]}"; do
@@ -100,36 +113,72 @@ for p in "${phases[@]}"; do
   esac
 done
 
-mkdir -p "$root/runs"
+# in_study STUDY TAG: whether TAG has a row in STUDY's runs CSV (the run is then in that study).
+in_study() {
+  [[ -f "$root/$1-runs.csv" ]] && awk -F, -v t="$2" 'NR > 1 && $1 == t { f = 1 } END { exit !f }' "$root/$1-runs.csv"
+}
+# holder STUDY TAG: the first study other than STUDY (by name) whose CSVs hold TAG, or nothing.
+holder() {
+  local f s
+  for f in "$root"/*-runs.csv; do
+    [[ -f $f ]] || continue
+    s=$(basename "$f" -runs.csv)
+    [[ $s != "$1" ]] && in_study "$s" "$2" && { echo "$s"; return; }
+  done
+  return 0
+}
+report() { "$build/bench/reproduce_report" "$@"; }
+
+[[ $list -eq 0 ]] && mkdir -p "$root" "$runs"
 total=${#plan[@]} done_count=0
-for entry in "${plan[@]}"; do [[ -f "$root/runs/${entry%%|*}/summary.json" ]] && done_count=$((done_count + 1)); done
-echo "reproduce: $total runs planned, $done_count done, $((total - done_count)) to do (root $root)"
+for entry in "${plan[@]}"; do
+  IFS='|' read -r phase tag _ <<< "$entry"
+  in_study "$phase" "$tag" && done_count=$((done_count + 1))
+done
+echo "reproduce: $total runs planned, $done_count done, $((total - done_count)) to do" \
+  "(study CSVs in $root, runs in $runs)"
 k=0
 for entry in "${plan[@]}"; do
   k=$((k + 1))
-  tag=${entry%%|*} sets=${entry#*|}
-  dir="$root/runs/$tag"
-  if [[ -f "$dir/summary.json" ]]; then
-    [[ $list -eq 1 ]] && echo "  done  $tag"
+  IFS='|' read -r phase tag sets <<< "$entry"
+  dir="$runs/$tag"
+  if in_study "$phase" "$tag"; then
+    [[ $list -eq 1 ]] && echo "  done    $phase $tag"
     continue
   fi
-  if [[ $list -eq 1 ]]; then echo "  to do $tag: gut-sim --manifest ${manifest#$here/}$sets"; continue; fi
-  echo "[$k/$total] $tag  ($(date -u +%H:%M:%S))"
+  from=$(holder "$phase" "$tag")
+  if [[ -n $from ]]; then
+    if [[ $list -eq 1 ]]; then echo "  copy    $phase $tag (from $from)"; continue; fi
+    report --root "$root" --study "$phase" --copy "$tag"
+    continue
+  fi
+  if [[ -f "$dir/summary.json" ]]; then
+    if [[ $list -eq 1 ]]; then echo "  collect $phase $tag (finished in $dir)"; continue; fi
+    echo "[$k/$total] $phase $tag: collecting the finished run in $dir"
+    report --root "$root" --study "$phase" --collect "$dir" || exit 1
+    continue
+  fi
+  if [[ $list -eq 1 ]]; then echo "  to do   $phase $tag: gut-sim --manifest ${manifest#"$here"/}$sets"; continue; fi
+  echo "[$k/$total] $phase $tag  ($(date -u +%H:%M:%S))"
   rm -rf "$dir.partial"
   mkdir -p "$dir.partial"
-  echo "build/sim/gut-sim --manifest ${manifest#$here/} --out OUT$sets" > "$dir.partial/command.txt"
+  echo "build/sim/gut-sim --manifest ${manifest#"$here"/} --out OUT$sets" > "$dir.partial/command.txt"
   # shellcheck disable=SC2086
   if "$build/sim/gut-sim" --manifest "$manifest" --out "$dir.partial" $sets > "$dir.partial/progress.log" 2>&1; then
     rm -rf "$dir" && mv "$dir.partial" "$dir"
     tail -n 2 "$dir/progress.log" | sed 's/^/    /'
+    # If this fails, the next start collects the finished folder without training again.
+    report --root "$root" --study "$phase" --collect "$dir" || exit 1
   else
     echo "    FAILED (kept $dir.partial/progress.log):" >&2
     tail -n 5 "$dir.partial/progress.log" | sed 's/^/    /' >&2
   fi
 done
 [[ $list -eq 1 ]] && exit 0
-if [[ -x "$build/bench/reproduce_report" ]]; then
-  "$build/bench/reproduce_report" --root "$root"
+# From the repository root with a relative --root when it is inside it, so that the table names
+# the command as anyone would type it.
+if [[ $root == "$here"/* ]]; then
+  (cd "$here" && report --root "${root#"$here"/}")
 else
-  echo "reproduce: $build/bench/reproduce_report not built; tables not written" >&2
+  report --root "$root"
 fi

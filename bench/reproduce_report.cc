@@ -1,28 +1,32 @@
-// reproduce_report: the tables and plots of bench/reproduce.sh's runs.
+// reproduce_report: the tables and plots of bench/reproduce.sh's runs, and the step that files a
+// finished run into its study's CSVs.
 //
 //   reproduce_report [--root bench/results/reproduce] [--table bench/results/fmnist-table.md]
+//   reproduce_report --root ROOT --study PHASE --collect RUN_DIR [--note TEXT]
+//   reproduce_report --root ROOT --study PHASE --copy TAG
 //
-// Reads every finished run (ROOT/runs/<tag>/summary.json and metrics.csv; tags are
-// fmnist-<graph><agents>-a<alpha>-<method>-s<seed>) and writes the table (default: ROOT's parent
-// folder/fmnist-table.md; mean and sample standard deviation over seeds of the final test accuracy,
-// laid out like the poster) and accuracy-per-epoch plots (ROOT/*.svg; the line is the mean over
-// seeds, the band min to max).
+// The first form reads every study (ROOT/<phase>-runs.csv and ROOT/<phase>.csv; see study_csv.h;
+// tags are fmnist-<graph><agents>-a<alpha>-<method>-s<seed>) and writes the table (default: ROOT's
+// parent folder/fmnist-table.md; mean and sample standard deviation over seeds of the final test
+// accuracy, laid out like the poster) and accuracy-per-epoch plots (ROOT/*.svg; the line is the mean
+// over seeds, the band min to max).
 // Missing runs show as "-" with the number of seeds found, so a partial reproduction reports what
 // it has.
+// --collect puts a finished gut-sim run folder (command.txt, metrics.csv, summary.json; named by its
+// tag) into ROOT/PHASE.csv and ROOT/PHASE-runs.csv; --copy copies a run that another study already
+// holds.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
+#include "bench/study_csv.h"
 #include "core/report/plot.h"
 #include "core/report/run_report.h"
 
@@ -154,63 +158,69 @@ class Report {
 
 int main(int argc, char** argv) {
   CLI::App app{"reproduce_report: tables and plots of bench/reproduce.sh's runs"};
-  std::string root = "bench/results/reproduce", table;
-  app.add_option("--root", root);
-  app.add_option("--table", table, "where the markdown goes (default: ROOT/../fmnist-table.md)");
+  std::string root = "bench/results/reproduce", table, study, collect, copy, note;
+  app.add_option("--root", root, "the study CSVs; the plots go here too");
+  app.add_option("--table", table, "where the markdown goes (default: fmnist-table.md in ROOT's parent folder)");
+  app.add_option("--study", study, "with --collect or --copy: the study (phase) whose CSVs get the run");
+  auto* collect_opt = app.add_option("--collect", collect, "a finished run folder to put into the study's CSVs");
+  auto* copy_opt = app.add_option("--copy", copy, "a run tag to copy into the study from the study that has it");
+  app.add_option("--note", note, "with --collect: text for the run's note column");
+  collect_opt->excludes(copy_opt);
   CLI11_PARSE(app, argc, argv);
   while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (!collect.empty() || !copy.empty()) {
+    if (study.empty()) {
+      std::fprintf(stderr, "reproduce_report: --collect and --copy need --study\n");
+      return 2;
+    }
+    if (!collect.empty()) {
+      if (auto s = gut::bench::CollectRun(root, study, collect, note); !s.ok()) {
+        std::fprintf(stderr, "reproduce_report: %s\n", std::string(s.message()).c_str());
+        return 1;
+      }
+      return 0;
+    }
+    auto from = gut::bench::CopyRun(root, study, copy);
+    if (!from.ok()) {
+      std::fprintf(stderr, "reproduce_report: %s\n", std::string(from.status().message()).c_str());
+      return 1;
+    }
+    std::printf("reproduce_report: %s copied from %s into %s\n", copy.c_str(), from->c_str(), study.c_str());
+    return 0;
+  }
   if (table.empty()) table = (fs::path(root).parent_path() / "fmnist-table.md").string();
   // Plots are linked relative to the table.
   const std::string rel = fs::relative(fs::path(root), fs::absolute(fs::path(table)).parent_path()).string();
   auto link = [&](const std::string& f) { return "`" + (rel.empty() || rel == "." ? f : rel + "/" + f) + "`"; };
 
-  const std::regex tag_re(R"(fmnist-([a-z0-9]+?)(\d+)-a([0-9.]+)-(.+)-s(\d+))");
-  std::map<Key, std::vector<Run>> runs;
-  int found = 0;
-  if (!fs::is_directory(fs::path(root) / "runs")) {
-    std::fprintf(stderr, "reproduce_report: %s/runs does not exist (run bench/reproduce.sh first)\n", root.c_str());
+  std::vector<std::string> studies;
+  auto loaded = gut::bench::LoadStudies(root, &studies);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "reproduce_report: %s (run bench/reproduce.sh first)\n",
+                 std::string(loaded.status().message()).c_str());
     return 1;
   }
-  std::vector<fs::path> dirs;
-  for (const auto& e : fs::directory_iterator(fs::path(root) / "runs")) dirs.push_back(e.path());
-  std::sort(dirs.begin(), dirs.end());
-  for (const auto& d : dirs) {
-    std::smatch m;
-    const std::string tag = d.filename().string();
-    if (!std::regex_match(tag, m, tag_re) || !fs::exists(d / "summary.json")) continue;
+  // Grouped in tag order (the order the plots and means add them in).
+  std::map<Key, std::vector<Run>> runs;
+  const int found = static_cast<int>(loaded->size());
+  for (const auto& sr : *loaded) {
     Run r;
-    r.graph = m[1];
-    r.agents = std::stoi(m[2]);
-    r.alpha = m[3];
-    r.method = m[4];
-    r.seed = std::stoi(m[5]);
-    try {
-      const auto j = nlohmann::json::parse(Read(d / "summary.json"));
-      r.final_acc = j.at("final").at("test_acc_mean").get<double>();
-      r.wall_s = j.at("timing").at("wall_s").get<double>();
-      r.ms_per_round = j.at("timing").at("ms_per_training_round").get<double>();
-      r.num_params = j.at("exchange").at("num_params").get<double>();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "reproduce_report: %s/summary.json: %s\n", d.c_str(), e.what());
-      return 1;
-    }
-    std::istringstream csv(Read(d / "metrics.csv"));
-    std::string line;
-    std::getline(csv, line);
-    double rounds = 0, bytes = 0;  // at the end of training (the final gossip rounds excluded)
-    while (std::getline(csv, line)) {
-      const std::vector<std::string> f = absl::StrSplit(line, ',');
-      if (f.size() < 13) continue;
-      r.acc.push_back(std::stod(f[4]));
-      rounds = std::stod(f[1]);
-      bytes = std::stod(f[12]);
-    }
+    r.graph = sr.parts.graph;
+    r.agents = sr.parts.agents;
+    r.alpha = sr.parts.alpha;
+    r.method = sr.parts.method;
+    r.seed = sr.parts.seed;
+    r.final_acc = sr.final_acc;
+    r.wall_s = sr.wall_s;
+    r.ms_per_round = sr.ms_per_round;
+    r.num_params = sr.num_params;
+    r.acc = sr.acc;
     // Model-sized fp32 vectors per agent per neighbour per training round (ring: 2 neighbours each;
     // chain: 2(n-1) directed edges).
     const double directed_edges = r.method == "relaysgd" ? 2.0 * (r.agents - 1) : 2.0 * r.agents;
-    if (rounds > 0 && r.num_params > 0) r.msgs_per_edge = bytes / rounds / directed_edges / (4 * r.num_params);
+    if (sr.rounds > 0 && r.num_params > 0)
+      r.msgs_per_edge = sr.bytes_sent / sr.rounds / directed_edges / (4 * r.num_params);
     runs[{r.graph, r.agents, r.alpha, r.method}].push_back(r);
-    ++found;
   }
   Report rep(std::move(runs));
   auto ring16 = [](const std::string& alpha, const std::string& method) { return Key{"ring", 16, alpha, method}; };
@@ -236,13 +246,14 @@ int main(int argc, char** argv) {
       "Regenerate: `bench/reproduce.sh` (resumable; `--list` shows what is done; it ends with "
       "`build/bench/reproduce_report --root %s`). Each cell: final test accuracy (%%, mean over agents after "
       "51 gossip rounds), mean ± sample standard deviation over seeds (number of seeds in brackets; seeds "
-      "12, 1, 2). Per-run commands: %s. %d runs found.\n\n",
-      root, link("runs/<tag>/command.txt"), found);
+      "12, 1, 2). Per-run commands: the `command` column of %s (one row per run; its epochs are in %s). "
+      "%d runs found.\n\n",
+      root, link("<phase>-runs.csv"), link("<phase>.csv"), found);
 
   md += "## The poster's table: 16-agent ring\n\n| method | α = 0.1 | α = 0.01 |\n|---|---|---|\n";
   for (const char* m : {"qg-dsgdm", "qg-gutm"})
     md += absl::StrFormat("| %s | %s | %s |\n", Label(m), rep.Cell(ring16("0.1", m)), rep.Cell(ring16("0.01", m)));
-  // The poster's rows (ALGORITHMS.md §6.3), α = 0.1 then α = 0.01; `extra` pads further columns.
+  // The poster's rows (docs/algorithms.md §6.3), α = 0.1 then α = 0.01; `extra` pads further columns.
   auto poster_rows = [](const std::string& extra) {
     return absl::StrFormat("| poster QG-DSGDm | 89.94 ± 0.44 | 83.43 ± 0.94 |%s\n"
                            "| poster QG-GUTm | 90.11 ± 0.02 | 84.60 ± 1.00 |%s\n\n",
@@ -299,7 +310,7 @@ int main(int argc, char** argv) {
   }
   md += "\nMessages: model-sized fp32 vectors per neighbour per training round, from the bytes sent (RelaySGD's "
         "extra value is its relay count). RelaySGD's final averaging relays the frozen models over the chain, so "
-        "its agents end at the exact average; every other method ends with 51 rounds of x <- Wx (ALGORITHMS.md "
+        "its agents end at the exact average; every other method ends with 51 rounds of x <- Wx (docs/algorithms.md "
         "§1.6). ms per round and wall time depend on what else the machine was running; the accuracies do not "
         "(runs are deterministic). Plot: " + link("fmnist-methods.svg") + ".\n\n";
 
@@ -324,10 +335,10 @@ int main(int argc, char** argv) {
                           seed12({"ring", 64, "0.1", m}));
   md += "\nThe per-agent batch stays 32, so the global batch grows with the agent count (8 agents: 235 "
         "rounds per epoch; 64 agents: 30). Plot: " + link("fmnist-agents.svg") + ".\n";
-  // QG-GUTm's mu at alpha = 0.01: the paper records mu = 0.01 for alpha = 0.1 only (ALGORITHMS.md 6.2).
+  // QG-GUTm's mu at alpha = 0.01: the paper records mu = 0.01 for alpha = 0.1 only (docs/algorithms.md §6.2).
   md += "\n## QG-GUTm's μ at α = 0.01, 16-agent ring\n\n"
         "The paper records μ = 0.01 for Fashion-MNIST at α = 0.1 only; the poster's table above uses it at α = 0.01 "
-        "too. `bench/reproduce.sh --phase mu-grid` runs ALGORITHMS.md §6.2's grid (0.06 left out) on seed 12, "
+        "too. `bench/reproduce.sh --phase mu-grid` runs docs/algorithms.md §6.2's grid (0.06 left out) on seed 12, "
         "then the best μ there on seeds 1 and 2. Final: after the 51 gossip rounds; last epoch: each agent's "
         "own model before them.\n\n| μ | final | last epoch | per seed (final) |\n|---|---|---|---|\n";
   for (const char* mu : {"0.005", "0.01", "0.02", "0.05", "0.08"}) {
@@ -338,7 +349,7 @@ int main(int argc, char** argv) {
   md += absl::StrFormat("| QG-DSGDm (μ = 0) | %s | %s | %s |\n", rep.Cell(ring16("0.01", "qg-dsgdm")),
                         rep.Cell(ring16("0.01", "qg-dsgdm"), true), per_seed(ring16("0.01", "qg-dsgdm")));
   md += "\nWith β = 0.9 the network average moves (1 − μ)(1 − β)/(1 − β − μ) times as fast as QG-DSGDm's "
-        "(ALGORITHMS.md §1.4 (g)): 1.05x at μ = 0.005, 1.1x at 0.01, 1.9x at 0.05, 4.6x at 0.08. Plot: " +
+        "(docs/algorithms.md §1.4 (g)): 1.05x at μ = 0.005, 1.1x at 0.01, 1.9x at 0.05, 4.6x at 0.08. Plot: " +
         link("fmnist-a0.01.svg") + " (QG-GUTm with μ = 0.05 drawn too).\n";
   const fs::path overhead = fs::path(root) / "overhead.md";
   if (fs::exists(overhead)) md += "\n## Overheads per agent (bench/overhead_bench)\n\n" + Read(overhead);
@@ -374,6 +385,7 @@ int main(int argc, char** argv) {
       agents.push_back({absl::StrFormat("%s n=%d", Label(m), n), {"ring", n, "0.1", m}});
   write("fmnist-topology.svg", rep.Plot("Fashion-MNIST, 32 agents, alpha = 0.1: topologies", topo));
   write("fmnist-agents.svg", rep.Plot("Fashion-MNIST, ring, alpha = 0.1: agent count", agents));
-  std::printf("reproduce_report: %d runs; wrote %s and 5 plots in %s\n", found, table.c_str(), root.c_str());
+  std::printf("reproduce_report: %d runs in %zu studies (%s); wrote %s and 5 plots in %s\n", found, studies.size(),
+              absl::StrJoin(studies, ", ").c_str(), table.c_str(), root.c_str());
   return 0;
 }

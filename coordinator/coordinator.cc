@@ -11,7 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/common/sketch.h"
-#include "services/peer_exchange.h"
+#include "services/peer_wire.h"
 #include "services/status.h"
 
 namespace gut::coordinator {

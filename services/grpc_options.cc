@@ -14,6 +14,7 @@ StreamTuning StreamTuning::ForTests() {
   t.server_min_ping_interval_ms = 500;
   t.initial_backoff_ms = 50;
   t.max_backoff_ms = 500;
+  t.hello_timeout_ms = 1000;
   return t;
 }
 
@@ -34,6 +35,9 @@ absl::Status StreamTuning::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("need chunk_bytes >= 1024 and max_frame_bytes (",
                                                    max_frame_bytes, ") >= chunk_bytes (", chunk_bytes,
                                                    ") + 1024 for the frame header"));
+  }
+  if (hello_timeout_ms <= 0 || max_pending_streams < 1) {
+    return absl::InvalidArgumentError("need hello_timeout_ms > 0 and max_pending_streams >= 1");
   }
   return absl::OkStatus();
 }

@@ -24,6 +24,11 @@ struct StreamTuning {
   int max_backoff_ms = 2000;
   int chunk_bytes = 1 << 20;            // a round message is cut into frames of at most this
   int max_frame_bytes = (1 << 20) + (64 << 10);  // receive cap: one chunk plus headers
+  // A peer stream must complete its hello within this long, and at most this many streams may be
+  // waiting for theirs at a time (docs/protocol.md "Admission"): idle or garbage connections
+  // cannot pile up.
+  int hello_timeout_ms = 5000;
+  int max_pending_streams = 64;
 
   // Fast failure detection for tests (a hung peer is noticed in about 2 s).
   static StreamTuning ForTests();

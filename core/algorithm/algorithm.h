@@ -106,7 +106,7 @@ class Algorithm {
 
   // The neighbourhood changed between rounds (a rank left the run for good and the mixing weights
   // were recomputed): bring the method's gossip state in line with `nbh`, exchanging whatever it
-  // needs in `round` (slot 0). docs/algorithms.md §10 says what each method re-bases. Methods
+  // needs in `round` (slot kRebaseSlot). docs/algorithms.md §10 says what each method re-bases. Methods
   // that cannot follow a changed graph return FAILED_PRECONDITION naming themselves.
   virtual absl::Status Rebase(int64_t round, Neighbourhood<T>* nbh) = 0;
 

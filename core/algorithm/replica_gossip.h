@@ -45,9 +45,9 @@ class ReplicaGossip {
     w_self_ = static_cast<T>(nbh->self_weight());
     c_ = static_cast<T>(1.0 - nbh->self_weight());
     buf->assign(xhat_.begin(), xhat_.end());
-    if (auto s = nbh->Broadcast(round, 0, absl::MakeSpan(*buf)); !s.ok()) return s;
+    if (auto s = nbh->Broadcast(round, kRebaseSlot, absl::MakeSpan(*buf)); !s.ok()) return s;
     xhat_.assign(buf->begin(), buf->end());
-    return nbh->ReceiveWeightedSum(round, 0, absl::MakeSpan(s_));
+    return nbh->ReceiveWeightedSum(round, kRebaseSlot, absl::MakeSpan(s_));
   }
   T self_weight() const { return w_self_; }
   T c() const { return c_; }

@@ -37,6 +37,11 @@ struct NeighbourInfo {
   double weight = 0;  // w_ij
 };
 
+// Slots 0 .. kMaxSlots - 1 exist. The last one is reserved for Algorithm::Rebase (a one-off
+// exchange after the graph changed, in the round training resumes at).
+constexpr int kMaxSlots = 8;
+constexpr int kRebaseSlot = kMaxSlots - 1;
+
 template <typename T>
 class Neighbourhood {
  public:

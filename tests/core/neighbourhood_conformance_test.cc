@@ -12,7 +12,7 @@
 
 #include "core/exchange/in_process_exchange.h"
 #include "gtest/gtest.h"
-#include "services/peer_exchange.h"
+#include "services/grpc_exchange.h"
 
 namespace gut::core {
 namespace {

@@ -1,0 +1,39 @@
+#include "services/peer_wire.h"
+
+namespace gut::services {
+
+gut::v1::Codec WireCodec(core::CodecKind k) {
+  switch (k) {
+    case core::CodecKind::kFp32: return gut::v1::CODEC_FP32;
+    case core::CodecKind::kBf16: return gut::v1::CODEC_BF16;
+    case core::CodecKind::kInt8: return gut::v1::CODEC_INT8;
+    case core::CodecKind::kTopK: return gut::v1::CODEC_TOPK;
+  }
+  return gut::v1::CODEC_UNSPECIFIED;
+}
+
+const char* RejectName(Reject r) {
+  switch (r) {
+    case Reject::kRunId: return "run_id";
+    case Reject::kVersion: return "version";
+    case Reject::kLayout: return "layout";
+    case Reject::kCodec: return "codec";
+    case Reject::kNotNeighbour: return "not_neighbour";
+    case Reject::kIdentity: return "identity";
+    case Reject::kGeneration: return "generation";
+    case Reject::kProtocol: return "protocol";
+    case Reject::kChecksum: return "checksum";
+    case Reject::kSize: return "size";
+    case Reject::kStale: return "stale";
+    case Reject::kDuplicate: return "duplicate";
+    case Reject::kOverflow: return "future_overflow";
+    case Reject::kNotReady: return "not_ready";
+    case Reject::kHelloTimeout: return "hello_timeout";
+    case Reject::kTooManyPending: return "too_many_pending";
+    case Reject::kNonFinite: return "non_finite";
+    case Reject::kCount: break;
+  }
+  return "unknown";
+}
+
+}  // namespace gut::services

@@ -1,0 +1,46 @@
+// Small conversions between core's types and the peer wire contract (proto/gut/v1/peer.proto),
+// in one place: codec names, the reasons a frame or stream is refused (the label of
+// gut_agent_frames_rejected_total), and the hello an agent opens every stream with.
+#ifndef GUT_SERVICES_PEER_WIRE_H_
+#define GUT_SERVICES_PEER_WIRE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/codec/codec.h"
+#include "gut/v1/peer.pb.h"
+
+namespace gut::services {
+
+using FramePtr = std::shared_ptr<const gut::v1::PeerFrame>;
+
+// Why a frame or a stream was refused. Every refusal is counted under its name.
+enum class Reject {
+  kRunId,         // hello for another run
+  kVersion,       // another protocol version
+  kLayout,        // another model (parameter layout hash)
+  kCodec,         // another codec or framing
+  kNotNeighbour,  // the claimed rank is not a neighbour (or not one that dials us)
+  kIdentity,      // TLS identity missing or not the one bound to the claimed rank
+  kGeneration,    // another recovery generation (retried once both sides agree)
+  kProtocol,      // frame out of order, unknown kind, or unreadable bytes
+  kChecksum,      // payload CRC mismatch
+  kSize,          // a size or count out of bounds
+  kStale,         // a round already received (a resend after a reconnect)
+  kDuplicate,     // a chunk or message received twice
+  kOverflow,      // too far ahead, or too much buffered
+  kNotReady,      // the agent has not joined a run yet, or is shutting down
+  kHelloTimeout,  // no hello within the hello timeout
+  kTooManyPending,  // too many streams waiting for their hello
+  kNonFinite,     // a decoded message holds NaN or infinity
+  kCount
+};
+const char* RejectName(Reject r);
+
+// The wire name of a codec (hello, round frames, hyperparameters).
+gut::v1::Codec WireCodec(core::CodecKind kind);
+
+}  // namespace gut::services
+
+#endif  // GUT_SERVICES_PEER_WIRE_H_
