@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop-timeout-s", o.stop_timeout_s, "shut down within this long after SIGTERM")->capture_default_str();
   app.add_option("--report-flush-s", o.report_flush_s, "at the end, wait this long for undelivered reports")
       ->capture_default_str();
+  app.add_option("--heartbeat-s", o.heartbeat_s, "seconds between heartbeats to the coordinator")->capture_default_str();
   app.add_flag("--fast-failure-detection", o.fast_failure_detection, "1 s keepalive (tests)");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();

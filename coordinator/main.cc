@@ -1,23 +1,22 @@
-// gut-coordinator: bootstraps one run (ranks, neighbours, hyperparameters), collects the agents'
-// metrics and writes the run's metrics.csv, metrics.svg and summary.json. Not on the data path.
+// gut-coordinator: bootstraps one run (ranks, neighbours, hyperparameters), watches over it
+// (heartbeats, recovery after a crash, the fault policy), collects the agents' metrics and writes
+// the run's metrics.csv, metrics.svg and summary.json. Never on the data path.
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
-#include "absl/synchronization/mutex.h"
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/coordinator.h"
-#include "core/codec/codec.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/coordinator_service.h"
+#include "core/common/atomic_file.h"
 #include "services/grpc_options.h"
 #include "services/metrics.h"
 
@@ -27,19 +26,22 @@ void OnSignal(int sig) { g_signal = sig; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"gut-coordinator: bootstrap and metrics for a gut run (never sees parameters)"};
-  std::string manifest, out_dir, listen = "0.0.0.0:7070", port_file, metrics_address, run_id;
+  CLI::App app{"gut-coordinator: bootstrap, recovery and metrics for a gut run (never sees parameters)"};
+  std::string manifest, out_dir, listen = "0.0.0.0:7070", port_file, metrics_address, run_id, token_file;
   std::vector<std::string> overrides;
-  bool print_config = false, print_num_agents = false;
-  double join_timeout_s = 600, run_timeout_s = 7 * 24 * 3600.0, linger_s = 3;
+  bool print_config = false, print_num_agents = false, resume = false;
+  double join_timeout_s = 600, run_timeout_s = 7 * 24 * 3600.0, linger_s = 3, heartbeat_timeout_s = 5;
   app.add_option("--manifest", manifest, "run manifest (YAML), same schema as gut-sim")->required();
   app.add_option("--set", overrides, "override a manifest key, e.g. --set run.epochs=1 (repeatable)");
-  app.add_option("--out", out_dir, "output directory: metrics.csv, metrics.svg, summary.json, agents.json");
+  app.add_option("--out", out_dir, "output directory: metrics.csv, metrics.svg, summary.json, agents.json, state");
+  app.add_flag("--resume", resume, "carry on the run saved in --out (after a coordinator crash or a stop)");
   app.add_option("--listen", listen, "address of the Coordinator service (port 0: pick one)")->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
   app.add_option("--metrics", metrics_address, "serve Prometheus /metrics on this address (empty: off)");
   app.add_option("--run-id", run_id, "run id (default: run name + random suffix)");
+  app.add_option("--join-token-file", token_file, "require this file's contents (one line) as the join token");
   app.add_option("--join-timeout-s", join_timeout_s, "bootstrap barrier limit")->capture_default_str();
+  app.add_option("--heartbeat-timeout-s", heartbeat_timeout_s, "an agent silent this long is lost")->capture_default_str();
   app.add_option("--run-timeout-s", run_timeout_s, "give up when the run has not finished by then")->capture_default_str();
   app.add_option("--linger-s", linger_s, "keep serving this long after the run ends (late leaves)")->capture_default_str();
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
@@ -69,6 +71,20 @@ int main(int argc, char** argv) {
   opt.out_dir = out_dir;
   opt.join_timeout = absl::Seconds(join_timeout_s);
   opt.run_id = run_id;
+  opt.resume = resume;
+  opt.heartbeat_timeout = absl::Seconds(heartbeat_timeout_s);
+  if (!token_file.empty()) {
+    auto token = gut::core::ReadWholeFile(token_file);
+    if (!token.ok()) {
+      std::fprintf(stderr, "gut-coordinator: --join-token-file: %s\n", std::string(token.status().message()).c_str());
+      return 2;
+    }
+    opt.join_token = token->substr(0, token->find_first_of("\r\n"));
+    if (opt.join_token.empty()) {
+      std::fprintf(stderr, "gut-coordinator: --join-token-file %s is empty\n", token_file.c_str());
+      return 2;
+    }
+  }
   auto svc = gut::coordinator::CoordinatorService::Create(*config, opt);
   if (!svc.ok()) {
     std::fprintf(stderr, "gut-coordinator: %s\n", std::string(svc.status().message()).c_str());
@@ -77,6 +93,7 @@ int main(int argc, char** argv) {
   auto& service = **svc;
 
   std::unique_ptr<gut::services::MetricsEndpoint> metrics;
+  std::unique_ptr<gut::coordinator::CoordinatorMetrics> gauges;
   if (!metrics_address.empty()) {
     auto m = gut::services::MetricsEndpoint::Start(metrics_address);
     if (!m.ok()) {
@@ -84,50 +101,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     metrics = std::move(*m);
-    auto& reg = metrics->registry();
-    auto& joined = prometheus::BuildGauge().Name("gut_coordinator_agents_joined")
-                       .Help("Agents that have joined the run.").Register(reg).Add({});
-    prometheus::BuildGauge().Name("gut_coordinator_agents_expected")
-        .Help("Agents the manifest asks for.").Register(reg).Add({}).Set(config->num_agents);
-    auto& left = prometheus::BuildGauge().Name("gut_coordinator_agents_left")
-                     .Help("Agents that have left the run.").Register(reg).Add({});
-    auto& epoch = prometheus::BuildGauge().Name("gut_coordinator_epoch")
-                      .Help("Last epoch every agent has reported.").Register(reg).Add({});
-    auto& finished = prometheus::BuildGauge().Name("gut_coordinator_run_finished")
-                         .Help("1 once every agent has sent its final report.").Register(reg).Add({});
-    auto& acc = prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio")
-                    .Help("Test accuracy over agents at the last epoch (stat = mean, min, max).").Register(reg);
-    auto& acc_mean = acc.Add({{"stat", "mean"}});
-    auto& acc_min = acc.Add({{"stat", "min"}});
-    auto& acc_max = acc.Add({{"stat", "max"}});
-    auto& loss = prometheus::BuildGauge().Name("gut_coordinator_train_loss")
-                     .Help("Mean train loss over agents at the last epoch.").Register(reg).Add({});
-    auto& consensus = prometheus::BuildGauge().Name("gut_coordinator_consensus_distance")
-                          .Help("Consensus distance estimated from the agents' parameter sketches.")
-                          .Register(reg).Add({});
-    auto& rps = prometheus::BuildGauge().Name("gut_coordinator_rounds_per_second")
-                    .Help("Training rounds per second over the run so far.").Register(reg).Add({});
-    prometheus::BuildGauge().Name("gut_run_info").Help("The run this coordinator serves.").Register(reg)
-        .Add({{"run_id", service.run_id()}, {"algorithm", config->hyper.algorithm},
-              {"codec", gut::core::CodecName(config->codec.kind)}, {"graph", config->graph},
-              {"agents", std::to_string(config->num_agents)}})
-        .Set(1);
-    service.on_change = [&](const gut::v1::StatusResponse& s, const gut::report::EpochRecord* r) {
-      joined.Set(s.joined());
-      left.Set(s.left());
-      epoch.Set(s.epoch());
-      finished.Set(s.finished() ? 1 : 0);
-      if (r != nullptr) {
-        if (r->evaluated) {
-          acc_mean.Set(r->acc_mean);
-          acc_min.Set(r->acc_min);
-          acc_max.Set(r->acc_max);
-        }
-        loss.Set(r->train_loss);
-        consensus.Set(r->consensus);
-        rps.Set(r->rounds_per_s);
-      }
-    };
+    gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), *config, service.run_id(),
+                                                                      "0.1.0");
+    service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
     spdlog::info("metrics on http://{}:{}/metrics", metrics_address.substr(0, metrics_address.rfind(':')),
                  metrics->port());
   }
@@ -147,30 +123,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gut-coordinator: cannot listen on '%s'\n", listen.c_str());
     return 2;
   }
-  if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << port << "\n";
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
-  }
-  std::printf("gut-coordinator: run %s: %d agents, %s graph, %s, %d epochs; listening on port %d\n",
-              service.run_id().c_str(), config->num_agents, config->graph.c_str(),
-              config->hyper.algorithm.c_str(), config->epochs, port);
+  if (!port_file.empty()) (void)gut::core::AtomicWrite(port_file, absl::StrCat(port, "\n"));
+  std::printf("gut-coordinator: run %s: %d agents, %s graph, %s, %d epochs; listening on port %d%s\n",
+              service.run_id().c_str(), config->num_agents, config->graph.c_str(), config->hyper.algorithm.c_str(),
+              config->epochs, port, resume ? " (resumed)" : "");
   std::fflush(stdout);
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   absl::Status result = absl::DeadlineExceededError("run timeout");
+  bool stopped = false;
   const absl::Time until = absl::Now() + absl::Seconds(run_timeout_s);
   while (absl::Now() < until) {
     if (g_signal != 0) {
+      stopped = true;
       result = absl::CancelledError(absl::StrCat("stopped by signal ", static_cast<int>(g_signal)));
       break;
     }
     result = service.WaitFinished(absl::Milliseconds(200));
     if (result.code() != absl::StatusCode::kDeadlineExceeded) break;
   }
-  if (result.ok() && linger_s > 0) absl::SleepFor(absl::Seconds(linger_s));
+  // Every agent has left, but their last reports may still be on the way (an agent leaves once
+  // its flush time is up, and its reporter keeps trying until the process ends).
+  if (result.code() == absl::StatusCode::kAborted && service.WaitComplete(absl::Seconds(10))) result = absl::OkStatus();
+  // Agents learn of a failure from their next heartbeat: keep answering a little longer.
+  if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));
+  if (!result.ok()) service.WriteUnfinished(stopped ? "stopped" : "failed", std::string(result.message()));
+  if (gauges) gauges->Update(service.View());
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  if (metrics) (void)gut::report::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
+  if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
+  if (stopped) {
+    std::printf("gut-coordinator: stopped; the run's state is in %s (continue with --resume)\n", out_dir.c_str());
+    return 0;
+  }
   if (!result.ok()) {
     std::fprintf(stderr, "gut-coordinator: %s\n", std::string(result.message()).c_str());
     return 1;

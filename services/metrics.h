@@ -41,7 +41,7 @@ class MetricsEndpoint {
   std::thread thread_;
 };
 
-// Histogram buckets for durations: 1 ms to about 65 s, doubling.
+// Histogram buckets for durations: 1 ms to 60 s, six per decade.
 std::vector<double> DurationBuckets();
 
 }  // namespace gut::services

@@ -86,6 +86,7 @@ absl::StatusOr<LoadedCheckpoint> DecodeCheckpoint(absl::string_view b, const Che
   }
   LoadedCheckpoint out;
   out.round = round;
+  out.run_id = run_id;
   if (auto s = StateBundle::Parse(b.substr(pos, body_len), &out.state); !s.ok()) return s;
   return out;
 }
@@ -185,6 +186,24 @@ absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(std::vector<std::st
     if (skipped) skipped->push_back(std::string(c.status().message()));
   }
   return absl::NotFoundError(absl::StrCat("no usable checkpoint in ", dir_));
+}
+
+std::pair<std::string, std::vector<int64_t>> CheckpointStore::Inventory() const {
+  std::pair<std::string, std::vector<int64_t>> out;
+  const CheckpointIdentity any;
+  bool found = false;
+  for (const auto& e : List()) {
+    auto bytes = ReadWholeFile(e.path);
+    if (!bytes.ok()) continue;
+    auto c = DecodeCheckpoint(*bytes, any);
+    if (!c.ok() || c->round != e.round) continue;
+    if (!found) {
+      out.first = c->run_id;
+      found = true;
+    }
+    if (c->run_id == out.first && (out.second.empty() || out.second.back() != e.round)) out.second.push_back(e.round);
+  }
+  return out;
 }
 
 void CheckpointStore::DiscardAfter(int64_t round) {

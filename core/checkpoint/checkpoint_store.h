@@ -28,6 +28,7 @@ struct CheckpointIdentity {
 
 struct LoadedCheckpoint {
   int64_t round = 0;
+  std::string run_id;
   StateBundle state;
 };
 
@@ -49,6 +50,10 @@ class CheckpointStore {
   // The newest checkpoint that verifies, skipping damaged ones (each named in `skipped`);
   // NOT_FOUND if there is none.
   absl::StatusOr<LoadedCheckpoint> LoadNewest(std::vector<std::string>* skipped = nullptr) const;
+
+  // The run of the newest checkpoint that verifies (whatever this store's identity says) and the
+  // rounds held for that run, newest first: what a restarted agent tells the coordinator.
+  std::pair<std::string, std::vector<int64_t>> Inventory() const;
 
   // Removes every checkpoint after `round` (a rollback abandons them).
   void DiscardAfter(int64_t round);

@@ -90,6 +90,11 @@ std::string DetectDataset(const std::string& dir);
 // Loads the manifest's data.dataset from data.path.
 absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir);
 
+// The samples `indices` of `full`, in that order, as a data set of their own (an agent keeps only
+// its shard; batch k then draws the same samples as from the full set). Stored-size image folders
+// keep their bytes; decoded sets their floats.
+Dataset Subset(const Dataset& full, const std::vector<int64_t>& indices);
+
 }  // namespace gut::core
 
 #endif  // GUT_CORE_DATA_DATASET_H_

@@ -60,7 +60,8 @@ std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat) {
   return out;
 }
 
-absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs) {
+absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs,
+                             core::Durability durability) {
   std::string out =
       "epoch,rounds,lr,train_loss,test_acc_mean,test_acc_min,test_acc_max,test_loss,consensus_distance,"
       "wall_s,train_s,rounds_per_s,bytes_sent\n";
@@ -71,12 +72,12 @@ absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRec
                                           acc(r.acc_max), acc(r.test_loss), r.consensus, r.wall_s,
                                           r.train_s, r.rounds_per_s, r.bytes_sent));
   }
-  return AtomicWrite(path, out);
+  return AtomicWrite(path, out, durability);
 }
 
 absl::Status WritePlot(const std::string& path, const std::string& title,
-                       const std::vector<EpochRecord>& epochs) {
-  return AtomicWrite(path, RenderSvg(title, epochs));
+                       const std::vector<EpochRecord>& epochs, core::Durability durability) {
+  return AtomicWrite(path, RenderSvg(title, epochs), durability);
 }
 
 absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
@@ -99,6 +100,12 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
                 {"consensus_before_gossip", s.consensus_before_gossip},
                 {"consensus_after_gossip", s.consensus_after_gossip}};
   if (s.solver_fallbacks >= 0) j["final"]["solver_fallbacks"] = s.solver_fallbacks;
+  j["status"] = s.status;
+  if (!s.failure.empty()) j["failure"] = s.failure;
+  nlohmann::json dropped = nlohmann::json::array();
+  for (const auto& d : s.dropped) dropped.push_back({{"rank", d.rank}, {"round", d.round}});
+  j["dropped"] = dropped;
+  j["final"]["agents"] = s.agents > 0 ? s.agents : c.num_agents;
   if (!s.epochs.empty()) {
     const auto& last = s.epochs.back();
     j["last_epoch"] = {{"test_acc_mean", last.acc_mean}, {"test_acc_min", last.acc_min},

@@ -50,16 +50,27 @@ struct Summary {
   int64_t num_params = 0;
   int threads = 0;
   int64_t solver_fallbacks = -1;  // summed over agents (Algorithm::solver_fallbacks); -1: not known
+  // How the run ended: "finished", "failed" (with `failure`, the first error) or "stopped".
+  std::string status = "finished";
+  std::string failure;
+  struct Dropped {
+    int rank = 0;
+    int64_t round = 0;  // the round the survivors went on from without it
+  };
+  std::vector<Dropped> dropped;  // fault.on_peer_loss: drop
+  int agents = 0;                // agents whose final accuracy is in final_acc (0: all)
 };
 
 // metrics.csv: a header and one row per epoch. summary.json: config, results, timings.
-absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs);
+absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs,
+                             core::Durability durability = core::Durability::kFsync);
 absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& config,
                               const Summary& summary);
 std::string FormatProgress(const EpochRecord& r);
 // metrics.svg: accuracy band, train loss and consensus distance per epoch.
 absl::Status WritePlot(const std::string& path, const std::string& title,
-                       const std::vector<EpochRecord>& epochs);
+                       const std::vector<EpochRecord>& epochs,
+                       core::Durability durability = core::Durability::kRename);
 
 // Mean, min and max of one per-agent value (test accuracy), added in rank order: the mean is the
 // running sum of value / n, so gut-sim and the coordinator get the same bits.

@@ -3,143 +3,19 @@
 // computes (bit for bit, lossless and lossy codec), that training survives the coordinator, that
 // SIGTERM stops an agent cleanly and its neighbours fail with a clear error instead of hanging,
 // and that every /metrics page passes promtool when it is available.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <cstring>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
+#include <mutex>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 
 #include "core/config/manifest.h"
-#include "gtest/gtest.h"
 #include "sim/simulation.h"
-#include "tests/testing/synthetic_data.h"
-
-extern char** environ;
+#include "tests/integration/cluster_fixture.h"
 
 namespace gut {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string Read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Manifest(const std::string& data, int epochs, const std::string& codec, double deadline_s = 30,
-                     const std::string& algorithm = "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}",
-                     const std::string& topology = "{graph: ring, weights: uniform}") {
-  return "run: {name: it, seed: 3, epochs: " + std::to_string(epochs) +
-         ", final_gossip_rounds: 3, eval_every: 2}\n"
-         "agents: {count: 4}\n"
-         "topology: " + topology + "\n"
-         "algorithm: " + algorithm + "\n"
-         "data: {path: " + data + ", partition: dirichlet, alpha: 1.0, batch_size: 16, test_batch_size: 50}\n"
-         "model: {name: lenet5, init: gut}\n"
-         "exchange: {codec: " + codec + ", deadline_s: " + std::to_string(deadline_s) + "}\n";
-}
-
-class Cluster : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("gut-cluster-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "data");
-    testing::WriteSyntheticDataset((dir_ / "data").string(), 320, 100);
-  }
-  void TearDown() override {
-    for (pid_t p : pids_) kill(p, SIGKILL);
-    for (pid_t p : pids_) waitpid(p, nullptr, 0);
-  }
-  std::string WriteManifest(const std::string& text) {
-    const auto p = dir_ / "manifest.yaml";
-    std::ofstream(p) << text;
-    return p.string();
-  }
-  pid_t Spawn(std::vector<std::string> args, const std::string& log) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0) << args[0];
-    posix_spawn_file_actions_destroy(&fa);
-    pids_.push_back(pid);
-    return pid;
-  }
-  // Exit code, or -1 if still running after `seconds`.
-  int Wait(pid_t pid, double seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < until) {
-      int st = 0;
-      if (waitpid(pid, &st, WNOHANG) == pid) {
-        pids_.erase(std::remove(pids_.begin(), pids_.end(), pid), pids_.end());
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  bool WaitForFile(const fs::path& p, double seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < until) {
-      if (fs::exists(p) && fs::file_size(p) > 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-  bool WaitForLog(const fs::path& p, const std::string& text, double seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < until) {
-      if (Read(p).find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  // Starts a coordinator and 4 agents by hand; returns the agents' pids.
-  std::vector<pid_t> StartByHand(const std::string& manifest, pid_t* coordinator,
-                                 std::vector<std::string> agent_extra = {}) {
-    *coordinator = Spawn({GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
-                          "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "0"},
-                         (dir_ / "coordinator.log").string());
-    EXPECT_TRUE(WaitForFile(dir_ / "port", 20));
-    std::string port;
-    std::ifstream(dir_ / "port") >> port;
-    std::vector<pid_t> agents;
-    for (int r = 0; r < 4; ++r) {
-      std::vector<std::string> args = {GUT_AGENTD, "--coordinator", "127.0.0.1:" + port, "--listen", "127.0.0.1:0",
-                                        "--rank", std::to_string(r), "--name", "a" + std::to_string(r),
-                                        "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(),
-                                        "--fast-failure-detection", "--report-flush-s", "2", "--stop-timeout-s", "4"};
-      args.insert(args.end(), agent_extra.begin(), agent_extra.end());
-      agents.push_back(Spawn(args, (dir_ / ("agent-" + std::to_string(r) + ".log")).string()));
-    }
-    return agents;
-  }
-  fs::path dir_;
-  std::vector<pid_t> pids_;
-};
 
 // promtool from PATH or from the install script's download (deploy/install-deps.sh --promtool).
 std::string Promtool() {
@@ -304,26 +180,6 @@ TEST_F(Cluster, HealthServiceSaysAliveThenReady) {
   EXPECT_EQ(HealthCheck(address, "gut.v1.Peer"), 1) << "ready once connected to its neighbours";
   for (pid_t a : agents) EXPECT_EQ(Wait(a, 180), 0);
   EXPECT_EQ(Wait(coordinator, 30), 0);
-}
-
-TEST_F(Cluster, SigtermStopsAnAgentAndItsNeighboursFailWithAClearError) {
-  pid_t coordinator;
-  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 100000, "fp32", 3)), &coordinator);
-  ASSERT_TRUE(WaitForLog(dir_ / "agent-2.log", "epoch 2/", 120)) << Read(dir_ / "agent-2.log");
-  const auto t0 = std::chrono::steady_clock::now();
-  kill(agents[2], SIGTERM);
-  EXPECT_EQ(Wait(agents[2], 10), 0) << Read(dir_ / "agent-2.log");
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 6.0);
-  EXPECT_NE(Read(dir_ / "agent-2.log").find("stop requested"), std::string::npos);
-  // Its neighbours give up after the round deadline and name it.
-  for (int r : {1, 3}) {
-    EXPECT_EQ(Wait(agents[r], 30), 1) << Read(dir_ / ("agent-" + std::to_string(r) + ".log"));
-    EXPECT_NE(Read(dir_ / ("agent-" + std::to_string(r) + ".log")).find("no message from agent(s) 2"),
-              std::string::npos);
-  }
-  EXPECT_NE(Wait(agents[0], 30), -1);
-  EXPECT_EQ(Wait(coordinator, 30), 1) << Read(dir_ / "coordinator.log");
-  EXPECT_NE(Read(dir_ / "coordinator.log").find("no message from agent(s) 2"), std::string::npos);
 }
 
 }  // namespace

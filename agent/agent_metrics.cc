@@ -1,0 +1,139 @@
+#include "agent/agent_metrics.h"
+
+#include "core/codec/codec.h"
+#include "services/metrics.h"
+
+namespace gut::agent {
+namespace {
+
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                   const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return GaugeFamily(r, name, help).Add({});
+}
+prometheus::Counter& Counter(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+prometheus::Histogram& Histogram(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, services::DurationBuckets());
+}
+
+}  // namespace
+
+AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, const AgentIdentity& id,
+                           const std::vector<int>& peers, int64_t rounds_per_epoch)
+    : round_(Gauge(r, "gut_agent_round", "Training and gossip rounds completed.")),
+      epoch_(Gauge(r, "gut_agent_epoch", "Epochs completed.")),
+      rounds_(Counter(r, "gut_agent_rounds_completed_total", "Training rounds completed (replays after a rollback count again).")),
+      round_seconds_(Histogram(r, "gut_agent_round_duration_seconds", "Wall time of one training round.")),
+      compute_seconds_(Histogram(r, "gut_agent_round_compute_seconds",
+                                 "Time of one round spent computing (round time minus waiting).")),
+      wait_seconds_(Histogram(r, "gut_agent_round_wait_seconds", "Time of one round spent waiting for neighbours' messages.")),
+      checkpoint_seconds_(Histogram(r, "gut_agent_checkpoint_duration_seconds", "Time to write one checkpoint durably.")),
+      checkpoints_(Counter(r, "gut_agent_checkpoints_total", "Checkpoints written.")),
+      last_checkpoint_round_(Gauge(r, "gut_agent_last_checkpoint_round", "Round of the newest durable checkpoint.")),
+      recoveries_(Counter(r, "gut_agent_recoveries_total", "Rollbacks to a checkpoint ordered by the coordinator.")),
+      generation_(Gauge(r, "gut_agent_recovery_generation", "The recovery generation the agent runs in.")),
+      unacked_(Gauge(r, "gut_agent_unacknowledged_frames", "Frames kept for resending until neighbours acknowledge them.")),
+      solver_fallbacks_(Counter(r, "gut_agent_solver_fallbacks_total",
+                                "Per-round subproblems the method could not solve and answered with a fallback (CGA: "
+                                "a tensor's QP had non-finite data; the previous weights were reused).")),
+      lr_(GaugeFamily(r, "gut_agent_learning_rate", "Learning rate of the current epoch.")),
+      progress_(GaugeFamily(r, "gut_agent_progress_ratio", "Share of the run's rounds completed, 0 to 1.")),
+      eta_(GaugeFamily(r, "gut_agent_eta_seconds", "Estimated seconds until the agent's last round.")),
+      train_loss_(GaugeFamily(r, "gut_agent_train_loss", "Mean minibatch loss over the last epoch.")),
+      test_accuracy_(GaugeFamily(r, "gut_agent_test_accuracy_ratio", "Test accuracy of this agent's model at the last evaluation.")),
+      test_loss_(GaugeFamily(r, "gut_agent_test_loss", "Test loss of this agent's model at the last evaluation.")),
+      consensus_(GaugeFamily(r, "gut_agent_consensus_distance_estimate",
+                             "Run-wide consensus distance, estimated by the coordinator from parameter sketches at "
+                             "the last complete epoch.")) {
+  Gauge(r, "gut_agent_epochs", "Epochs the run trains for (run.epochs).").Set(c.epochs);
+  Gauge(r, "gut_agent_rounds_per_epoch", "Training rounds in one epoch.").Set(static_cast<double>(rounds_per_epoch));
+  GaugeFamily(r, "gut_agent_info", "Who this agent is (always 1): join other series on instance to get run and rank.")
+      .Add({{"run_id", id.run_id}, {"rank", std::to_string(id.rank)}, {"name", id.name},
+            {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)}})
+      .Set(1);
+  GaugeFamily(r, "gut_build_info", "Version of the running binary (always 1).").Add({{"version", id.version}}).Set(1);
+  auto& status = GaugeFamily(r, "gut_agent_status", "1 for the agent's current status (running, finished, failed, stopped).");
+  for (const char* s : {"running", "finished", "failed", "stopped"}) status_[s] = &status.Add({{"status", s}});
+  status_["running"]->Set(1);
+  auto& sent = prometheus::BuildCounter().Name("gut_agent_peer_sent_bytes_total")
+                   .Help("Bytes of frames sent to a neighbour (payload and headers).").Register(r);
+  auto& recv = prometheus::BuildCounter().Name("gut_agent_peer_received_bytes_total")
+                   .Help("Bytes of frames received from a neighbour (payload and headers).").Register(r);
+  auto& up = prometheus::BuildGauge().Name("gut_agent_peer_up").Help("1 while the stream to a neighbour is established.").Register(r);
+  auto& connects = prometheus::BuildCounter().Name("gut_agent_peer_connects_total")
+                       .Help("Handshakes completed with a neighbour (first connection and reconnects).").Register(r);
+  auto& wait = prometheus::BuildCounter().Name("gut_agent_peer_wait_seconds_total")
+                   .Help("Time the agent waited for this neighbour's messages (the neighbour it waits on grows fastest).")
+                   .Register(r);
+  for (int p : peers) {
+    const std::map<std::string, std::string> label = {{"peer", std::to_string(p)}};
+    peers_.emplace(p, PeerSeries{RunningTotal(&sent.Add(label)), RunningTotal(&recv.Add(label)),
+                                 RunningTotal(&connects.Add(label)), RunningTotal(&wait.Add(label)), &up.Add(label)});
+  }
+  auto& rej = prometheus::BuildCounter().Name("gut_agent_frames_rejected_total")
+                  .Help("Frames or streams refused on the peer port, by reason.").Register(r);
+  for (int k = 0; k < static_cast<int>(services::Reject::kCount); ++k) {
+    rejected_.push_back(&rej.Add({{"reason", services::RejectName(static_cast<services::Reject>(k))}}));
+  }
+}
+
+void AgentMetrics::Round(int64_t rounds_done, double seconds, double wait, double lr, double progress, double eta_s) {
+  round_.Set(static_cast<double>(rounds_done));
+  rounds_.Increment();
+  round_seconds_.Observe(seconds);
+  wait_seconds_.Observe(wait);
+  compute_seconds_.Observe(seconds - wait);
+  lr_.Set(lr);
+  progress_.Set(progress);
+  eta_.Set(eta_s);
+}
+
+void AgentMetrics::Epoch(int epoch, double train_loss, const double* accuracy, const double* test_loss, double consensus) {
+  epoch_.Set(epoch);
+  train_loss_.Set(train_loss);
+  if (accuracy != nullptr) test_accuracy_.Set(*accuracy);
+  if (test_loss != nullptr) test_loss_.Set(*test_loss);
+  if (consensus >= 0) consensus_.Set(consensus);
+}
+
+void AgentMetrics::Checkpoint(int64_t round, double seconds) {
+  checkpoints_.Increment();
+  checkpoint_seconds_.Observe(seconds);
+  last_checkpoint_round_.Set(static_cast<double>(round));
+}
+
+void AgentMetrics::Recovery(uint64_t generation) {
+  recoveries_.Increment();
+  generation_.Set(static_cast<double>(generation));
+}
+
+void AgentMetrics::Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t fallbacks) {
+  Bump(&solver_fallbacks_, static_cast<double>(fallbacks));
+  std::map<int, bool> seen;
+  for (const auto& p : s.peers) {
+    auto it = peers_.find(p.rank);
+    if (it == peers_.end()) continue;
+    it->second.sent.Update(static_cast<double>(p.frame_bytes_sent));
+    it->second.received.Update(static_cast<double>(p.frame_bytes_received));
+    it->second.connects.Update(static_cast<double>(p.connects));
+    it->second.wait.Update(p.wait_seconds);
+    it->second.up->Set(p.connected ? 1 : 0);
+    seen[p.rank] = true;
+  }
+  for (auto& [rank, series] : peers_)
+    if (!seen.count(rank)) series.up->Set(0);  // no longer a neighbour (dropped)
+  for (size_t k = 0; k < rejected_.size(); ++k) {
+    Bump(rejected_[k], static_cast<double>(svc.rejected(static_cast<services::Reject>(k))));
+  }
+  unacked_.Set(static_cast<double>(s.unacknowledged));
+}
+
+void AgentMetrics::SetStatus(const std::string& status) {
+  for (auto& [name, g] : status_) g->Set(name == status ? 1 : 0);
+}
+
+}  // namespace gut::agent

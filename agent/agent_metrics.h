@@ -1,0 +1,109 @@
+// The agent's Prometheus metrics (prefix gut_agent_, base units; peer = the neighbour's rank).
+// gut_agent_info{run_id, rank, name, ...} = 1 carries the identity every other series can be
+// joined on. Gauges that have no meaningful value before the first measurement (loss, accuracy,
+// consensus distance, learning rate, ETA) appear only once they have one: no placeholder zeros or
+// -1s for avg() to trip over.
+// Thread-safety: prometheus-cpp's metrics are thread-safe; Sync and the setters may be called from
+// the training thread while the endpoint renders.
+#ifndef GUT_AGENT_AGENT_METRICS_H_
+#define GUT_AGENT_AGENT_METRICS_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "core/config/manifest.h"
+#include "services/grpc_exchange.h"
+
+namespace gut::agent {
+
+struct AgentIdentity {
+  std::string run_id, name, version;
+  int rank = 0;
+};
+
+// A gauge that is registered on its first Set.
+class LazyGauge {
+ public:
+  LazyGauge(prometheus::Family<prometheus::Gauge>& family, std::map<std::string, std::string> labels = {})
+      : family_(family), labels_(std::move(labels)) {}
+  void Set(double v) {
+    if (g_ == nullptr) g_ = &family_.Add(labels_);
+    g_->Set(v);
+  }
+
+ private:
+  prometheus::Family<prometheus::Gauge>& family_;
+  std::map<std::string, std::string> labels_;
+  prometheus::Gauge* g_ = nullptr;
+};
+
+// A counter fed with totals from a source that can start over (an exchange's per-neighbour
+// counters restart with every recovery generation): it keeps counting up across restarts.
+class RunningTotal {
+ public:
+  explicit RunningTotal(prometheus::Counter* c) : c_(c) {}
+  void Update(double total) {
+    if (total < last_) base_ += last_;
+    last_ = total;
+    const double d = base_ + total - c_->Value();
+    if (d > 0) c_->Increment(d);
+  }
+
+ private:
+  prometheus::Counter* c_;
+  double base_ = 0, last_ = 0;
+};
+
+class AgentMetrics {
+ public:
+  AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, const AgentIdentity& id,
+               const std::vector<int>& peers, int64_t rounds_per_epoch);
+
+  // After every training round.
+  void Round(int64_t rounds_done, double seconds, double wait_seconds, double lr, double progress, double eta_s);
+  // After every epoch.
+  void Epoch(int epoch, double train_loss, const double* accuracy, const double* test_loss, double consensus);
+  void Checkpoint(int64_t round, double seconds);
+  void Recovery(uint64_t generation);
+  // Brings the counters up to the exchange's, the peer service's and the algorithm's totals.
+  void Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t solver_fallbacks);
+  void SetStatus(const std::string& status);  // running, finished, failed, stopped
+
+ private:
+  static void Bump(prometheus::Counter* c, double total) {
+    const double d = total - c->Value();
+    if (d > 0) c->Increment(d);
+  }
+
+  prometheus::Gauge& round_;
+  prometheus::Gauge& epoch_;
+  prometheus::Counter& rounds_;
+  prometheus::Histogram& round_seconds_;
+  prometheus::Histogram& compute_seconds_;
+  prometheus::Histogram& wait_seconds_;
+  prometheus::Histogram& checkpoint_seconds_;
+  prometheus::Counter& checkpoints_;
+  prometheus::Gauge& last_checkpoint_round_;
+  prometheus::Counter& recoveries_;
+  prometheus::Gauge& generation_;
+  prometheus::Gauge& unacked_;
+  prometheus::Counter& solver_fallbacks_;
+  LazyGauge lr_, progress_, eta_, train_loss_, test_accuracy_, test_loss_, consensus_;
+  struct PeerSeries {
+    RunningTotal sent, received, connects, wait;
+    prometheus::Gauge* up;
+  };
+  std::map<int, PeerSeries> peers_;  // by the neighbour's rank
+  std::vector<prometheus::Counter*> rejected_;
+  std::map<std::string, prometheus::Gauge*> status_;
+};
+
+}  // namespace gut::agent
+
+#endif  // GUT_AGENT_AGENT_METRICS_H_

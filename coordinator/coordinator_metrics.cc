@@ -1,0 +1,99 @@
+#include "coordinator/coordinator_metrics.h"
+
+#include <algorithm>
+
+#include "core/codec/codec.h"
+
+namespace gut::coordinator {
+namespace {
+
+prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunConfig& c, const std::string& run_id,
+                                       const std::string& version)
+    : registry_(r),
+      config_(c),
+      joined_(Gauge(r, "gut_coordinator_agents_joined", "Agents that have joined the run.")),
+      expected_(Gauge(r, "gut_coordinator_agents_expected", "Agents the manifest asks for.")),
+      active_(Gauge(r, "gut_coordinator_agents_active", "Agents still part of the run (not dropped).")),
+      left_(Gauge(r, "gut_coordinator_agents_left", "Agents that have finished, failed or stopped.")),
+      epoch_(Gauge(r, "gut_coordinator_epoch", "Last epoch every active agent has reported.")),
+      epochs_(Gauge(r, "gut_coordinator_epochs", "Epochs the run trains for (run.epochs).")),
+      rounds_per_epoch_(Gauge(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
+      progress_(Gauge(r, "gut_coordinator_progress_ratio", "Share of the run's epochs completed, 0 to 1.")),
+      eta_(Gauge(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
+      generation_(Gauge(r, "gut_coordinator_recovery_generation",
+                        "Recovery generation: increases with every rollback or dropped rank.")),
+      dropped_(Gauge(r, "gut_coordinator_agents_dropped", "Ranks removed from the run (fault.on_peer_loss: drop).")),
+      acc_mean_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio")
+                    .Help("Test accuracy over agents at the last evaluated epoch (stat = mean, min, max).")
+                    .Register(r).Add({{"stat", "mean"}})),
+      acc_min_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio").Register(r).Add({{"stat", "min"}})),
+      acc_max_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio").Register(r).Add({{"stat", "max"}})),
+      loss_(Gauge(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
+      consensus_(Gauge(r, "gut_coordinator_consensus_distance",
+                       "Consensus distance estimated from the agents' parameter sketches at the last epoch.")),
+      rps_(Gauge(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
+      agent_up_(prometheus::BuildGauge().Name("gut_coordinator_agent_up")
+                    .Help("1 while the agent of this rank sends heartbeats (or has finished).").Register(r)),
+      agent_round_(prometheus::BuildGauge().Name("gut_coordinator_agent_round")
+                       .Help("Rounds the agent of this rank has completed (last heartbeat).").Register(r)) {
+  auto& status = prometheus::BuildGauge().Name("gut_coordinator_run_status")
+                     .Help("1 for the run's current status (joining, running, finished, failed, stopped).").Register(r);
+  for (const char* s : {"joining", "running", "finished", "failed", "stopped"}) status_[s] = &status.Add({{"status", s}});
+  auto& refused = prometheus::BuildCounter().Name("gut_coordinator_requests_refused_total")
+                      .Help("Calls the coordinator refused, by reason.").Register(r);
+  for (int k = 0; k < static_cast<int>(Refusal::kCount); ++k) {
+    refused_.push_back(&refused.Add({{"reason", RefusalName(static_cast<Refusal>(k))}}));
+  }
+  prometheus::BuildGauge().Name("gut_run_info").Help("The run this coordinator serves (always 1).").Register(r)
+      .Add({{"run_id", run_id}, {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)},
+            {"graph", c.graph}, {"agents", std::to_string(c.num_agents)}, {"version", version}})
+      .Set(1);
+  expected_.Set(c.num_agents);
+  epochs_.Set(c.epochs);
+  status_["joining"]->Set(1);
+}
+
+void CoordinatorMetrics::Update(const CoordinatorView& v) {
+  joined_.Set(v.joined);
+  active_.Set(v.active);
+  left_.Set(v.left);
+  epoch_.Set(v.epoch);
+  generation_.Set(static_cast<double>(v.generation));
+  dropped_.Set(static_cast<double>(v.dropped.size()));
+  if (v.rounds_per_epoch > 0) rounds_per_epoch_.Set(static_cast<double>(v.rounds_per_epoch));
+  progress_.Set(static_cast<double>(v.epoch) / std::max(1, config_.epochs));
+  for (auto& [name, g] : status_) g->Set(name == v.status ? 1 : 0);
+  for (const auto& [rank, a] : v.agents) {
+    const std::string label = std::to_string(rank);
+    if (!up_.count(rank)) {
+      up_[rank] = &agent_up_.Add({{"rank", label}});
+      round_[rank] = &agent_round_.Add({{"rank", label}});
+    }
+    up_[rank]->Set(a.present() ? 1 : 0);
+    round_[rank]->Set(static_cast<double>(a.round));
+  }
+  for (size_t k = 0; k < refused_.size(); ++k) {
+    const double d = static_cast<double>(v.refused[k]) - refused_[k]->Value();
+    if (d > 0) refused_[k]->Increment(d);
+  }
+  if (v.last != nullptr) {
+    // Gauges are only created with a value once one exists: no placeholder before the first epoch.
+    if (v.last->evaluated) {
+      acc_mean_.Set(v.last->acc_mean);
+      acc_min_.Set(v.last->acc_min);
+      acc_max_.Set(v.last->acc_max);
+    }
+    loss_.Set(v.last->train_loss);
+    consensus_.Set(v.last->consensus);
+    rps_.Set(v.last->rounds_per_s);
+    eta_.Set(v.last->eta_s);
+  }
+}
+
+}  // namespace gut::coordinator

@@ -1,0 +1,483 @@
+#include "coordinator/coordinator_service.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <grpcpp/security/auth_context.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/common/atomic_file.h"
+#include "services/peer_wire.h"
+
+namespace gut::coordinator {
+
+const char* RefusalName(Refusal r) {
+  switch (r) {
+    case Refusal::kRunId: return "run_id";
+    case Refusal::kVersion: return "version";
+    case Refusal::kToken: return "token";
+    case Refusal::kIdentity: return "identity";
+    case Refusal::kRank: return "rank";
+    case Refusal::kBadRequest: return "bad_request";
+    case Refusal::kCount: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Constant-time comparison: a wrong token takes as long as a right one.
+bool SameSecret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t k = 0; k < std::max(a.size(), b.size()); ++k) {
+    diff |= static_cast<unsigned char>((k < a.size() ? a[k] : 0) ^ (k < b.size() ? b[k] : 0));
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(core::RunConfig config,
+                                                                               CoordinatorOptions options) {
+  auto w = core::BuildMixingMatrix(config);
+  if (!w.ok()) return w.status();
+  if (options.out_dir.empty()) return absl::InvalidArgumentError("coordinator: --out is required");
+  std::error_code ec;
+  std::filesystem::create_directories(options.out_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot create output directory '", options.out_dir, "': ",
+                                                    ec.message()));
+  }
+  const std::string state_path = options.out_dir + "/coordinator-state.json";
+  nlohmann::json saved;
+  if (options.resume) {
+    auto text = core::ReadWholeFile(state_path);
+    if (!text.ok()) {
+      return absl::NotFoundError(absl::StrCat("--resume: no saved run in ", options.out_dir, " (", text.status().message(), ")"));
+    }
+    saved = nlohmann::json::parse(*text, nullptr, false);
+    if (saved.is_discarded() || !saved.contains("run_id") || !saved.contains("membership")) {
+      return absl::DataLossError(absl::StrCat("--resume: ", state_path, " is not a coordinator state file"));
+    }
+    if (saved.value("manifest_yaml", "") != core::ToYaml(config)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--resume: the manifest differs from the one the saved run in ", options.out_dir, " was started with"));
+    }
+    options.run_id = saved["run_id"].get<std::string>();
+  }
+  auto svc = std::unique_ptr<CoordinatorService>(new CoordinatorService(std::move(config), std::move(options), std::move(*w)));
+  {
+    absl::MutexLock l(&svc->mu_);
+    if (svc->options_.resume) {
+      if (auto s = svc->members_.FromJson(saved["membership"], absl::Now()); !s.ok()) return s;
+      svc->rounds_per_epoch_ = saved.value("local_rounds_per_epoch", int64_t{-1});
+    }
+    if (auto s = svc->aggregator_.Open(svc->options_.resume, svc->members_); !s.ok()) return s;
+    svc->Persist();
+  }
+  svc->monitor_ = std::thread([s = svc.get()] { s->Monitor(); });
+  return svc;
+}
+
+CoordinatorService::CoordinatorService(core::RunConfig config, CoordinatorOptions options, core::MixingMatrix w)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      w_(std::move(w)),
+      members_(config_, w_, options_.heartbeat_timeout),
+      aggregator_(config_, options_.out_dir) {
+  run_id_ = options_.run_id;
+  if (run_id_.empty()) {
+    std::random_device rd;
+    run_id_ = absl::StrFormat("%s-%08x", config_.name, rd());
+  }
+  manifest_yaml_ = core::ToYaml(config_);
+}
+
+CoordinatorService::~CoordinatorService() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+  }
+  if (monitor_.joinable()) monitor_.join();
+}
+
+std::string CoordinatorService::IdentityOf(const grpc::ServerContext* ctx) const {
+  auto auth = ctx->auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  for (const auto& v : auth->FindPropertyValues("x509_common_name")) return std::string(v.data(), v.size());
+  return "";
+}
+
+grpc::Status CoordinatorService::Refuse(Refusal why, grpc::StatusCode code, const std::string& log,
+                                        const std::string& answer) {
+  ++refused_[static_cast<int>(why)];
+  spdlog::warn("refused a call ({}): {}", RefusalName(why), log);
+  Changed();
+  return grpc::Status(code, answer);
+}
+
+void CoordinatorService::Persist() {
+  nlohmann::json j = {{"run_id", run_id_},
+                      {"manifest_yaml", manifest_yaml_},
+                      {"local_rounds_per_epoch", rounds_per_epoch_},
+                      {"membership", members_.ToJson()}};
+  if (auto s = core::AtomicWrite(options_.out_dir + "/coordinator-state.json", j.dump(2) + "\n"); !s.ok()) {
+    spdlog::error("{}", s.ToString());
+  }
+}
+
+// agents.json (who is who) and prometheus-targets.json (Prometheus file_sd_configs format).
+void CoordinatorService::WriteAgents() {
+  nlohmann::json agents = nlohmann::json::array();
+  nlohmann::json targets = nlohmann::json::array();
+  for (const auto& [rank, a] : members_.agents()) {
+    agents.push_back({{"rank", rank}, {"name", a.name}, {"address", a.address}, {"metrics_address", a.metrics_address},
+                      {"incarnation", a.incarnation}});
+    if (!a.metrics_address.empty()) {
+      targets.push_back({{"targets", {a.metrics_address}},
+                         {"labels", {{"job", "gut-agent"}, {"rank", std::to_string(rank)}, {"name", a.name}}}});
+    }
+  }
+  const std::string dir = options_.out_dir;
+  for (const auto& [file, j] : {std::pair<std::string, nlohmann::json>{"agents.json", agents},
+                                {"prometheus-targets.json", targets}}) {
+    if (auto s = core::AtomicWrite(dir + "/" + file, j.dump(2) + "\n"); !s.ok()) spdlog::error("{}", s.ToString());
+  }
+}
+
+CoordinatorView CoordinatorService::ViewLocked() const {
+  CoordinatorView v;
+  v.run_id = run_id_;
+  v.failure = members_.failure();
+  v.status = !v.failure.empty() ? "failed" : finished_ ? "finished" : members_.begun() ? "running" : "joining";
+  v.joined = members_.joined();
+  v.expected = config_.num_agents;
+  v.active = members_.active_agents();
+  for (const auto& [r, a] : members_.agents()) {
+    v.left += (a.state == AgentState::kFinished || a.state == AgentState::kFailed || a.state == AgentState::kAway) ? 1 : 0;
+  }
+  v.generation = members_.generation();
+  v.rounds_per_epoch = members_.rounds_per_epoch();
+  v.epoch = aggregator_.last_epoch();
+  v.last = aggregator_.epochs().empty() ? nullptr : &aggregator_.epochs().back();
+  v.agents = members_.agents();
+  v.dropped = members_.dropped();
+  for (int k = 0; k < static_cast<int>(Refusal::kCount); ++k) v.refused[k] = refused_[k];
+  return v;
+}
+
+CoordinatorView CoordinatorService::View() const {
+  absl::MutexLock l(&mu_);
+  CoordinatorView v = ViewLocked();
+  v.last = nullptr;
+  return v;
+}
+
+void CoordinatorService::Changed() {
+  if (on_change_) on_change_(ViewLocked());
+}
+
+void CoordinatorService::AfterRecovery(uint64_t before) {
+  if (members_.generation() == before) return;
+  aggregator_.Rewind(members_.restore_round(), members_.rounds_per_epoch());
+  spdlog::info("recovery: generation {}: every agent restores round {}", members_.generation(),
+               members_.restore_round());
+  Persist();
+  Changed();
+}
+
+void CoordinatorService::FillJoinResponse(int rank, uint32_t incarnation, gut::v1::JoinResponse* resp) const {
+  resp->set_run_id(run_id_);
+  resp->set_rank(rank);
+  resp->set_world_size(config_.num_agents);
+  *resp->mutable_command() = members_.CommandFor(rank);
+  for (const auto& nb : resp->command().topology().neighbours()) *resp->add_neighbours() = nb;
+  resp->set_self_weight(resp->command().topology().self_weight());
+  auto* h = resp->mutable_hyperparameters();
+  h->set_algorithm(config_.hyper.algorithm);
+  h->set_lr(config_.hyper.lr);
+  h->set_momentum(config_.hyper.momentum);
+  h->set_mu(config_.hyper.mu);
+  h->set_nesterov(config_.hyper.nesterov);
+  for (double m : config_.schedule.milestones) h->add_lr_milestones(m);
+  h->set_lr_gamma(config_.schedule.gamma);
+  h->set_epochs(config_.epochs);
+  h->set_batch_size(config_.batch_size);
+  h->set_final_gossip_rounds(config_.final_gossip_rounds);
+  h->set_codec(services::WireCodec(config_.codec.kind));
+  h->set_framing(config_.codec.zstd ? gut::v1::FRAMING_ZSTD : gut::v1::FRAMING_NONE);
+  resp->set_seed(config_.seed);
+  resp->set_start_round(resp->command().restore_round());
+  resp->set_manifest_yaml(manifest_yaml_);
+  resp->set_rounds_per_epoch(std::max<int64_t>(0, rounds_per_epoch_));
+  resp->set_incarnation(incarnation);
+}
+
+grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::JoinRequest* req,
+                                      gut::v1::JoinResponse* resp) {
+  const int n = config_.num_agents;
+  const std::string identity = IdentityOf(ctx);
+  absl::MutexLock l(&mu_);
+  if (req->protocol_version() != gut::v1::PROTOCOL_VERSION_1) {
+    return Refuse(Refusal::kVersion, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("join with protocol version ", req->protocol_version(), " from ", ctx->peer()),
+                  "protocol version not supported (this coordinator speaks 1)");
+  }
+  if (!options_.join_token.empty() && !SameSecret(req->join_token(), options_.join_token)) {
+    return Refuse(Refusal::kToken, grpc::StatusCode::UNAUTHENTICATED,
+                  absl::StrCat("join from ", ctx->peer(), " without the right join token"), "join token missing or wrong");
+  }
+  if (options_.require_identity && identity.empty()) {
+    return Refuse(Refusal::kIdentity, grpc::StatusCode::UNAUTHENTICATED,
+                  absl::StrCat("join from ", ctx->peer(), " without a client certificate"), "a client certificate is required");
+  }
+  if (req->agent_name().empty() || req->advertised_address().empty()) {
+    return Refuse(Refusal::kBadRequest, grpc::StatusCode::INVALID_ARGUMENT, "join without a name or address",
+                  "join needs an agent name and an advertised address");
+  }
+  JoinInfo j;
+  j.name = req->agent_name();
+  j.address = req->advertised_address();
+  j.metrics_address = req->metrics_address();
+  j.identity = identity;
+  j.requested_rank = req->requested_rank();
+  j.local_samples = req->local_samples();
+  if (req->checkpoint_run_id() == run_id_) j.checkpoints.assign(req->checkpoints().begin(), req->checkpoints().end());
+  auto joined = members_.Join(j, absl::Now());
+  if (!joined.ok()) {
+    const bool identity_problem = joined.status().code() == absl::StatusCode::kPermissionDenied;
+    return Refuse(identity_problem ? Refusal::kIdentity : Refusal::kRank, static_cast<grpc::StatusCode>(joined.status().code()),
+                  absl::StrCat("join of '", j.name, "' from ", ctx->peer(), ": ", joined.status().message()),
+                  std::string(joined.status().message()));
+  }
+  const JoinOutcome out = *joined;
+  spdlog::info("agent '{}' {} rank {} ({}), incarnation {}, {}/{} in", j.name, out.rejoin ? "rejoined as" : "joined as",
+               out.rank, j.address, out.incarnation, members_.joined(), n);
+  Persist();
+  Changed();
+
+  if (out.rejoin) {
+    // A restarted agent: roll everyone back to the newest round all of them hold, once nobody
+    // else is missing (several agents restarting together need one rollback, not several).
+    members_.RequestRecovery();
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !members_.waiting_for_agents() || !members_.failure().empty() || stop_;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&settled), absl::Now() + absl::Seconds(config_.rejoin_timeout_s));
+    const uint64_t before = members_.generation();
+    if (members_.TakeRecoveryRequest()) members_.Recover(absl::StrCat("agent ", out.rank, " rejoined"), absl::Now());
+    AfterRecovery(before);
+    FillJoinResponse(out.rank, out.incarnation, resp);
+    return grpc::Status::OK;
+  }
+
+  absl::Time deadline = start_ + options_.join_timeout;
+  if (ctx->deadline() < std::chrono::system_clock::time_point::max()) {
+    deadline = std::min(deadline, absl::FromChrono(ctx->deadline()));
+  }
+  auto all_in = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return members_.all_joined() || finished_ || stop_; };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&all_in), deadline)) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        absl::StrCat("only ", members_.joined(), " of ", n, " agents joined in time; waiting for rank(s) ",
+                                     absl::StrJoin(members_.unjoined(), ", ")));
+  }
+  if (!members_.begun()) {
+    if (rounds_per_epoch_ < 0) {
+      int local = 0;
+      int64_t smallest = INT64_MAX;
+      for (const auto& [r, a] : members_.agents()) {
+        if (a.local_samples > 0) {
+          ++local;
+          smallest = std::min(smallest, a.local_samples);
+        }
+      }
+      rounds_per_epoch_ = 0;
+      if (local > 0 && local < n) {
+        join_error_ = absl::StrCat(local, " of ", n, " agents train on local data and the rest on the manifest's partition; "
+                                   "a run needs one or the other");
+      } else if (local == n) {
+        rounds_per_epoch_ = smallest / config_.batch_size;
+        if (rounds_per_epoch_ == 0) {
+          join_error_ = absl::StrCat("the smallest local data set has ", smallest, " samples, fewer than one batch of ",
+                                     config_.batch_size);
+        }
+      }
+    }
+    members_.Begin(absl::Now());
+    WriteAgents();
+    Persist();
+    spdlog::info("all {} agents in: generation {}, starting at round {}", n, members_.generation(),
+                 members_.restore_round());
+    Changed();
+  }
+  if (!join_error_.empty()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, join_error_);
+  FillJoinResponse(out.rank, out.incarnation, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1::ReportRequest* req,
+                                        gut::v1::ReportResponse* resp) {
+  const std::string identity = IdentityOf(ctx);
+  const auto& m = req->metrics();
+  absl::MutexLock l(&mu_);
+  if (req->run_id() != run_id_) {
+    return Refuse(Refusal::kRunId, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("report for another run from ", ctx->peer()), "report for another run");
+  }
+  if (m.rank() < 0 || m.rank() >= config_.num_agents || m.epoch() < 1 || m.epoch() > config_.epochs) {
+    return Refuse(Refusal::kBadRequest, grpc::StatusCode::INVALID_ARGUMENT,
+                  absl::StrCat("report of rank ", m.rank(), " epoch ", m.epoch(), " from ", ctx->peer()),
+                  absl::StrCat("rank must be in 0..", config_.num_agents - 1, " and epoch in 1..", config_.epochs));
+  }
+  if (auto s = members_.CheckIdentity(m.rank(), identity); !s.ok()) {
+    return Refuse(Refusal::kIdentity, grpc::StatusCode::PERMISSION_DENIED,
+                  absl::StrCat("report for rank ", m.rank(), " from ", ctx->peer(), " ('", identity, "'): ", s.message()),
+                  std::string(s.message()));
+  }
+  if (!members_.IsActive(m.rank())) return grpc::Status::OK;  // a dropped rank's late report
+  if (members_.rounds_per_epoch() == 0 && m.rounds_per_epoch() > 0) members_.set_rounds_per_epoch(m.rounds_per_epoch());
+  for (const auto& rec : aggregator_.Add(m, members_)) {
+    if (auto s = report::WriteMetricsCsv(options_.out_dir + "/metrics.csv", aggregator_.epochs(), core::Durability::kRename);
+        !s.ok()) {
+      spdlog::error("{}", s.ToString());
+    }
+    if (auto s = report::WritePlot(options_.out_dir + "/metrics.svg", config_.name, aggregator_.epochs()); !s.ok()) {
+      spdlog::error("{}", s.ToString());
+    }
+    if (on_epoch_) on_epoch_(rec);
+    Changed();
+  }
+  if (!finished_ && members_.failure().empty() && aggregator_.complete(members_)) {
+    aggregator_.WriteOutputs(members_, "finished", "");
+    const auto sum = aggregator_.Summarise(members_);
+    spdlog::info("run {} finished: final mean test accuracy {:.2f}% [min {:.2f}, max {:.2f}] over {} agents", run_id_,
+                 100 * sum.final_acc_mean, 100 * sum.final_acc_min, 100 * sum.final_acc_max, sum.agents);
+    finished_ = true;
+    Persist();
+    Changed();
+  }
+  resp->set_consensus_distance_estimate(aggregator_.last_consensus());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const gut::v1::HeartbeatRequest* req,
+                                           gut::v1::HeartbeatResponse* resp) {
+  const std::string identity = IdentityOf(ctx);
+  absl::MutexLock l(&mu_);
+  if (req->run_id() != run_id_) {
+    return Refuse(Refusal::kRunId, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("heartbeat for another run from ", ctx->peer()), "heartbeat for another run");
+  }
+  if (auto s = members_.Heartbeat(*req, identity, absl::Now()); !s.ok()) {
+    if (s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kNotFound) {
+      return Refuse(Refusal::kIdentity, grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat("heartbeat for rank ", req->rank(), " from ", ctx->peer(), ": ", s.message()),
+                    std::string(s.message()));
+    }
+    return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  }
+  *resp->mutable_command() = members_.CommandFor(req->rank());
+  Changed();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Status(grpc::ServerContext*, const gut::v1::StatusRequest*,
+                                        gut::v1::StatusResponse* resp) {
+  absl::MutexLock l(&mu_);
+  const CoordinatorView v = ViewLocked();
+  resp->set_joined(v.joined);
+  resp->set_world_size(v.expected);
+  resp->set_epoch(v.epoch);
+  resp->set_finished(finished_);
+  resp->set_left(v.left);
+  resp->set_failure(v.failure);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Leave(grpc::ServerContext* ctx, const gut::v1::LeaveRequest* req,
+                                       gut::v1::LeaveResponse*) {
+  const std::string identity = IdentityOf(ctx);
+  absl::MutexLock l(&mu_);
+  if (req->run_id() != run_id_) {
+    return Refuse(Refusal::kRunId, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("leave for another run from ", ctx->peer()), "leave for another run");
+  }
+  if (auto s = members_.Leave(*req, identity, absl::Now()); !s.ok()) {
+    return Refuse(Refusal::kIdentity, grpc::StatusCode::PERMISSION_DENIED,
+                  absl::StrCat("leave for rank ", req->rank(), " from ", ctx->peer(), ": ", s.message()),
+                  std::string(s.message()));
+  }
+  if (req->failed()) {
+    spdlog::error("agent {} failed: {}", req->rank(), req->reason());
+  } else if (req->planned()) {
+    spdlog::info("agent {} stopped after round {} ({}); waiting up to {} s for it to come back", req->rank(),
+                 req->round(), req->reason(), config_.rejoin_timeout_s);
+  } else {
+    spdlog::info("agent {} left: {}", req->rank(), req->reason());
+  }
+  Persist();
+  Changed();
+  return grpc::Status::OK;
+}
+
+void CoordinatorService::Monitor() {
+  for (;;) {
+    absl::MutexLock l(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(200));
+    if (stop_) return;
+    const uint64_t before = members_.generation();
+    const bool failed_before = !members_.failure().empty();
+    const std::string log = members_.Tick(absl::Now());
+    if (!log.empty()) {
+      if (members_.failure().empty()) {
+        spdlog::warn("{}", log);
+      } else {
+        spdlog::error("{}", log);
+      }
+      Persist();
+      Changed();
+    }
+    AfterRecovery(before);
+    if (!failed_before && !members_.failure().empty()) aggregator_.WriteOutputs(members_, "failed", members_.failure());
+  }
+}
+
+absl::Status CoordinatorService::WaitFinished(absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || !members_.failure().empty()) return true;
+    if (!members_.all_joined()) return false;
+    for (const auto& [r, a] : members_.agents())
+      if (a.active() && a.state != AgentState::kFinished && a.state != AgentState::kFailed) return false;
+    return true;  // everyone left
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&over), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("run did not finish within ", absl::FormatDuration(timeout)));
+  }
+  if (!members_.failure().empty()) return absl::AbortedError(members_.failure());
+  if (!finished_) return absl::AbortedError("every agent left before the run finished");
+  return absl::OkStatus();
+}
+
+bool CoordinatorService::WaitComplete(absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return finished_ || !members_.failure().empty(); };
+  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  return finished_;
+}
+
+void CoordinatorService::WriteUnfinished(const std::string& status, const std::string& why) {
+  absl::MutexLock l(&mu_);
+  if (finished_) return;
+  aggregator_.WriteOutputs(members_, members_.failure().empty() ? status : "failed",
+                           members_.failure().empty() ? why : members_.failure());
+}
+
+}  // namespace gut::coordinator

@@ -1,0 +1,81 @@
+// CoordinatorClient: an agent's side of the Coordinator service.
+//  * Join: retried (with the agent's checkpoints) until the run starts, the coordinator refuses
+//    for good, or the join timeout passes.
+//  * Reports: queued and sent in order by a background thread, each retried until the
+//    coordinator takes it; training never waits for the coordinator, and a coordinator that comes
+//    back (restarted with --resume) gets everything.
+//  * Heartbeats: a background thread sends the agent's state a few times a second and hands every
+//    RunCommand the coordinator answers with to a callback (recovery, failure).
+//  * Leave: one short call when the agent stops.
+// Thread-safety: every method may be called from any thread; the callbacks run on the heartbeat
+// thread and must not block.
+#ifndef GUT_SERVICES_COORDINATOR_CLIENT_H_
+#define GUT_SERVICES_COORDINATOR_CLIENT_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gut/v1/coordinator.grpc.pb.h"
+
+namespace gut::services {
+
+class CoordinatorClient {
+ public:
+  // `credentials` null: plaintext.
+  CoordinatorClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  ~CoordinatorClient();  // stops the background threads
+
+  // Retries while the coordinator is unreachable or the barrier times out, until `timeout`.
+  // `stop`, when set, ends the wait (CANCELLED).
+  absl::StatusOr<gut::v1::JoinResponse> Join(const gut::v1::JoinRequest& request, absl::Duration timeout,
+                                             const std::atomic<bool>* stop);
+
+  void StartReporting(const std::string& run_id);
+  void Report(const gut::v1::EpochMetrics& m);
+  // Waits until every report is delivered; false if some are still queued after `seconds`.
+  bool FlushReports(double seconds);
+  size_t pending_reports();
+  // The run-wide consensus distance the coordinator last answered with (-1: none yet).
+  double consensus() const { return consensus_.load(); }
+
+  // Heartbeats every `period`: `state` fills the request; `on_command` receives each answer.
+  // `on_error` receives a refusal that means this process is no longer part of the run.
+  void StartHeartbeats(absl::Duration period, std::function<gut::v1::HeartbeatRequest()> state,
+                       std::function<void(const gut::v1::RunCommand&)> on_command,
+                       std::function<void(const grpc::Status&)> on_refused);
+  void StopHeartbeats();
+
+  grpc::Status Leave(const gut::v1::LeaveRequest& request, absl::Duration timeout);
+
+ private:
+  void ReportLoop();
+  void HeartbeatLoop(absl::Duration period);
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<gut::v1::Coordinator::Stub> stub_;
+  std::string run_id_;
+  std::atomic<double> consensus_{-1};
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::deque<gut::v1::EpochMetrics> queue_;
+  bool stop_reports_ = false, stop_heartbeats_ = false;
+  std::function<gut::v1::HeartbeatRequest()> state_;
+  std::function<void(const gut::v1::RunCommand&)> on_command_;
+  std::function<void(const grpc::Status&)> on_refused_;
+  std::thread reporter_, heartbeat_;
+};
+
+}  // namespace gut::services
+
+#endif  // GUT_SERVICES_COORDINATOR_CLIENT_H_

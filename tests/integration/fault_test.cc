@@ -1,0 +1,142 @@
+// Real processes on loopback, real failures: an agent killed with SIGKILL and started again, a
+// rolling restart by SIGTERM, the coordinator killed and restarted, an agent that never comes back
+// (fault.on_peer_loss: fail and drop). Every run that completes must end bit-identical to gut-sim's
+// uninterrupted run of the same manifest (checkpoints, a coordinated rollback, and a codec whose
+// randomness depends only on the message make it so).
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config/manifest.h"
+#include "sim/simulation.h"
+#include "tests/integration/cluster_fixture.h"
+
+namespace gut {
+namespace {
+
+// 4 agents x 80 samples / 16 = 5 rounds per epoch; checkpoints every 3 rounds.
+constexpr char kFault[] = "checkpoint: {every_rounds: 3}\nfault: {on_peer_loss: fail, rejoin_timeout_s: 30}\n";
+
+class Faults : public Cluster {
+ protected:
+  std::string Text(int epochs, const std::string& codec = "fp32", const std::string& fault = kFault) {
+    return Manifest((dir_ / "data").string(), epochs, codec, 30, "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}",
+                    "{graph: ring, weights: uniform}", fault);
+  }
+  // Every agent's final parameters equal gut-sim's for the same manifest.
+  void ExpectSameAsSimulator(const std::string& text) {
+    auto config = core::ParseManifest(text, "test", {});
+    ASSERT_TRUE(config.ok()) << config.status();
+    config->threads = 2;
+    auto sim = sim::Simulation::Create(*config);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    ASSERT_TRUE((*sim)->Run(nullptr).ok());
+    for (int r = 0; r < 4; ++r) {
+      const std::string got = Read(dir_ / ("rank-" + std::to_string(r)) / "params-final.f32");
+      const std::vector<float> want = (*sim)->Params(r);
+      ASSERT_EQ(got.size(), want.size() * sizeof(float)) << "agent " << r;
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0) << "agent " << r << " differs from gut-sim";
+    }
+  }
+  // Waits until agent r's log says it finished epoch `epoch` (of this incarnation's log).
+  bool WaitForEpoch(int r, int epoch, double seconds) {
+    return WaitForLog(AgentLog(r), "epoch " + std::to_string(epoch) + "/", seconds);
+  }
+};
+
+TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
+  const std::string text = Text(8);
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  ASSERT_TRUE(WaitForEpoch(1, 3, 120)) << Read(AgentLog(1));
+  kill(agents[1], SIGKILL);
+  EXPECT_EQ(Wait(agents[1], 10), 128 + SIGKILL);
+  agents[1] = Restart(1);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  const std::string log = Read(dir_ / "coordinator.log");
+  EXPECT_NE(log.find("rejoined as rank 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("recovery: generation 2"), std::string::npos) << log;
+  ExpectSameAsSimulator(text);
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished");
+}
+
+TEST_F(Faults, RollingRestartBySigtermIsBitIdentical) {
+  const std::string text = Text(10, "int8");
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator, {"--metrics", "127.0.0.1:0"});
+  for (int r = 0; r < 4; ++r) {
+    ASSERT_TRUE(WaitForLog(AgentLog(r), "connected to all", 60)) << Read(AgentLog(r));
+    ASSERT_TRUE(WaitForLog(AgentLog(r), "epoch ", 120)) << Read(AgentLog(r));
+    const auto t0 = std::chrono::steady_clock::now();
+    kill(agents[r], SIGTERM);
+    EXPECT_EQ(Wait(agents[r], 4), 0) << "agent " << r << " did not stop within --stop-timeout-s:\n" << Read(AgentLog(r));
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 4.0);
+    EXPECT_TRUE(fs::exists(dir_ / ("rank-" + std::to_string(r)) / "metrics.prom"));
+    agents[r] = Restart(r);
+  }
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  ExpectSameAsSimulator(text);
+}
+
+TEST_F(Faults, RestartedCoordinatorCompletesTheRunOutputs) {
+  const std::string text = Text(10);
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  ASSERT_TRUE(WaitForEpoch(0, 2, 120)) << Read(AgentLog(0));
+  kill(coordinator, SIGKILL);
+  ASSERT_NE(Wait(coordinator, 10), -1);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  coordinator = RestartCoordinator();
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished");
+  EXPECT_EQ(summary["final"]["test_acc_per_agent"].size(), 4u);
+  const std::string csv = Read(dir_ / "out" / "metrics.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 10) << csv;
+  ExpectSameAsSimulator(text);
+}
+
+TEST_F(Faults, AnAgentThatNeverReturnsFailsTheRunNamingIt) {
+  const std::string text = Text(40, "fp32", "fault: {on_peer_loss: fail, rejoin_timeout_s: 3}\n");
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  ASSERT_TRUE(WaitForEpoch(2, 2, 120)) << Read(AgentLog(2));
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(agents[2], SIGTERM);
+  EXPECT_EQ(Wait(agents[2], 4), 0) << Read(AgentLog(2));
+  for (int r : {0, 1, 3}) {
+    EXPECT_EQ(Wait(agents[r], 3 + 10), 1) << Read(AgentLog(r));
+    EXPECT_NE(Read(AgentLog(r)).find("agent 2 ('a2') stopped at round"), std::string::npos) << Read(AgentLog(r));
+  }
+  EXPECT_EQ(Wait(coordinator, 10), 1) << Read(dir_ / "coordinator.log");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3 + 10 + 2.0);
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "failed");
+  EXPECT_NE(summary["failure"].get<std::string>().find("agent 2"), std::string::npos) << summary.dump();
+}
+
+TEST_F(Faults, AnAgentThatNeverReturnsIsDroppedAndTheRestFinish) {
+  const std::string text = Text(8, "fp32", "checkpoint: {every_rounds: 3}\nfault: {on_peer_loss: drop, rejoin_timeout_s: 2}\n");
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  ASSERT_TRUE(WaitForEpoch(3, 2, 120)) << Read(AgentLog(3));
+  kill(agents[3], SIGKILL);
+  EXPECT_EQ(Wait(agents[3], 10), 128 + SIGKILL);
+  for (int r : {0, 1, 2}) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished");
+  ASSERT_EQ(summary["dropped"].size(), 1u) << summary.dump();
+  EXPECT_EQ(summary["dropped"][0]["rank"], 3);
+  EXPECT_GE(summary["dropped"][0]["round"].get<int64_t>(), 0);
+  EXPECT_EQ(summary["final"]["agents"], 3);
+  EXPECT_EQ(summary["final"]["test_acc_per_agent"].size(), 3u);
+  EXPECT_GT(summary["final"]["test_acc_mean"].get<double>(), 0.5) << "the survivors still learn the synthetic task";
+}
+
+}  // namespace
+}  // namespace gut
