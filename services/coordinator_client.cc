@@ -60,7 +60,11 @@ void CoordinatorClient::Report(const gut::v1::EpochMetrics& m) {
 
 bool CoordinatorClient::FlushReports(double seconds) {
   std::unique_lock<std::mutex> l(mu_);
-  return cv_.wait_for(l, std::chrono::duration<double>(seconds), [&] { return queue_.empty(); });
+  flushing_ = true;
+  cv_.notify_all();
+  const bool done = cv_.wait_for(l, std::chrono::duration<double>(seconds), [&] { return queue_.empty(); });
+  flushing_ = false;
+  return done;
 }
 
 size_t CoordinatorClient::pending_reports() {
@@ -102,7 +106,8 @@ void CoordinatorClient::ReportLoop() {
       spdlog::warn("report of epoch {} not delivered ({}); retrying, {} queued", req.metrics().epoch(),
                    s.error_message(), queue_.size());
     }
-    cv_.wait_for(l, std::chrono::duration<double>(backoff), [&] { return stop_reports_; });
+    cv_.wait_for(l, std::chrono::duration<double>(flushing_ ? 0.1 : backoff), [&] { return stop_reports_ || flushing_; });
+    if (flushing_) cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stop_reports_; });
     backoff = std::min(5.0, backoff * 2);
   }
 }

@@ -70,6 +70,7 @@ class CoordinatorClient {
   std::condition_variable cv_;
   std::deque<gut::v1::EpochMetrics> queue_;
   bool stop_reports_ = false, stop_heartbeats_ = false;
+  bool flushing_ = false;  // someone waits for the queue: retry at once, not after a backoff
   std::function<gut::v1::HeartbeatRequest()> state_;
   std::function<void(const gut::v1::RunCommand&)> on_command_;
   std::function<void(const grpc::Status&)> on_refused_;

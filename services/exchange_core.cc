@@ -259,16 +259,21 @@ void ExchangeCore::StreamDone(PeerStream* s, const grpc::Status& st) {
 
 void ExchangeCore::DialLoop() {
   for (;;) {
-    absl::MutexLock dial(&dial_mu_);
-    std::vector<std::pair<int, std::shared_ptr<gut::v1::Peer::Stub>>> due;
-    PeerFrame hello;
     {
+      // Sleep without dial_mu_, so that Reset is never kept waiting by this loop.
       absl::MutexLock l(&mu_);
       absl::Time wake = absl::Now() + absl::Milliseconds(50);
       for (const auto& e : edges_)
         if (e.dialer() && !e.has_stream() && e.pending() == nullptr) wake = std::min(wake, e.next_dial());
       auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutting_down_; };
       mu_.AwaitWithDeadline(absl::Condition(&stop), std::max(wake, absl::Now() + absl::Milliseconds(1)));
+      if (shutting_down_) return;
+    }
+    absl::MutexLock dial(&dial_mu_);
+    std::vector<std::pair<int, std::shared_ptr<gut::v1::Peer::Stub>>> due;
+    PeerFrame hello;
+    {
+      absl::MutexLock l(&mu_);
       if (shutting_down_) return;
       const absl::Time now = absl::Now();
       for (size_t k = 0; k < edges_.size(); ++k)
