@@ -129,12 +129,15 @@ std::vector<CheckpointStore::Entry> CheckpointStore::List() const {
 
 absl::Status CheckpointStore::Write(int64_t round, const StateBundle& state, bool scheduled) {
   if (auto s = AtomicWrite(PathFor(round, scheduled), EncodeCheckpoint(round, id_, state)); !s.ok()) return s;
-  // Retention, only once the new file is durable.
+  // Retention, only once the new file is durable. A damaged file never counts as one of the kept
+  // ones (it could not be restored), and goes.
   int scheduled_kept = 0;
   bool stop_kept = false;
   for (const auto& e : List()) {
     bool keep;
-    if (e.scheduled) {
+    if (e.round != round && !Read(e).ok()) {
+      keep = false;
+    } else if (e.scheduled) {
       keep = ++scheduled_kept <= 2;
     } else {
       keep = !stop_kept && e.round >= round;  // a stop checkpoint older than the newest file is moot

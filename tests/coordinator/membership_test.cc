@@ -1,0 +1,215 @@
+// The coordinator's control state without gRPC, on a fake clock: the bootstrap barrier's first
+// command, a rejoin rolling everyone back to the newest checkpoint they all hold, identities bound
+// at Join, lost and stopped agents, the fail and drop policies, and the saved state surviving a
+// coordinator restart.
+#include "coordinator/membership.h"
+
+#include "gtest/gtest.h"
+
+namespace gut::coordinator {
+namespace {
+
+core::RunConfig Config(const std::string& policy = "fail", const std::string& graph = "ring") {
+  core::RunConfig c;
+  c.num_agents = 4;
+  c.graph = graph;
+  c.weights = graph == "ring" ? "uniform" : "metropolis";
+  c.on_peer_loss = policy;
+  c.rejoin_timeout_s = 10;
+  return c;
+}
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  void Make(const core::RunConfig& c) {
+    config_ = c;
+    w_ = std::make_unique<core::MixingMatrix>(*core::BuildMixingMatrix(c));
+    m_ = std::make_unique<Membership>(config_, *w_, absl::Seconds(3));
+  }
+  JoinOutcome JoinAs(int r, const std::string& identity = "", std::vector<int64_t> checkpoints = {}) {
+    JoinInfo j;
+    j.name = identity.empty() ? "a" + std::to_string(r) : identity;
+    j.identity = identity;
+    j.address = "127.0.0.1:" + std::to_string(7000 + r);
+    j.requested_rank = r;
+    j.checkpoints = std::move(checkpoints);
+    auto out = m_->Join(j, now_);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : JoinOutcome{};
+  }
+  absl::Status Beat(int r, std::vector<int64_t> checkpoints, int64_t round, const std::string& identity = "") {
+    gut::v1::HeartbeatRequest h;
+    h.set_rank(r);
+    h.set_incarnation(m_->agents().at(r).incarnation);
+    h.set_round(round);
+    for (int64_t c : checkpoints) h.add_checkpoints(c);
+    return m_->Heartbeat(h, identity, now_);
+  }
+  void Bootstrap() {
+    for (int r = 0; r < 4; ++r) JoinAs(r);
+    ASSERT_TRUE(m_->all_joined());
+    m_->Begin(now_);
+  }
+
+  core::RunConfig config_;
+  std::unique_ptr<core::MixingMatrix> w_;
+  std::unique_ptr<Membership> m_;
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+};
+
+TEST_F(MembershipTest, BootstrapGivesEveryAgentItsNeighboursAndTheFirstGeneration) {
+  Make(Config());
+  for (int r = 0; r < 3; ++r) JoinAs(r);
+  EXPECT_FALSE(m_->all_joined());
+  EXPECT_EQ(m_->unjoined(), std::vector<int>{3});
+  JoinAs(3);
+  m_->Begin(now_);
+  EXPECT_EQ(m_->generation(), 1u);
+  EXPECT_EQ(m_->restore_round(), 0);
+  const auto c = m_->CommandFor(2);
+  ASSERT_EQ(c.topology().neighbours_size(), 2);
+  EXPECT_EQ(c.topology().neighbours(0).rank(), 3);
+  EXPECT_EQ(c.topology().neighbours(0).address(), "127.0.0.1:7003");
+  EXPECT_DOUBLE_EQ(c.topology().self_weight(), 1.0 / 3);
+  EXPECT_EQ(c.action(), gut::v1::RunCommand::CONTINUE);
+}
+
+TEST_F(MembershipTest, ARejoinRestoresTheNewestRoundEveryAgentHolds) {
+  Make(Config());
+  Bootstrap();
+  ASSERT_TRUE(Beat(0, {30, 20}, 31).ok());
+  ASSERT_TRUE(Beat(1, {30, 20}, 32).ok());
+  ASSERT_TRUE(Beat(3, {30, 20}, 31).ok());
+  const auto again = JoinAs(2, "", {20, 10});  // restarted: its newest checkpoint is 20
+  EXPECT_TRUE(again.rejoin);
+  EXPECT_EQ(again.incarnation, 2u);
+  EXPECT_FALSE(m_->waiting_for_agents());
+  m_->Recover("rejoin", now_);
+  EXPECT_EQ(m_->generation(), 2u);
+  EXPECT_EQ(m_->restore_round(), 20);
+  // The old process of rank 2 is superseded.
+  gut::v1::HeartbeatRequest old;
+  old.set_rank(2);
+  old.set_incarnation(1);
+  EXPECT_EQ(m_->Heartbeat(old, "", now_).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MembershipTest, NoCommonCheckpointMeansTheStart) {
+  Make(Config());
+  Bootstrap();
+  ASSERT_TRUE(Beat(0, {30}, 31).ok());
+  JoinAs(1, "", {20});
+  m_->Recover("rejoin", now_);
+  EXPECT_EQ(m_->restore_round(), 0);
+}
+
+TEST_F(MembershipTest, IdentitiesAreBoundAtJoin) {
+  Make(Config());
+  for (int r = 0; r < 4; ++r) JoinAs(r, "agent-" + std::to_string(r));
+  m_->Begin(now_);
+  JoinInfo thief;
+  thief.name = "agent-1";
+  thief.identity = "agent-5";
+  thief.address = "10.0.0.9:1";
+  auto stolen = m_->Join(thief, now_);
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kPermissionDenied);
+  thief.name = "agent-5";
+  thief.requested_rank = 1;
+  EXPECT_EQ(m_->Join(thief, now_).status().code(), absl::StatusCode::kAlreadyExists);
+  thief.name = "someone";
+  EXPECT_EQ(m_->Join(thief, now_).status().code(), absl::StatusCode::kPermissionDenied)
+      << "the agent name must be the certificate's";
+  EXPECT_EQ(Beat(1, {}, 5, "agent-5").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Beat(1, {}, 5, "agent-1").ok());
+  EXPECT_EQ(m_->CheckIdentity(0, "agent-1").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(m_->agents().at(1).address, "127.0.0.1:7001") << "a refused join moves nothing";
+}
+
+TEST_F(MembershipTest, ASilentAgentFailsTheRunAfterTheRejoinTimeout) {
+  Make(Config("fail"));
+  Bootstrap();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {}, 12).ok());
+  now_ += absl::Seconds(2);
+  for (int r : {0, 1, 3}) ASSERT_TRUE(Beat(r, {}, 14).ok());
+  EXPECT_EQ(m_->Tick(now_), "");
+  now_ += absl::Seconds(2);  // rank 2 silent for 4 s > 3 s
+  for (int r : {0, 1, 3}) ASSERT_TRUE(Beat(r, {}, 14).ok());
+  EXPECT_NE(m_->Tick(now_).find("agent 2 ('a2') is silent since round 12"), std::string::npos);
+  EXPECT_EQ(m_->agents().at(2).state, AgentState::kLost);
+  EXPECT_TRUE(m_->waiting_for_agents());
+  now_ += absl::Seconds(9);  // 13 s after its last heartbeat
+  const std::string log = m_->Tick(now_);
+  EXPECT_NE(log.find("run failed: agent 2 ('a2') was lost at round 12"), std::string::npos) << log;
+  EXPECT_EQ(m_->CommandFor(0).action(), gut::v1::RunCommand::FAIL);
+  EXPECT_NE(m_->failure().find("fault.rejoin_timeout_s"), std::string::npos);
+}
+
+TEST_F(MembershipTest, ASilentAgentIsDroppedAndTheSurvivorsGetANewTopology) {
+  Make(Config("drop"));
+  Bootstrap();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {24, 12}, 25).ok());
+  gut::v1::LeaveRequest bye;
+  bye.set_rank(3);
+  bye.set_planned(true);
+  bye.set_round(25);
+  ASSERT_TRUE(m_->Leave(bye, "", now_).ok());
+  EXPECT_EQ(m_->agents().at(3).state, AgentState::kAway);
+  now_ += absl::Seconds(11);
+  for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {24, 12}, 25).ok());
+  const std::string log = m_->Tick(now_);
+  EXPECT_NE(log.find("dropped it: 3 agents go on from round 24"), std::string::npos) << log;
+  EXPECT_EQ(m_->generation(), 2u);
+  ASSERT_EQ(m_->dropped().size(), 1u);
+  EXPECT_EQ(m_->dropped()[0].rank, 3);
+  EXPECT_EQ(m_->dropped()[0].round, 24);
+  EXPECT_EQ(m_->active_agents(), 3);
+  const auto c0 = m_->CommandFor(0);  // 0's neighbours were 1 and 3
+  EXPECT_EQ(c0.topology().version(), 2u);
+  ASSERT_EQ(c0.topology().neighbours_size(), 1);
+  EXPECT_EQ(c0.topology().neighbours(0).rank(), 1);
+  EXPECT_DOUBLE_EQ(c0.topology().self_weight() + c0.topology().neighbours(0).weight(), 1.0);
+  EXPECT_EQ(c0.topology().dropped(0), 3);
+}
+
+TEST_F(MembershipTest, DroppingACutVertexFailsTheRunInstead) {
+  Make(Config("drop", "chain"));
+  Bootstrap();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {}, 5).ok());
+  now_ += absl::Seconds(20);
+  for (int r : {0, 2, 3}) ASSERT_TRUE(Beat(r, {}, 5).ok());
+  m_->Tick(now_);
+  EXPECT_NE(m_->failure().find("cannot be dropped"), std::string::npos) << m_->failure();
+  EXPECT_NE(m_->failure().find("could no longer reach rank 0"), std::string::npos) << m_->failure();
+}
+
+TEST_F(MembershipTest, SavedStateSurvivesARestart) {
+  Make(Config("drop"));
+  Bootstrap();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {12}, 14).ok());
+  now_ += absl::Seconds(15);
+  for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {12}, 14).ok());
+  m_->Tick(now_);
+  ASSERT_EQ(m_->dropped().size(), 1u);
+  const auto saved = m_->ToJson();
+  Membership restored(config_, *w_, absl::Seconds(3));
+  ASSERT_TRUE(restored.FromJson(saved, now_).ok());
+  EXPECT_EQ(restored.generation(), m_->generation());
+  EXPECT_EQ(restored.dropped().size(), 1u);
+  EXPECT_EQ(restored.agents().at(0).state, AgentState::kUnknown);
+  EXPECT_EQ(restored.agents().at(3).state, AgentState::kDropped);
+  EXPECT_EQ(restored.CommandFor(0).SerializeAsString(), m_->CommandFor(0).SerializeAsString());
+  EXPECT_TRUE(restored.waiting_for_agents()) << "not heard from since the restart";
+  gut::v1::HeartbeatRequest h;
+  for (int r : {0, 1, 2}) {
+    h.set_rank(r);
+    h.set_incarnation(restored.agents().at(r).incarnation);
+    ASSERT_TRUE(restored.Heartbeat(h, "", now_).ok());
+  }
+  EXPECT_FALSE(restored.waiting_for_agents());
+  nlohmann::json broken = saved;
+  broken.erase("agents");
+  EXPECT_EQ(restored.FromJson(broken, now_).code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace gut::coordinator
