@@ -153,6 +153,8 @@ absl::Status Agent::Join() {
   spdlog::info("{} run {} as rank {} of {} (incarnation {}): generation {}, starting at round {}",
                join_.incarnation() > 1 ? "rejoined" : "joined", join_.run_id(), join_.rank(), join_.world_size(),
                join_.incarnation(), join_.command().generation(), join_.command().restore_round());
+  // The join's command is this agent's first; a heartbeat repeating it must not look new.
+  generation_ = join_.command().generation();
   client_->StartReporting(join_.run_id());
   client_->StartHeartbeats(absl::Seconds(o_.heartbeat_s), [this] { return HeartbeatState(); },
                            [this](const gut::v1::RunCommand& c) { OnCommand(c); },

@@ -241,6 +241,10 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
     return Refuse(Refusal::kBadRequest, grpc::StatusCode::INVALID_ARGUMENT, "join without a name or address",
                   "join needs an agent name and an advertised address");
   }
+  if (finished_ || !members_.failure().empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        finished_ ? "the run has finished" : absl::StrCat("the run has failed: ", members_.failure()));
+  }
   JoinInfo j;
   j.name = req->agent_name();
   j.address = req->advertised_address();

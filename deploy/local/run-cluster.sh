@@ -3,12 +3,20 @@
 # from one manifest (same schema, overrides and output files as gut-sim).
 #
 #   deploy/local/run-cluster.sh --manifest FILE --out DIR [--set key.path=value ...]
+#                               [--restart] [--resume]
+#
+#   --restart   supervise: an agent or the coordinator that dies from a signal (a crash, kill -9),
+#               and an agent stopped by SIGTERM before the run ended (a rolling restart), is started
+#               again with the same command; the run rolls back to the newest common checkpoint
+#               and ends as if nothing had happened
+#   --resume    carry on the run saved in DIR (after Ctrl-C, or a machine restart): the
+#               coordinator resumes from DIR, the agents from their checkpoints in DIR/agents
 #
 # Shows the coordinator's progress live; every process logs to DIR/logs/. The run's metrics.csv,
-# metrics.svg and summary.json land in DIR, each agent's own metrics.csv and final parameters in
-# DIR/agents/rank-NN/, and DIR/prometheus-targets.json lists the agents' /metrics endpoints.
-# Ctrl-C stops everything (SIGTERM, then SIGKILL after 10 s). The exit status is the
-# coordinator's: 0 when the run finished, non-zero when it or an agent failed.
+# metrics.svg and summary.json land in DIR, each agent's own metrics.csv, checkpoints and final
+# parameters in DIR/agents/rank-NN/, and DIR/prometheus-targets.json lists the /metrics endpoints.
+# DIR/pids/ holds every process's pid (for fault-injection scripts). Ctrl-C stops everything (SIGTERM: agents checkpoint and say goodbye; SIGKILL after 15 s). The exit
+# status is the coordinator's: 0 when the run finished, non-zero when it or an agent failed.
 # Binaries come from $GUT_BUILD_DIR (default: build/ of this checkout).
 set -uo pipefail
 
@@ -17,13 +25,15 @@ build="${GUT_BUILD_DIR:-$here/build}"
 coordinator_bin="$build/coordinator/gut-coordinator"
 agent_bin="$build/agent/gut-agentd"
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
-manifest="" out="" sets=() agent_args=()
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+manifest="" out="" sets=() agent_args=() restart=0 resume=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --manifest) manifest="${2:-}"; shift 2 ;;
     --out) out="${2:-}"; shift 2 ;;
     --set) sets+=(--set "${2:-}"); shift 2 ;;
+    --restart) restart=1; shift ;;
+    --resume) resume=1; shift ;;
     --agent-arg) agent_args+=("${2:-}"); shift 2 ;;  # extra flag for every gut-agentd (tests)
     -h|--help) usage ;;
     *) echo "run-cluster: unknown argument '$1'" >&2; usage ;;
@@ -35,36 +45,46 @@ for b in "$coordinator_bin" "$agent_bin"; do
 done
 
 n="$("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --print-num-agents)" || exit 2
-mkdir -p "$out/logs" "$out/agents" || exit 2
-rm -f "$out/coordinator.port" "$out/summary.json"
+mkdir -p "$out/logs" "$out/agents" "$out/pids" || exit 2
+rm -f "$out/coordinator.port"
+[[ $resume == 1 ]] || rm -f "$out/summary.json"
 
-pids=()
+coord="" tail_pid=""
+agent_pids=()
+all_pids() { echo "$coord" "${agent_pids[@]}"; }
 stop_all() {
   local sig="$1"
-  for p in "${pids[@]}"; do kill "-$sig" "$p" 2>/dev/null; done
+  for p in $(all_pids); do [[ -n "$p" ]] && kill "-$sig" "$p" 2>/dev/null; done
 }
-interrupted=0
-on_interrupt() {
-  interrupted=1
-  echo "run-cluster: stopping $((${#pids[@]})) processes..." >&2
-  stop_all TERM
-  for _ in $(seq 100); do
-    alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [[ $alive == 0 ]] && break
+wait_gone() {  # up to $1 tenths of a second
+  for _ in $(seq "$1"); do
+    local alive=0
+    for p in $(all_pids); do [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && return 0
     sleep 0.1
   done
-  stop_all KILL
-  [[ -n "${tail_pid:-}" ]] && kill "$tail_pid" 2>/dev/null
+  return 1
+}
+on_interrupt() {
+  echo "run-cluster: stopping $n agents and the coordinator (continue later with --resume)..." >&2
+  stop_all TERM
+  wait_gone 150 || stop_all KILL
+  [[ -n "$tail_pid" ]] && kill "$tail_pid" 2>/dev/null
   exit 130
 }
 trap on_interrupt INT TERM
 
-"$coordinator_bin" --manifest "$manifest" "${sets[@]}" --listen 127.0.0.1:0 \
-  --port-file "$out/coordinator.port" --out "$out" --metrics 127.0.0.1:0 \
-  >"$out/logs/coordinator.log" 2>&1 &
-coord=$!
-pids+=("$coord")
+coordinator_cmd=("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --port-file "$out/coordinator.port" --out "$out"
+                 --metrics 127.0.0.1:0)
+start_coordinator() {  # $1: listen address; extra flags follow
+  local listen="$1"; shift
+  "${coordinator_cmd[@]}" --listen "$listen" "$@" >>"$out/logs/coordinator.log" 2>&1 &
+  coord=$!
+  echo "$coord" >"$out/pids/coordinator.pid"
+}
+[[ $resume == 1 ]] || : >"$out/logs/coordinator.log"
+log_start=$(( $(stat -c %s "$out/logs/coordinator.log" 2>/dev/null || echo 0) + 1 ))
+if [[ $resume == 1 ]]; then start_coordinator 127.0.0.1:0 --resume; else start_coordinator 127.0.0.1:0; fi
 for _ in $(seq 300); do
   [[ -s "$out/coordinator.port" ]] && break
   kill -0 "$coord" 2>/dev/null || { cat "$out/logs/coordinator.log" >&2; exit 2; }
@@ -73,55 +93,70 @@ done
 port="$(cat "$out/coordinator.port" 2>/dev/null)"
 [[ -n "$port" ]] || { echo "run-cluster: the coordinator did not start" >&2; stop_all KILL; exit 1; }
 
-echo "run-cluster: coordinator on 127.0.0.1:$port, starting $n agents (logs in $out/logs/)"
-agent_pids=()
+agent_log() { printf '%s/logs/agent-%02d.log' "$out" "$1"; }
+agent_dir() { printf '%s/agents/rank-%02d' "$out" "$1"; }
+start_agent() {  # $1: rank
+  local dir
+  dir="$(agent_dir "$1")"
+  "$agent_bin" --coordinator "127.0.0.1:$port" --listen 127.0.0.1:0 --rank "$1" --name "agent-$1" \
+    --checkpoint-dir "$dir" --metrics 127.0.0.1:0 "${agent_args[@]}" >>"$(agent_log "$1")" 2>&1 &
+  agent_pids[$1]=$!
+  printf '%s\n' "$!" >"$(printf '%s/pids/agent-%02d.pid' "$out" "$1")"
+}
+echo "run-cluster: coordinator on 127.0.0.1:$port, starting $n agents (logs in $out/logs/)$([[ $restart == 1 ]] && echo ', restarting any that crashes')"
 for ((r = 0; r < n; r++)); do
-  dir="$(printf '%s/agents/rank-%02d' "$out" "$r")"
-  "$agent_bin" --coordinator "127.0.0.1:$port" --listen 127.0.0.1:0 --rank "$r" \
-    --name "agent-$r" --checkpoint-dir "$dir" --metrics 127.0.0.1:0 "${agent_args[@]}" \
-    >"$(printf '%s/logs/agent-%02d.log' "$out" "$r")" 2>&1 &
-  agent_pids+=($!)
-  pids+=($!)
+  [[ $resume == 1 ]] || : >"$(agent_log "$r")"
+  [[ $resume == 1 ]] || rm -f "$(agent_dir "$r")/params-final.f32"
+  start_agent "$r"
 done
 
-tail -n +1 -f "$out/logs/coordinator.log" --pid="$coord" &
+tail -c "+$log_start" -f "$out/logs/coordinator.log" --pid="$$" &
 tail_pid=$!
 
+# Exit status of a finished child ("" while it runs). A death by signal reads 128 + the signal.
+reap() { if kill -0 "$1" 2>/dev/null; then echo ""; else wait "$1"; echo $?; fi; }
+
 status=0
-while kill -0 "$coord" 2>/dev/null; do
-  for i in "${!agent_pids[@]}"; do
-    p="${agent_pids[$i]}"
+while :; do
+  rc="$(reap "$coord")"
+  if [[ -n "$rc" ]]; then
+    if [[ $restart == 1 && $rc -gt 128 ]]; then
+      echo "run-cluster: the coordinator died (status $rc); starting it again on port $port" >&2
+      start_coordinator "127.0.0.1:$port" --resume
+      continue
+    fi
+    status=$rc
+    break
+  fi
+  for ((r = 0; r < n; r++)); do
+    p="${agent_pids[$r]}"
     [[ -z "$p" ]] && continue
-    if ! kill -0 "$p" 2>/dev/null; then
-      wait "$p"; rc=$?
-      agent_pids[$i]=""
-      if [[ $rc != 0 ]]; then
-        echo "run-cluster: agent $i exited with status $rc; last lines of its log:" >&2
-        tail -n 5 "$(printf '%s/logs/agent-%02d.log' "$out" "$i")" >&2
-        status=1
-      fi
+    rc="$(reap "$p")"
+    [[ -z "$rc" ]] && continue
+    agent_pids[$r]=""
+    if [[ $restart == 1 && ( $rc -gt 128 || ( $rc == 0 && ! -f "$(agent_dir "$r")/params-final.f32" ) ) ]]; then
+      # Died, or stopped (SIGTERM) before the run ended.
+      echo "run-cluster: agent $r $([[ $rc == 0 ]] && echo stopped || echo "died (status $rc)"); starting it again" >&2
+      start_agent "$r"
+    elif [[ $rc != 0 ]]; then
+      echo "run-cluster: agent $r exited with status $rc; last lines of its log:" >&2
+      tail -n 5 "$(agent_log "$r")" >&2
+      # The coordinator applies the run's fault policy (fault.on_peer_loss) once the agent has
+      # stayed away for fault.rejoin_timeout_s.
+      [[ $rc -gt 128 ]] && echo "run-cluster: nobody restarts it (no --restart); the coordinator applies fault.on_peer_loss" >&2
     fi
   done
-  [[ $status != 0 ]] && break
   sleep 0.5
 done
-if [[ $status != 0 ]]; then
-  stop_all TERM
-  sleep 2
-  stop_all KILL
-  kill "$tail_pid" 2>/dev/null
-  exit 1
-fi
-wait "$coord"; status=$?
-wait "$tail_pid" 2>/dev/null
 # The agents finish right after the coordinator; give them a moment, then make sure.
-for i in "${!agent_pids[@]}"; do
-  p="${agent_pids[$i]}"
+for ((r = 0; r < n; r++)); do
+  p="${agent_pids[$r]}"
   [[ -z "$p" ]] && continue
   for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$p" 2>/dev/null && { echo "run-cluster: agent $i still running; stopping it" >&2; kill -TERM "$p"; }
+  kill -0 "$p" 2>/dev/null && { echo "run-cluster: agent $r still running; stopping it" >&2; kill -TERM "$p"; }
   wait "$p"; rc=$?
-  [[ $rc != 0 && $status == 0 ]] && { echo "run-cluster: agent $i exited with status $rc" >&2; status=1; }
+  [[ $rc != 0 && $status == 0 ]] && { echo "run-cluster: agent $r exited with status $rc" >&2; status=1; }
 done
+kill "$tail_pid" 2>/dev/null
 [[ $status == 0 ]] && echo "run-cluster: done; results in $out (metrics.csv, metrics.svg, summary.json)"
 exit $status

@@ -138,5 +138,39 @@ TEST_F(Faults, AnAgentThatNeverReturnsIsDroppedAndTheRestFinish) {
   EXPECT_GT(summary["final"]["test_acc_mean"].get<double>(), 0.5) << "the survivors still learn the synthetic task";
 }
 
+// Ctrl-C of the whole local cluster, then the same command with --resume: the run carries on from
+// the agents' checkpoints and ends bit-identical to gut-sim's uninterrupted run.
+TEST_F(Faults, StoppedClusterResumesBitIdentical) {
+  const std::string text = Text(12, "int8");
+  const std::string manifest = WriteManifest(text);
+  const fs::path out = dir_ / "cluster";
+  auto launcher = [&](bool resume) {
+    std::vector<std::string> args = {"/bin/bash", std::string(GUT_SOURCE_DIR) + "/deploy/local/run-cluster.sh",
+                                     "--manifest", manifest, "--out", out.string(), "--agent-arg",
+                                     "--fast-failure-detection"};
+    if (resume) args.push_back("--resume");
+    return Spawn(args, (dir_ / (resume ? "launcher-2.log" : "launcher-1.log")).string());
+  };
+  setenv("GUT_BUILD_DIR", GUT_BUILD_DIR, 1);
+  pid_t first = launcher(false);
+  ASSERT_TRUE(WaitForLog(out / "logs" / "coordinator.log", "epoch   5/", 120)) << Read(dir_ / "launcher-1.log");
+  kill(first, SIGINT);
+  EXPECT_EQ(Wait(first, 30), 130) << Read(dir_ / "launcher-1.log");
+  ASSERT_FALSE(fs::exists(out / "agents" / "rank-00" / "params-final.f32")) << "stopped before the end";
+  pid_t second = launcher(true);
+  EXPECT_EQ(Wait(second, 180), 0) << Read(dir_ / "launcher-2.log") << Read(out / "logs" / "coordinator.log");
+  for (int r = 0; r < 4; ++r) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "rank-%02d", r);
+    fs::create_directories(dir_ / ("rank-" + std::to_string(r)));
+    fs::copy_file(out / "agents" / name / "params-final.f32", dir_ / ("rank-" + std::to_string(r)) / "params-final.f32",
+                  fs::copy_options::overwrite_existing);
+  }
+  ExpectSameAsSimulator(text);
+  auto summary = nlohmann::json::parse(Read(out / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished");
+  EXPECT_NE(Read(out / "logs" / "coordinator.log").find("(resumed)"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace gut
