@@ -29,6 +29,8 @@
 #include "services/coordinator_client.h"
 #include "services/grpc_exchange.h"
 #include "services/metrics.h"
+#include "services/tls.h"
+#include "core/common/cli.h"
 
 namespace gut::agent {
 namespace {
@@ -71,6 +73,8 @@ class Agent {
   services::PeerService peer_service_{o_.fast_failure_detection ? services::StreamTuning::ForTests()
                                                                 : services::StreamTuning()};
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // --health-listen
+  std::optional<services::TlsMaterial> tls_;
   std::unique_ptr<services::MetricsEndpoint> endpoint_;
   std::unique_ptr<services::CoordinatorClient> client_;
   gut::v1::JoinResponse join_;
@@ -95,10 +99,28 @@ class Agent {
 };
 
 absl::Status Agent::Serve() {
+  const services::TlsFiles files{o_.tls_ca, o_.tls_cert, o_.tls_key};
+  if (files.enabled()) {
+    auto m = services::LoadTls(files);
+    if (!m.ok()) return m.status();
+    tls_ = std::move(*m);
+    if (o_.name.empty()) o_.name = tls_->identity;
+    if (o_.name != tls_->identity) {
+      return absl::InvalidArgumentError(absl::StrCat("--name '", o_.name, "' is not the name in --tls-cert ('",
+                                                     tls_->identity, "'): the certificate names the agent"));
+    }
+  }
+  if (o_.name.empty()) o_.name = DefaultName();
+  core::SetLogName(o_.name);
+  if (auto s = services::RequireSecureListen("--listen", o_.listen, tls_.has_value(), o_.insecure); !s.ok()) return s;
+  if (!services::IsLoopback(o_.listen) && o_.advertise.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--listen ", o_.listen, " is not a loopback address: give --advertise "
+                                                   "HOST:PORT, the address the neighbours can reach"));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
   int port = 0;
-  b.AddListeningPort(o_.listen, grpc::InsecureServerCredentials(), &port);
+  b.AddListeningPort(o_.listen, services::ServerCredentials(tls_ ? &*tls_ : nullptr), &port);
   const auto tuning = o_.fast_failure_detection ? services::StreamTuning::ForTests() : services::StreamTuning();
   tuning.ApplyToServer(&b, /*peer_port=*/true);
   b.RegisterService(&peer_service_);
@@ -106,6 +128,18 @@ absl::Status Agent::Serve() {
   if (!server_ || port == 0) return absl::UnavailableError(absl::StrCat("cannot listen on '", o_.listen, "'"));
   // "" (liveness) serves from now on; gut.v1.Peer (readiness) once the neighbours are connected.
   server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  if (!o_.health_listen.empty()) {
+    // Kubernetes' gRPC probes speak neither TLS nor our protocol: a plaintext server with only the
+    // health service on an address of its own ("" alive, gut.v1.Peer ready).
+    grpc::ServerBuilder hb;
+    int health_port = 0;
+    hb.AddListeningPort(o_.health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server_ = hb.BuildAndStart();
+    if (!health_server_ || health_port == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on --health-listen '", o_.health_listen, "'"));
+    }
+    health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  }
   if (o_.advertise.empty()) {
     const std::string host = o_.listen.substr(0, o_.listen.rfind(':'));
     o_.advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", port);
@@ -125,7 +159,8 @@ absl::Status Agent::Serve() {
 }
 
 absl::Status Agent::Join() {
-  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator, nullptr);
+  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator,
+                                                        services::ChannelCredentials(tls_ ? &*tls_ : nullptr));
   gut::v1::JoinRequest req;
   req.set_agent_name(o_.name);
   req.set_advertised_address(o_.advertise);
@@ -133,6 +168,11 @@ absl::Status Agent::Join() {
   req.set_build_version(kVersion);
   req.set_requested_rank(o_.rank);
   req.set_metrics_address(o_.metrics_advertise);
+  if (!o_.join_token_file.empty()) {
+    auto token = core::ReadWholeFile(o_.join_token_file);
+    if (!token.ok()) return absl::InvalidArgumentError(absl::StrCat("--join-token-file: ", token.status().message()));
+    req.set_join_token(token->substr(0, token->find_first_of("\r\n")));
+  }
   if (o_.local_data) {
     auto d = core::LoadDataset(core::DetectDataset(o_.data_dir), o_.data_dir);
     if (!d.ok()) return d.status();
@@ -150,6 +190,7 @@ absl::Status Agent::Join() {
   auto resp = client_->Join(req, absl::Seconds(o_.join_timeout_s), stop_);
   if (!resp.ok()) return resp.status();
   join_ = std::move(*resp);
+  core::SetLogName(absl::StrCat(o_.name, "/rank-", join_.rank()));
   spdlog::info("{} run {} as rank {} of {} (incarnation {}): generation {}, starting at round {}",
                join_.incarnation() > 1 ? "rejoined" : "joined", join_.run_id(), join_.rank(), join_.world_size(),
                join_.incarnation(), join_.command().generation(), join_.command().restore_round());
@@ -243,6 +284,7 @@ absl::Status Agent::Prepare() {
   xo.incarnation = join_.incarnation();
   xo.generation = cmd.generation();
   xo.start_round = cmd.restore_round();
+  if (tls_) xo.channel_credentials = services::ChannelCredentials(&*tls_);
   auto ex = services::GrpcExchange::Create(xo, &peer_service_);
   if (!ex.ok()) return ex.status();
   std::vector<int> peers;
@@ -401,6 +443,7 @@ int Agent::Train() {
         st = s;
       } else {
         server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", true);
+        if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", true);
         spdlog::info("rank {}: connected to all {} neighbours; training {} epochs from round {}", join_.rank(),
                      join_.neighbours_size(), config_.epochs, participant_->rounds());
         // The training thread yields to the gRPC threads: a neighbour's message is on everyone's
@@ -474,12 +517,13 @@ void Agent::Shutdown() {
   const absl::Duration budget = absl::Seconds(o_.stop_timeout_s);
   if (client_) client_->StopHeartbeats();
   if (server_) server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
   if (exchange_) exchange_->Shutdown(budget / 2);
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + budget / 4));
+  if (health_server_) health_server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
 }
 
 int Agent::Run() {
-  if (o_.name.empty()) o_.name = DefaultName();
   if (o_.coordinator.empty()) {
     spdlog::error("--coordinator is required");
     return 2;

@@ -29,6 +29,12 @@ struct AgentOptions {
   double report_flush_s = 30;        // at the end, wait this long for undelivered reports
   double heartbeat_s = 0.25;         // heartbeat period
   bool fast_failure_detection = false;  // 1 s keepalive (tests)
+  // Security (services/tls.h): mutual TLS on every channel when the three files are given; a
+  // non-loopback listen without them needs `insecure`.
+  std::string tls_ca, tls_cert, tls_key;
+  bool insecure = false;
+  std::string join_token_file;  // the coordinator's join token, if it requires one
+  std::string health_listen;    // plaintext grpc.health.v1 only (Kubernetes probes); empty: off
 };
 
 // Runs the agent to completion. Returns the process exit code: 0 done (or stopped on request),

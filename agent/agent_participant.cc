@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/common/atomic_file.h"
+#include "core/common/cli.h"
 #include "core/common/sketch.h"
 
 namespace gut::agent {
@@ -41,6 +42,7 @@ absl::Status AgentParticipant::TrainRound(int64_t round, double lr) {
   }
   loss_sum_ += p_.trainer->last_loss();
   round_ = round + 1;
+  core::SetLogRound(round_);
   const double dt = Since(t0), dw = p_.exchange->wait_seconds() - w0;
   train_s_ += dt;
   wait_s_ += dw;
@@ -62,6 +64,7 @@ absl::Status AgentParticipant::GossipRound(int64_t round) {
     if (auto s = algorithm_->RunGossipPhase(phase, round, p_.exchange); !s.ok()) return s;
   }
   round_ = round + 1;
+  core::SetLogRound(round_);
   std::lock_guard<std::mutex> l(progress_mu_);
   progress_.round = round_;
   return absl::OkStatus();

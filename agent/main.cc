@@ -1,14 +1,15 @@
-// gut-agentd: one agent of a decentralised run (see agent/agent.h).
+// gut-agentd: one agent of a decentralised run (see agent/agent.h; flags: --help; exit codes:
+// 0 done or stopped on request, 1 the run failed, 2 bad flags or input).
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 
-#include <CLI/CLI.hpp>
-#include "absl/synchronization/mutex.h"
 #include <spdlog/spdlog.h>
 
+#include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "core/common/cli.h"
 #include "core/common/process.h"
 
 namespace {
@@ -18,18 +19,28 @@ void OnSignal(int) { g_stop = true; }
 
 int main(int argc, char** argv) {
   CLI::App app{"gut-agentd: one agent of a gut run; joins the coordinator, trains, gossips with its neighbours"};
+  app.set_version_flag("");  // replaced by AddCommonFlags
   gut::agent::AgentOptions o;
+  gut::core::LogOptions log;
   app.add_option("--coordinator", o.coordinator, "coordinator address host:port")->required();
-  app.add_option("--listen", o.listen, "peer service address (port 0: pick one)")->capture_default_str();
-  app.add_option("--advertise", o.advertise, "address neighbours dial (default 127.0.0.1:<port>)");
+  app.add_option("--listen", o.listen, "peer service address; port 0 picks one; a non-loopback address needs TLS "
+                                       "or --insecure, and --advertise")->capture_default_str();
+  app.add_option("--advertise", o.advertise, "address the neighbours dial (default: the --listen address)");
+  app.add_option("--health-listen", o.health_listen, "plaintext grpc.health.v1 only, for Kubernetes probes (off by default)");
+  app.add_option("--tls-ca", o.tls_ca, "PEM CA certificate of the run (mutual TLS on every channel)");
+  app.add_option("--tls-cert", o.tls_cert, "PEM certificate of this agent; its common name is the agent's name");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  app.add_flag("--insecure", o.insecure, "allow plaintext on a non-loopback address");
+  app.add_option("--join-token-file", o.join_token_file, "file holding the coordinator's join token");
   app.add_option("--data-dir", o.data_dir, "data set directory (overrides the manifest's data.path)");
   app.add_flag("--local-data", o.local_data, "train on all of --data-dir's training set instead of a partition share");
-  app.add_option("--checkpoint-dir", o.checkpoint_dir, "directory for params-final.f32 and this agent's metrics.csv");
-  app.add_option("--metrics", o.metrics_address, "serve Prometheus /metrics on this address, e.g. 0.0.0.0:9100");
+  app.add_option("--checkpoint-dir", o.checkpoint_dir, "checkpoints, params-final.f32, metrics.csv, metrics.prom");
+  app.add_option("--metrics", o.metrics_address, "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9100");
   app.add_option("--metrics-advertise", o.metrics_advertise, "scrape address to register at the coordinator");
-  app.add_option("--name", o.name, "agent name (default hostname-pid); a rejoin under the same name keeps its rank");
+  app.add_option("--name", o.name, "agent name (default: the certificate's name, else hostname-pid); a rejoin under "
+                                   "the same name keeps its rank");
   app.add_option("--rank", o.rank, "request this rank (e.g. a StatefulSet ordinal); -1: any")->capture_default_str();
-  app.add_option("--threads", o.threads, "LibTorch intra-op threads")->capture_default_str();
+  app.add_option("--threads", o.threads, "LibTorch intra-op threads")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_option("--compute-nice", o.compute_nice,
                  "nice value of the training thread, so that network threads run first (0: unchanged)")
       ->capture_default_str();
@@ -39,19 +50,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--heartbeat-s", o.heartbeat_s, "seconds between heartbeats to the coordinator")->capture_default_str();
   app.add_flag("--fast-failure-detection", o.fast_failure_detection, "1 s keepalive (tests)");
-  std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  gut::core::AddCommonFlags(app, "gut-agentd", &log);
+  if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  gut::core::SetupLogging(log, o.name.empty() ? "gut-agentd" : o.name);
   gut::core::TuneAllocator();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const int code = gut::agent::RunAgent(o, &g_stop);
-  // Everything that matters is written and every stream is closed; skip static destructors
-  // (see RunAgent).
+  // Everything that matters is written and every stream is closed: skip static destructors.
   spdlog::shutdown();
   std::fflush(nullptr);
   std::_Exit(code);

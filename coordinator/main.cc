@@ -2,6 +2,7 @@
 // (heartbeats, recovery after a crash, the fault policy), collects the agents' metrics and writes
 // the run's metrics.csv, metrics.svg and summary.json. Never on the data path.
 #include <csignal>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -17,8 +18,10 @@
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_service.h"
 #include "core/common/atomic_file.h"
+#include "core/common/cli.h"
 #include "services/grpc_options.h"
 #include "services/metrics.h"
+#include "services/tls.h"
 
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
@@ -27,7 +30,11 @@ void OnSignal(int sig) { g_signal = sig; }
 
 int main(int argc, char** argv) {
   CLI::App app{"gut-coordinator: bootstrap, recovery and metrics for a gut run (never sees parameters)"};
-  std::string manifest, out_dir, listen = "0.0.0.0:7070", port_file, metrics_address, run_id, token_file;
+  app.set_version_flag("");  // replaced by AddCommonFlags
+  std::string manifest, out_dir, listen = "127.0.0.1:7070", port_file, metrics_address, run_id, token_file;
+  gut::services::TlsFiles tls_files;
+  bool insecure = false;
+  gut::core::LogOptions log;
   std::vector<std::string> overrides;
   bool print_config = false, print_num_agents = false, resume = false;
   double join_timeout_s = 600, run_timeout_s = 7 * 24 * 3600.0, linger_s = 3, heartbeat_timeout_s = 5;
@@ -35,7 +42,12 @@ int main(int argc, char** argv) {
   app.add_option("--set", overrides, "override a manifest key, e.g. --set run.epochs=1 (repeatable)");
   app.add_option("--out", out_dir, "output directory: metrics.csv, metrics.svg, summary.json, agents.json, state");
   app.add_flag("--resume", resume, "carry on the run saved in --out (after a coordinator crash or a stop)");
-  app.add_option("--listen", listen, "address of the Coordinator service (port 0: pick one)")->capture_default_str();
+  app.add_option("--listen", listen, "address of the Coordinator service; port 0 picks one; a non-loopback address "
+                                     "needs TLS or --insecure")->capture_default_str();
+  app.add_option("--tls-ca", tls_files.ca, "PEM CA certificate of the run (mutual TLS: agents must present one)");
+  app.add_option("--tls-cert", tls_files.cert, "PEM certificate of the coordinator");
+  app.add_option("--tls-key", tls_files.key, "PEM private key of --tls-cert");
+  app.add_flag("--insecure", insecure, "allow plaintext on a non-loopback address");
   app.add_option("--port-file", port_file, "write the bound port here once listening");
   app.add_option("--metrics", metrics_address, "serve Prometheus /metrics on this address (empty: off)");
   app.add_option("--run-id", run_id, "run id (default: run name + random suffix)");
@@ -46,13 +58,15 @@ int main(int argc, char** argv) {
   app.add_option("--linger-s", linger_s, "keep serving this long after the run ends (late leaves)")->capture_default_str();
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
   app.add_flag("--print-num-agents", print_num_agents, "print the number of agents and exit (launchers)");
-  CLI11_PARSE(app, argc, argv);
+  gut::core::AddCommonFlags(app, "gut-coordinator", &log);
+  if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  gut::core::SetupLogging(log, "coordinator");
 
   auto config = gut::core::LoadManifest(manifest, overrides);
   if (!config.ok()) {
-    std::fprintf(stderr, "gut-coordinator: invalid manifest: %s\n", std::string(config.status().message()).c_str());
+    spdlog::error("invalid manifest: {}", std::string(config.status().message()));
     return 2;
   }
   if (print_config) {
@@ -64,30 +78,45 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (out_dir.empty()) {
-    std::fprintf(stderr, "gut-coordinator: --out is required\n");
+    spdlog::error("--out is required");
     return 2;
   }
+  std::optional<gut::services::TlsMaterial> tls;
+  if (tls_files.enabled()) {
+    auto m = gut::services::LoadTls(tls_files);
+    if (!m.ok()) {
+      spdlog::error("{}", std::string(m.status().message()));
+      return 2;
+    }
+    tls = std::move(*m);
+  }
+  if (auto s = gut::services::RequireSecureListen("--listen", listen, tls.has_value(), insecure); !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
+  }
+  if (insecure && !gut::services::IsLoopback(listen)) spdlog::warn("--insecure: plaintext on {}", listen);
   gut::coordinator::CoordinatorOptions opt;
   opt.out_dir = out_dir;
   opt.join_timeout = absl::Seconds(join_timeout_s);
   opt.run_id = run_id;
   opt.resume = resume;
   opt.heartbeat_timeout = absl::Seconds(heartbeat_timeout_s);
+  opt.require_identity = tls.has_value();
   if (!token_file.empty()) {
     auto token = gut::core::ReadWholeFile(token_file);
     if (!token.ok()) {
-      std::fprintf(stderr, "gut-coordinator: --join-token-file: %s\n", std::string(token.status().message()).c_str());
+      spdlog::error("--join-token-file: {}", std::string(token.status().message()));
       return 2;
     }
     opt.join_token = token->substr(0, token->find_first_of("\r\n"));
     if (opt.join_token.empty()) {
-      std::fprintf(stderr, "gut-coordinator: --join-token-file %s is empty\n", token_file.c_str());
+      spdlog::error("--join-token-file {} is empty", token_file);
       return 2;
     }
   }
   auto svc = gut::coordinator::CoordinatorService::Create(*config, opt);
   if (!svc.ok()) {
-    std::fprintf(stderr, "gut-coordinator: %s\n", std::string(svc.status().message()).c_str());
+    spdlog::error("{}", std::string(svc.status().message()));
     return 2;
   }
   auto& service = **svc;
@@ -97,37 +126,33 @@ int main(int argc, char** argv) {
   if (!metrics_address.empty()) {
     auto m = gut::services::MetricsEndpoint::Start(metrics_address);
     if (!m.ok()) {
-      std::fprintf(stderr, "gut-coordinator: %s\n", std::string(m.status().message()).c_str());
+      spdlog::error("{}", std::string(m.status().message()));
       return 2;
     }
     metrics = std::move(*m);
     gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), *config, service.run_id(),
-                                                                      "0.1.0");
+                                                                      gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
     spdlog::info("metrics on http://{}:{}/metrics", metrics_address.substr(0, metrics_address.rfind(':')),
                  metrics->port());
   }
-  service.OnEpoch([](const gut::report::EpochRecord& r) {
-    std::printf("%s\n", gut::report::FormatProgress(r).c_str());
-    std::fflush(stdout);
-  });
+  service.OnEpoch([](const gut::report::EpochRecord& r) { spdlog::info("{}", gut::report::FormatProgress(r)); });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, gut::services::ServerCredentials(tls ? &*tls : nullptr), &port);
   gut::services::StreamTuning().ApplyToServer(&builder, /*peer_port=*/false);
   builder.RegisterService(&service);
   auto server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::fprintf(stderr, "gut-coordinator: cannot listen on '%s'\n", listen.c_str());
+    spdlog::error("cannot listen on '{}'", listen);
     return 2;
   }
   if (!port_file.empty()) (void)gut::core::AtomicWrite(port_file, absl::StrCat(port, "\n"));
-  std::printf("gut-coordinator: run %s: %d agents, %s graph, %s, %d epochs; listening on port %d%s\n",
-              service.run_id().c_str(), config->num_agents, config->graph.c_str(), config->hyper.algorithm.c_str(),
-              config->epochs, port, resume ? " (resumed)" : "");
-  std::fflush(stdout);
+  spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
+               config->num_agents, config->graph, config->hyper.algorithm, config->epochs, port,
+               tls ? " (mutual TLS)" : " (plaintext)", resume ? " (resumed)" : "");
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -153,13 +178,13 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (stopped) {
-    std::printf("gut-coordinator: stopped; the run's state is in %s (continue with --resume)\n", out_dir.c_str());
+    spdlog::info("stopped; the run's state is in {} (continue with --resume)", out_dir);
     return 0;
   }
   if (!result.ok()) {
-    std::fprintf(stderr, "gut-coordinator: %s\n", std::string(result.message()).c_str());
+    spdlog::error("{}", std::string(result.message()));
     return 1;
   }
-  std::printf("gut-coordinator: wrote %s/metrics.csv, metrics.svg and summary.json\n", out_dir.c_str());
+  spdlog::info("wrote {}/metrics.csv, metrics.svg and summary.json", out_dir);
   return 0;
 }

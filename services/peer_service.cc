@@ -91,6 +91,7 @@ void PeerService::Sweep() {
     }
     for (auto& s : expired) {
       CountReject(Reject::kHelloTimeout);
+      s->MarkRefusedBeforeHello();
       spdlog::warn("peer stream from {} closed: no hello within {} ms", s->peer(), tuning_.hello_timeout_ms);
       s->Close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no hello in time"), PeerStream::Mode::kDiscard);
     }

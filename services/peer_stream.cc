@@ -77,11 +77,6 @@ std::string PeerStream::PeerIdentity() const {
   return "";
 }
 
-bool PeerStream::closing() {
-  absl::MutexLock l(&smu_);
-  return closing_;
-}
-
 std::string PeerStream::DebugState() {
   absl::MutexLock l(&smu_);
   return absl::StrCat(client_ ? "client" : "server", " to ", peer_, ": closing=", closing_, " writing=", writing_,
@@ -236,6 +231,7 @@ class ServerStream final : public PeerStream, public grpc::ServerBidiReactor<Pee
   void Begin(std::shared_ptr<ServerStream> self) {
     self_ = self;
     if (!service_->AdmitPending(self)) {
+      MarkRefusedBeforeHello();
       return Close(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many streams waiting for their hello"),
                    Mode::kDiscard);
     }
@@ -245,7 +241,7 @@ class ServerStream final : public PeerStream, public grpc::ServerBidiReactor<Pee
   void OnReadDone(bool ok) override {
     if (!ok) {
       if (!hello_seen_) {
-        if (closing()) return;  // closed by us (hello timeout, admission): already counted
+        if (refused_before_hello_) return;  // closed by the service, which counted why
         service_->CountReject(Reject::kProtocol);
         spdlog::warn("peer stream from {} ended before its hello (unreadable bytes, an oversized frame, or the "
                      "client went away)", peer_);

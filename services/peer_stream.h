@@ -12,6 +12,7 @@
 #ifndef GUT_SERVICES_PEER_STREAM_H_
 #define GUT_SERVICES_PEER_STREAM_H_
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -64,7 +65,9 @@ class PeerStream {
   // The TLS identity the other side presented (empty on a plaintext connection).
   std::string PeerIdentity() const;
   std::string DebugState();
-  bool closing();
+  // The service closed this stream before its hello and counted why (hello timeout, admission):
+  // the failed read that follows is not counted again.
+  void MarkRefusedBeforeHello() { refused_before_hello_ = true; }
   std::shared_ptr<PeerStream> self() { return self_; }
   absl::Time created() const { return created_; }
 
@@ -100,6 +103,7 @@ class PeerStream {
   gut::v1::PeerFrame in_;
   std::shared_ptr<ExchangeCore> core_;  // set once the stream belongs to an exchange
   std::shared_ptr<PeerStream> self_;
+  std::atomic<bool> refused_before_hello_{false};
 
  private:
   absl::Mutex smu_;

@@ -9,8 +9,10 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_format.h"
+#include "core/common/cli.h"
 #include "core/common/process.h"
 #include "core/config/manifest.h"
 #include "sim/simulation.h"
@@ -22,6 +24,8 @@ void OnSignal(int) { g_stop = true; }
 
 int main(int argc, char** argv) {
   CLI::App app{"gut-sim: decentralised training of n agents in one process (GUT, QG-GUTm, baselines)"};
+  app.set_version_flag("");  // replaced by AddCommonFlags
+  gut::core::LogOptions log;
   std::string manifest, out_dir;
   std::vector<std::string> overrides;
   bool print_config = false, resume = false;
@@ -33,12 +37,14 @@ int main(int argc, char** argv) {
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
   app.add_option("--checkpoint-dir", checkpoint_dir, "checkpoint directory (default OUT/checkpoints)");
   app.add_flag("--resume", resume, "continue from the newest checkpoint in the checkpoint directory");
-  CLI11_PARSE(app, argc, argv);
+  gut::core::AddCommonFlags(app, "gut-sim", &log);
+  if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
+  gut::core::SetupLogging(log, "gut-sim");
   gut::core::TuneAllocator();
 
   auto config = gut::core::LoadManifest(manifest, overrides);
   if (!config.ok()) {
-    std::fprintf(stderr, "gut-sim: invalid manifest: %s\n", std::string(config.status().message()).c_str());
+    spdlog::error("invalid manifest: {}", std::string(config.status().message()));
     return 2;
   }
   if (print_config) {
@@ -48,23 +54,22 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) {
-    std::fprintf(stderr, "gut-sim: cannot create output directory '%s': %s\n", out_dir.c_str(), ec.message().c_str());
+    spdlog::error("cannot create output directory '{}': {}", out_dir, ec.message());
     return 2;
   }
-  std::printf("gut-sim: %s: %d agents, %s graph, %s (lr %g, momentum %g, mu %g), %s alpha %g, %d epochs\n",
-              config->name.c_str(), config->num_agents, config->graph.c_str(),
-              config->hyper.algorithm.c_str(), config->hyper.lr, config->hyper.momentum, config->hyper.mu,
-              config->dataset.c_str(), config->alpha, config->epochs);
-  std::fflush(stdout);
+  spdlog::info("{}: {} agents, {} graph, {} (lr {}, momentum {}, mu {}), {} alpha {}, {} epochs", config->name,
+               config->num_agents, config->graph, config->hyper.algorithm, config->hyper.lr, config->hyper.momentum,
+               config->hyper.mu, config->dataset, config->alpha, config->epochs);
   auto sim = gut::sim::Simulation::Create(*config);
   if (!sim.ok()) {
-    std::fprintf(stderr, "gut-sim: %s\n", std::string(sim.status().message()).c_str());
-    return 1;
+    spdlog::error("{}", std::string(sim.status().message()));
+    return sim.status().code() == absl::StatusCode::kInvalidArgument || sim.status().code() == absl::StatusCode::kNotFound ||
+                   sim.status().code() == absl::StatusCode::kDataLoss
+               ? 2
+               : 1;
   }
-  std::printf("gut-sim: %lld parameters per agent, %d rounds per epoch, %d algorithm buffers per agent\n",
-              static_cast<long long>((*sim)->num_params()), (*sim)->rounds_per_epoch(),
-              (*sim)->algorithm_buffers());
-  std::fflush(stdout);
+  spdlog::info("{} parameters per agent, {} rounds per epoch, {} algorithm buffers per agent", (*sim)->num_params(),
+               (*sim)->rounds_per_epoch(), (*sim)->algorithm_buffers());
   gut::sim::SimRunOptions run_options;
   if (config->checkpoint_enabled || resume) {
     run_options.checkpoint_dir =
@@ -78,38 +83,37 @@ int main(int argc, char** argv) {
   const std::string svg = (std::filesystem::path(out_dir) / "metrics.svg").string();
   std::vector<gut::report::EpochRecord> seen;
   auto summary = (*sim)->Run([&](const gut::report::EpochRecord& r) {
-    std::printf("%s\n", gut::report::FormatProgress(r).c_str());
-    std::fflush(stdout);
+    spdlog::info("{}", gut::report::FormatProgress(r));
+    gut::core::SetLogRound(r.rounds);
     seen.push_back(r);
     if (auto s = gut::report::WriteMetricsCsv(csv, seen); !s.ok())
-      std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
+      spdlog::error("{}", std::string(s.message()));
     if (auto s = gut::report::WritePlot(svg, config->name, seen); !s.ok())
-      std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
+      spdlog::error("{}", std::string(s.message()));
   }, run_options);
   if (!summary.ok()) {
     if (summary.status().code() == absl::StatusCode::kCancelled) {
-      std::printf("gut-sim: %s; checkpoint in %s (continue with the same command and --resume)\n",
-                  std::string(summary.status().message()).c_str(), run_options.checkpoint_dir.c_str());
+      spdlog::info("{}; checkpoint in {} (continue with the same command and --resume)",
+                   std::string(summary.status().message()), run_options.checkpoint_dir);
       return 0;
     }
-    std::fprintf(stderr, "gut-sim: %s\n", std::string(summary.status().message()).c_str());
-    return 1;
+    spdlog::error("{}", std::string(summary.status().message()));
+    return summary.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
   }
   const std::string json = (std::filesystem::path(out_dir) / "summary.json").string();
   if (auto s = gut::report::WriteSummaryJson(json, *config, *summary); !s.ok()) {
-    std::fprintf(stderr, "gut-sim: %s\n", std::string(s.message()).c_str());
+    spdlog::error("{}", std::string(s.message()));
     return 1;
   }
-  std::printf("final (after %d gossip rounds): test accuracy mean %.2f%% min %.2f%% max %.2f%%, "
-              "consensus %.3e -> %.3e, wall %.1fs, %.1f MB sent\n",
-              config->final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
-              100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
-              summary->wall_s, summary->bytes_sent / 1e6);
+  spdlog::info("final (after {} gossip rounds): test accuracy mean {:.2f}% min {:.2f}% max {:.2f}%, consensus {:.3e} "
+               "-> {:.3e}, wall {:.1f}s, {:.1f} MB sent",
+               config->final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
+               100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
+               summary->wall_s, summary->bytes_sent / 1e6);
   if (summary->solver_fallbacks > 0) {
-    std::printf("warning: %s could not solve its per-round subproblem %lld times (non-finite data; the "
-                "previous solution was reused each time)\n",
-                config->hyper.algorithm.c_str(), static_cast<long long>(summary->solver_fallbacks));
+    spdlog::warn("{} could not solve its per-round subproblem {} times (non-finite data; the previous solution was "
+                 "reused each time)", config->hyper.algorithm, summary->solver_fallbacks);
   }
-  std::printf("wrote %s, %s and %s\n", csv.c_str(), svg.c_str(), json.c_str());
+  spdlog::info("wrote {}, {} and {}", csv, svg, json);
   return 0;
 }

@@ -11,6 +11,8 @@
 #               and ends as if nothing had happened
 #   --resume    carry on the run saved in DIR (after Ctrl-C, or a machine restart): the
 #               coordinator resumes from DIR, the agents from their checkpoints in DIR/agents
+#   --insecure  plaintext gRPC; by default every channel is mutual TLS with a throwaway CA and one
+#               certificate per process made for the run in DIR/tls (deploy/local/make-certs.sh)
 #
 # Shows the coordinator's progress live; every process logs to DIR/logs/. The run's metrics.csv,
 # metrics.svg and summary.json land in DIR, each agent's own metrics.csv, checkpoints and final
@@ -25,8 +27,8 @@ build="${GUT_BUILD_DIR:-$here/build}"
 coordinator_bin="$build/coordinator/gut-coordinator"
 agent_bin="$build/agent/gut-agentd"
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
-manifest="" out="" sets=() agent_args=() restart=0 resume=0
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+manifest="" out="" sets=() agent_args=() restart=0 resume=0 insecure=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --manifest) manifest="${2:-}"; shift 2 ;;
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --set) sets+=(--set "${2:-}"); shift 2 ;;
     --restart) restart=1; shift ;;
     --resume) resume=1; shift ;;
+    --insecure) insecure=1; shift ;;
     --agent-arg) agent_args+=("${2:-}"); shift 2 ;;  # extra flag for every gut-agentd (tests)
     -h|--help) usage ;;
     *) echo "run-cluster: unknown argument '$1'" >&2; usage ;;
@@ -48,6 +51,20 @@ n="$("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --print-num-agents)"
 mkdir -p "$out/logs" "$out/agents" "$out/pids" || exit 2
 rm -f "$out/coordinator.port"
 [[ $resume == 1 ]] || rm -f "$out/summary.json"
+
+# Mutual TLS: a CA and a certificate per process, made for this run (kept for --resume).
+tls_coordinator=() 
+if [[ $insecure == 0 ]]; then
+  names=(gut-coordinator)
+  for ((r = 0; r < n; r++)); do names+=("agent-$r"); done
+  [[ $resume == 1 ]] || rm -rf "$out/tls"
+  bash "$here/deploy/local/make-certs.sh" "$out/tls" "${names[@]}" || exit 2
+  tls_coordinator=(--tls-ca "$out/tls/ca.pem" --tls-cert "$out/tls/gut-coordinator.pem" --tls-key "$out/tls/gut-coordinator.key")
+fi
+tls_agent() {  # $1: rank
+  [[ $insecure == 1 ]] && return
+  echo --tls-ca "$out/tls/ca.pem" --tls-cert "$out/tls/agent-$1.pem" --tls-key "$out/tls/agent-$1.key"
+}
 
 coord="" tail_pid=""
 agent_pids=()
@@ -75,7 +92,7 @@ on_interrupt() {
 trap on_interrupt INT TERM
 
 coordinator_cmd=("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --port-file "$out/coordinator.port" --out "$out"
-                 --metrics 127.0.0.1:0)
+                 --metrics 127.0.0.1:0 "${tls_coordinator[@]}")
 start_coordinator() {  # $1: listen address; extra flags follow
   local listen="$1"; shift
   "${coordinator_cmd[@]}" --listen "$listen" "$@" >>"$out/logs/coordinator.log" 2>&1 &
@@ -99,11 +116,11 @@ start_agent() {  # $1: rank
   local dir
   dir="$(agent_dir "$1")"
   "$agent_bin" --coordinator "127.0.0.1:$port" --listen 127.0.0.1:0 --rank "$1" --name "agent-$1" \
-    --checkpoint-dir "$dir" --metrics 127.0.0.1:0 "${agent_args[@]}" >>"$(agent_log "$1")" 2>&1 &
+    --checkpoint-dir "$dir" --metrics 127.0.0.1:0 $(tls_agent "$1") "${agent_args[@]}" >>"$(agent_log "$1")" 2>&1 &
   agent_pids[$1]=$!
   printf '%s\n' "$!" >"$(printf '%s/pids/agent-%02d.pid' "$out" "$1")"
 }
-echo "run-cluster: coordinator on 127.0.0.1:$port, starting $n agents (logs in $out/logs/)$([[ $restart == 1 ]] && echo ', restarting any that crashes')"
+echo "run-cluster: coordinator on 127.0.0.1:$port, starting $n agents (logs in $out/logs/), $([[ $insecure == 1 ]] && echo plaintext || echo 'mutual TLS')$([[ $restart == 1 ]] && echo ', restarting any that crashes')"
 for ((r = 0; r < n; r++)); do
   [[ $resume == 1 ]] || : >"$(agent_log "$r")"
   [[ $resume == 1 ]] || rm -f "$(agent_dir "$r")/params-final.f32"

@@ -1,0 +1,137 @@
+#include "core/common/cli.h"
+
+#include <atomic>
+#include <iostream>
+#include <mutex>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace gut::core {
+namespace {
+
+std::atomic<int64_t> g_round{-1};
+std::mutex g_name_mu;
+std::string g_name = "gut";  // guarded by g_name_mu
+
+std::string Name() {
+  std::lock_guard<std::mutex> l(g_name_mu);
+  return g_name;
+}
+
+// %N: the process's name.
+class NameFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string n = Name();
+    dest.append(n.data(), n.data() + n.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<NameFlag>(); }
+};
+
+// %R: the current round ("-" before the first).
+class RoundFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const int64_t r = g_round.load();
+    const std::string s = r < 0 ? "-" : std::to_string(r);
+    dest.append(s.data(), s.data() + s.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<RoundFlag>(); }
+};
+
+void AppendJsonEscaped(const char* b, const char* e, spdlog::memory_buf_t& dest) {
+  for (const char* p = b; p != e; ++p) {
+    const unsigned char c = static_cast<unsigned char>(*p);
+    if (c == '"' || c == '\\') {
+      dest.push_back('\\');
+      dest.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      dest.append(buf, buf + 6);
+    } else {
+      dest.push_back(static_cast<char>(c));
+    }
+  }
+}
+
+// %J: the message, escaped for a JSON string; %Q: the name, escaped.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& m, const std::tm&, spdlog::memory_buf_t& dest) override {
+    AppendJsonEscaped(m.payload.data(), m.payload.data() + m.payload.size(), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+class JsonNameFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string n = Name();
+    AppendJsonEscaped(n.data(), n.data() + n.size(), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonNameFlag>(); }
+};
+
+}  // namespace
+
+std::string VersionString(const std::string& program) {
+  return absl::StrCat(program, " ", kVersion, " (revision ", kRevision, ")");
+}
+
+void AddCommonFlags(CLI::App& app, const std::string& program, LogOptions* log) {
+  app.set_version_flag("--version", VersionString(program), "print the version and the git revision, then exit");
+  app.add_option("--log-level", log->level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-format", log->format, "text, or json (one object per line)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+int Parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return kExitDone;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return kExitDone;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << app.version() << "\n";
+    return kExitDone;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << app.get_name() << ": " << e.what() << " (--help lists the flags)\n";
+    return kExitBadInput;
+  }
+  return -1;
+}
+
+void SetLogName(const std::string& name) {
+  std::lock_guard<std::mutex> l(g_name_mu);
+  g_name = name;
+}
+
+void SetLogRound(int64_t round) { g_round = round; }
+
+void SetupLogging(const LogOptions& log, const std::string& name) {
+  SetLogName(name);
+  auto logger = std::make_shared<spdlog::logger>("gut", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+  auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  f->add_flag<NameFlag>('N').add_flag<RoundFlag>('R').add_flag<JsonMessageFlag>('J').add_flag<JsonNameFlag>('Q');
+  if (log.format == "json") {
+    f->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","name":"%Q","round":"%R","msg":"%J"})");
+  } else {
+    f->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %N round=%R %v");
+  }
+  logger->set_formatter(std::move(f));
+  logger->set_level(spdlog::level::from_str(log.level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+}  // namespace gut::core
