@@ -32,6 +32,17 @@ class MapReader {
     if (node_ && !node_.IsNull() && !node_.IsMap()) {
       return absl::InvalidArgumentError(absl::StrCat(Where(node_), path_, " must be a mapping"));
     }
+    // YAML forbids a key twice in one mapping; yaml-cpp keeps both and would silently use one.
+    if (node_ && node_.IsMap()) {
+      std::set<std::string> seen;
+      for (const auto& kv : node_) {
+        const std::string k = kv.first.as<std::string>();
+        if (!seen.insert(k).second) {
+          return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), "key '", Key(k),
+                                                         "' appears twice; give each key once"));
+        }
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -135,10 +146,38 @@ absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
   return absl::OkStatus();
 }
 
+// Upper bounds: far beyond any real run, low enough that a typo cannot make a process allocate
+// gigabytes or loop for days before saying so.
+constexpr int kMaxAgents = 4096;
+constexpr int kMaxEpochs = 100000;
+constexpr int kMaxBatch = 65536;
+
 absl::Status Validate(const RunConfig& c) {
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
-  if (c.num_agents < 2) return bad(absl::StrCat("agents.count must be at least 2, got ", c.num_agents));
-  if (c.epochs < 1) return bad(absl::StrCat("run.epochs must be at least 1, got ", c.epochs));
+  if (c.num_agents < 2 || c.num_agents > kMaxAgents) {
+    return bad(absl::StrCat("agents.count must be in [2, ", kMaxAgents, "], got ", c.num_agents));
+  }
+  if (c.epochs < 1 || c.epochs > kMaxEpochs) {
+    return bad(absl::StrCat("run.epochs must be in [1, ", kMaxEpochs, "], got ", c.epochs));
+  }
+  if (c.final_gossip_rounds > 1000000) {
+    return bad(absl::StrCat("run.final_gossip_rounds must be at most 1000000, got ", c.final_gossip_rounds));
+  }
+  if (c.threads > 1024) return bad(absl::StrCat("run.threads must be at most 1024, got ", c.threads));
+  if (c.batch_size > kMaxBatch || c.test_batch_size > kMaxBatch) {
+    return bad(absl::StrCat("data.batch_size and data.test_batch_size must be at most ", kMaxBatch, ", got ",
+                            c.batch_size, " and ", c.test_batch_size));
+  }
+  if (c.codec.int8_chunk > (1 << 26)) {
+    return bad(absl::StrCat("exchange.int8_chunk must be at most ", 1 << 26, ", got ", c.codec.int8_chunk));
+  }
+  if (c.deadline_s > 86400 || c.rejoin_timeout_s > 86400) {
+    return bad("exchange.deadline_s and fault.rejoin_timeout_s must be at most 86400 (a day)");
+  }
+  if (c.edges.size() > static_cast<size_t>(kMaxAgents) * kMaxAgents / 2) {
+    return bad(absl::StrCat("topology.edges has ", c.edges.size(), " entries, more than any graph of ", kMaxAgents,
+                            " agents"));
+  }
   if (c.final_gossip_rounds < 0)
     return bad(absl::StrCat("run.final_gossip_rounds must be >= 0, got ", c.final_gossip_rounds));
   if (c.eval_every < 1) return bad(absl::StrCat("run.eval_every must be >= 1, got ", c.eval_every));
@@ -222,6 +261,7 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
   MapReader top(root, "", source);
   absl::Status st;
   auto chain = [&st](absl::Status s) { if (st.ok()) st = std::move(s); };
+  chain(top.Check());
 
   MapReader run(top.Child("run"), "run", source);
   chain(run.Check());
@@ -348,6 +388,11 @@ absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
                                        const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open manifest '", path, "'"));
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > (1u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest '", path, "' is ", size, " bytes; a manifest is at most 1 MiB"));
+  }
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseManifest(ss.str(), path, overrides);

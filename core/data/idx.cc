@@ -74,10 +74,19 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
   }
   out.data.resize(total);
   if (auto s = ReadExact(f.get(), path, out.data.data(), total, "IDX payload"); !s.ok()) return s;
+  // Reading past the end makes zlib check the gzip trailer: a CRC or length mismatch (contents
+  // corrupted after compression) shows up only here.
   char extra;
-  if (gzread(f.get(), &extra, 1) > 0) {
+  const int tail = gzread(f.get(), &extra, 1);
+  if (tail > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": trailing bytes after the ", total, "-byte IDX payload"));
+  }
+  if (tail < 0) {
+    int errnum = 0;
+    const char* msg = gzerror(f.get(), &errnum);
+    return absl::DataLossError(absl::StrCat(path, ": the gzip data is corrupt (", msg ? msg : "?",
+                                            "); the file was damaged after it was written"));
   }
   return out;
 }

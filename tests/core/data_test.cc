@@ -187,6 +187,37 @@ TEST_F(IdxTest, TruncatedFileIsAClearError) {
   EXPECT_NE(r.status().message().find("truncated: expected 7840 bytes of IDX payload, got 7156"), std::string::npos) << r.status();
 }
 
+// Contents damaged after compression: every byte still inflates, only the gzip trailer's CRC-32
+// tells. The reader must notice and name the file instead of training on the damage.
+TEST_F(IdxTest, CorruptedGzipContentsAreAnErrorNamingTheFile) {
+  // Large enough that zlib inflates it in several calls and checks the CRC only at the end.
+  std::string img = Header(3, {500, 28, 28});
+  for (int i = 0; i < 500 * 784; ++i) img.push_back(static_cast<char>((i * 7) ^ (i >> 9)));
+  WriteGz("a.gz", img);
+  std::string bytes;
+  {
+    std::ifstream in(dir_ / "a.gz", std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_TRUE(ReadIdx((dir_ / "a.gz").string()).ok());
+  // Flip a bit of the stored CRC-32 (the 8th byte from the end): the data inflates as before.
+  bytes[bytes.size() - 8] ^= 0x01;
+  WritePlain("b.gz", bytes);
+  auto r = ReadIdx((dir_ / "b.gz").string());
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  // zlib checks the trailer when the last compressed bytes are consumed: while reading the payload
+  // or, at the latest, on the read past its end.
+  EXPECT_EQ(r.status().message().rfind((dir_ / "b.gz").string() + ": ", 0), 0u) << r.status();
+  EXPECT_NE(r.status().message().find("incorrect data check"), std::string::npos) << r.status();
+  // And a flip in the middle of the compressed stream.
+  bytes[bytes.size() - 8] ^= 0x01;
+  bytes[bytes.size() / 2] ^= 0x40;
+  WritePlain("c.gz", bytes);
+  auto c = ReadIdx((dir_ / "c.gz").string());
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("c.gz"), std::string::npos) << c.status();
+}
+
 TEST_F(IdxTest, CorruptHeaderAndLabelsAreErrors) {
   WritePlain("bad", std::string("\x01\x02\x08\x01\x00\x00\x00\x01\x00", 9));
   EXPECT_NE(ReadIdx((dir_ / "bad").string()).status().message().find("not an IDX file"), std::string::npos);

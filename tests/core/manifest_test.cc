@@ -1,6 +1,7 @@
 #include "core/config/manifest.h"
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "gtest/gtest.h"
@@ -62,7 +63,7 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
               "topology.graph: unknown graph 'hypercube'; allowed: ring, torus, torus2d, dyck, petersen, full, chain, exponential, edges");
   ExpectError(Error(kGood, {"data.alpha=0"}), "data.alpha must be a positive number");
   ExpectError(Error(kGood, {"data.alpha=-0.5"}), "data.alpha must be a positive number");
-  ExpectError(Error(kGood, {"agents.count=1"}), "agents.count must be at least 2, got 1");
+  ExpectError(Error(kGood, {"agents.count=1"}), "agents.count must be in [2, 4096], got 1");
   ExpectError(Error(kGood, {"algorithm.mu=0.1"}), "algorithm.mu: qg-gutm needs mu + momentum < 1");
   ExpectError(Error(kGood, {"data.path=/nonexistent/fmnist"}), "data.path: directory '/nonexistent/fmnist' does not exist");
   ExpectError(Error(kGood, {"topology.graph=edges", "agents.count=4", "topology.edges=[[0,1],[2,3]]",
@@ -78,7 +79,7 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
               "model.norm: unknown normalisation 'layernorm'; allowed: evonorm, groupnorm");
   ExpectError(Error(kGood, {"data.dataset=svhn"}), "data.dataset: unknown data set 'svhn'; allowed: fashion-mnist, mnist, cifar10, cifar100");
   ExpectError(Error(kGood, {"topology.weights=max-degree"}), "topology.weights: unknown weight rule 'max-degree'");
-  ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be at least 1, got 0");
+  ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be in [1, 100000], got 0");
   ExpectError(Error(kGood, {"exchange.codec=fp8"}), "exchange.codec: unknown codec 'fp8'; allowed: fp32, bf16, int8, topk");
   ExpectError(Error(kGood, {"exchange.codec=topk", "exchange.topk_fraction=0"}), "exchange.topk_fraction must be in (0, 1]");
 }
@@ -91,6 +92,24 @@ TEST(Manifest, UnknownKeysAndWrongTypesAreRefusedWithTheLine) {
   ExpectError(Error("run: {epochs: 3\n"), "m.yaml:2: YAML syntax error");
   ExpectError(Error(kGood, {"run.epochs"}), "--set 'run.epochs': expected key.path=value");
   ExpectError(Error(kGood, {"topology.edges=[[0,1,2]]", "topology.graph=edges"}), "topology.edges[0] must be a pair [a, b]");
+}
+
+TEST(Manifest, DuplicateKeysAndOversizedCountsAreRefused) {
+  ExpectError(Error("run:\n  epochs: 3\n  epochs: 4\n"), "m.yaml:3: key 'run.epochs' appears twice");
+  ExpectError(Error("agents: {count: 4}\nagents: {count: 8}\n"), "m.yaml:2: key 'agents' appears twice");
+  ExpectError(Error(kGood, {"agents.count=1000000000"}), "agents.count must be in [2, 4096], got 1000000000");
+  ExpectError(Error(kGood, {"run.epochs=100000000"}), "run.epochs must be in [1, 100000]");
+  ExpectError(Error(kGood, {"data.batch_size=10000000"}), "data.batch_size and data.test_batch_size must be at most 65536");
+  ExpectError(Error(kGood, {"exchange.int8_chunk=2000000000"}), "exchange.int8_chunk must be at most");
+  ExpectError(Error(kGood, {"fault.rejoin_timeout_s=1e9"}), "at most 86400");
+  const auto big = std::filesystem::temp_directory_path() / "gut_big_manifest.yaml";
+  {
+    std::ofstream out(big);
+    out << kGood << "# " << std::string(2 << 20, 'x') << "\n";
+  }
+  auto c = LoadManifest(big.string(), {});
+  ExpectError(std::string(c.status().message()), "a manifest is at most 1 MiB");
+  std::filesystem::remove(big);
 }
 
 TEST(LrSchedule, StepDecayAtMilestones) {
