@@ -88,7 +88,7 @@ void Codec::EncodeRaw(absl::Span<float> v, std::string* out, Rng64* rng) {
   const size_t n = v.size();
   switch (options_.kind) {
     case CodecKind::kFp32:
-      out->assign(reinterpret_cast<const char*>(v.data()), 4 * n);
+      if (n > 0) out->assign(reinterpret_cast<const char*>(v.data()), 4 * n);
       return;
     case CodecKind::kBf16: {
       out->resize(2 * n);
@@ -126,6 +126,10 @@ void Codec::EncodeRaw(absl::Span<float> v, std::string* out, Rng64* rng) {
     }
     case CodecKind::kTopK: {
       const size_t k = std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_fraction * n))));
+      if (k == 0) {  // nothing to send
+        Put<uint32_t>(out, 0);
+        return;
+      }
       std::vector<uint32_t> idx(n);
       std::iota(idx.begin(), idx.end(), 0u);
       auto mag = [&](uint32_t i) { return std::isfinite(v[i]) ? std::abs(v[i]) : 0.0f; };
@@ -194,7 +198,7 @@ absl::Status Codec::DecodeRaw(absl::string_view b, absl::Span<float> out) const 
   switch (options_.kind) {
     case CodecKind::kFp32:
       if (b.size() != 4 * n) return size_error(4 * n);
-      std::memcpy(out.data(), b.data(), 4 * n);
+      if (n > 0) std::memcpy(out.data(), b.data(), 4 * n);
       return absl::OkStatus();
     case CodecKind::kBf16:
       if (b.size() != 2 * n) return size_error(2 * n);

@@ -36,7 +36,11 @@ class MapReader {
     if (node_ && node_.IsMap()) {
       std::set<std::string> seen;
       for (const auto& kv : node_) {
-        const std::string k = kv.first.as<std::string>();
+        if (!kv.first.IsScalar()) {
+          return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), path_.empty() ? "the manifest" : path_,
+                                                         " has a key that is not a plain name"));
+        }
+        const std::string k = kv.first.Scalar();
         if (!seen.insert(k).second) {
           return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), "key '", Key(k),
                                                          "' appears twice; give each key once"));
@@ -70,7 +74,7 @@ class MapReader {
   absl::Status NoUnknownKeys(const std::string& allowed) const {
     if (!node_ || !node_.IsMap()) return absl::OkStatus();
     for (const auto& kv : node_) {
-      const std::string k = kv.first.as<std::string>();
+      const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
       if (!used_.count(k)) {
         return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), "unknown key '", Key(k),
                                                        "'; allowed keys here: ", allowed));
@@ -242,8 +246,10 @@ absl::Status Validate(const RunConfig& c) {
 
 }  // namespace
 
-absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std::string& source,
-                                        const std::vector<std::string>& overrides) {
+namespace {
+
+absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, const std::string& source,
+                                                 const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -382,6 +388,22 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
     c.hyper.lazy_mixing = BuildMixingMatrix(c)->ComputeSpectrum().lambda_min <= -1.0 / 3 + 1e-9;
   }
   return c;
+}
+
+}  // namespace
+
+// yaml-cpp throws from deep inside (a conversion of an odd node, a recursion limit); whatever
+// escapes the checks above is still an error naming the source, never a crash.
+absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std::string& source,
+                                        const std::vector<std::string>& overrides) {
+  try {
+    return ParseManifestUnguarded(yaml_text, source, overrides);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, e.mark.is_null() ? "" : absl::StrCat(":", e.mark.line + 1),
+                                                   ": cannot read the manifest: ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": cannot read the manifest: ", e.what()));
+  }
 }
 
 absl::StatusOr<RunConfig> LoadManifest(const std::string& path,

@@ -72,8 +72,25 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
   if (total > (uint64_t{1} << 34)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": IDX payload of ", total, " bytes is too large"));
   }
-  out.data.resize(total);
-  if (auto s = ReadExact(f.get(), path, out.data.data(), total, "IDX payload"); !s.ok()) return s;
+  // Grow with what actually arrives: a header that claims gigabytes costs nothing until the bytes
+  // are really there (a damaged or hostile file cannot make us allocate them up front).
+  while (out.data.size() < total) {
+    const size_t have = out.data.size();
+    // Doubling from 64 KiB: few reads for a real file, little memory for a lying header.
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(std::max<uint64_t>(64 << 10, have), total - have));
+    out.data.resize(have + want);
+    const int got = gzread(f.get(), out.data.data() + have, static_cast<unsigned>(want));
+    if (got < 0) {
+      int errnum = 0;
+      const char* msg = gzerror(f.get(), &errnum);
+      return absl::DataLossError(absl::StrCat(path, ": corrupt data while reading IDX payload: ", msg ? msg : "?"));
+    }
+    out.data.resize(have + static_cast<size_t>(got));
+    if (got == 0) {
+      return absl::DataLossError(absl::StrCat(path, ": file is truncated: expected ", total,
+                                              " bytes of IDX payload, got ", have));
+    }
+  }
   // Reading past the end makes zlib check the gzip trailer: a CRC or length mismatch (contents
   // corrupted after compression) shows up only here.
   char extra;
