@@ -132,16 +132,27 @@ void CoordinatorService::Persist() {
   }
 }
 
-// agents.json (who is who) and prometheus-targets.json (Prometheus file_sd_configs format).
+void CoordinatorService::SetMetricsAddress(const std::string& address) {
+  absl::MutexLock l(&mu_);
+  metrics_address_ = address;
+  if (members_.begun()) WriteAgents();
+}
+
+// agents.json (who is who) and prometheus-targets.json (Prometheus file_sd_configs format: the
+// coordinator's /metrics and every agent's, labelled with job, rank and name).
 void CoordinatorService::WriteAgents() {
   nlohmann::json agents = nlohmann::json::array();
   nlohmann::json targets = nlohmann::json::array();
+  if (!metrics_address_.empty()) {
+    targets.push_back({{"targets", {metrics_address_}}, {"labels", {{"job", "gut-coordinator"}, {"run_id", run_id_}}}});
+  }
   for (const auto& [rank, a] : members_.agents()) {
     agents.push_back({{"rank", rank}, {"name", a.name}, {"address", a.address}, {"metrics_address", a.metrics_address},
                       {"incarnation", a.incarnation}});
     if (!a.metrics_address.empty()) {
       targets.push_back({{"targets", {a.metrics_address}},
-                         {"labels", {{"job", "gut-agent"}, {"rank", std::to_string(rank)}, {"name", a.name}}}});
+                         {"labels", {{"job", "gut-agent"}, {"run_id", run_id_}, {"rank", std::to_string(rank)},
+                                     {"name", a.name}}}});
     }
   }
   const std::string dir = options_.out_dir;

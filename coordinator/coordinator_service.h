@@ -90,6 +90,8 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   void WriteUnfinished(const std::string& status, const std::string& why);
   const std::string& run_id() const { return run_id_; }
   CoordinatorView View() const;
+  // The coordinator's own /metrics address, listed in prometheus-targets.json with the agents'.
+  void SetMetricsAddress(const std::string& address) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   CoordinatorService(core::RunConfig config, CoordinatorOptions options, core::MixingMatrix w);
@@ -120,6 +122,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
+  std::string metrics_address_ ABSL_GUARDED_BY(mu_);
   absl::Time start_ = absl::Now();
   std::thread monitor_;
 };

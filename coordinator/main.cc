@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", tls_files.key, "PEM private key of --tls-cert");
   app.add_flag("--insecure", insecure, "allow plaintext on a non-loopback address");
   app.add_option("--port-file", port_file, "write the bound port here once listening");
-  app.add_option("--metrics", metrics_address, "serve Prometheus /metrics on this address (empty: off)");
+  app.add_option("--metrics", metrics_address, "serve Prometheus /metrics and the status page on this address (empty: off)");
+  std::string health_listen;
+  app.add_option("--health-listen", health_listen, "plaintext grpc.health.v1 only, for Kubernetes probes (off by default)");
   app.add_option("--run-id", run_id, "run id (default: run name + random suffix)");
   app.add_option("--join-token-file", token_file, "require this file's contents (one line) as the join token");
   app.add_option("--join-timeout-s", join_timeout_s, "bootstrap barrier limit")->capture_default_str();
@@ -133,8 +135,10 @@ int main(int argc, char** argv) {
     gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), *config, service.run_id(),
                                                                       gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
-    spdlog::info("metrics on http://{}:{}/metrics", metrics_address.substr(0, metrics_address.rfind(':')),
-                 metrics->port());
+    std::string host = metrics_address.substr(0, metrics_address.rfind(':'));
+    if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+    service.SetMetricsAddress(absl::StrCat(host, ":", metrics->port()));
+    spdlog::info("metrics on http://{}:{}/metrics", host, metrics->port());
   }
   service.OnEpoch([](const gut::report::EpochRecord& r) { spdlog::info("{}", gut::report::FormatProgress(r)); });
 
@@ -148,6 +152,19 @@ int main(int argc, char** argv) {
   if (!server || port == 0) {
     spdlog::error("cannot listen on '{}'", listen);
     return 2;
+  }
+  std::unique_ptr<grpc::Server> health_server;
+  if (!health_listen.empty()) {
+    // Kubernetes' gRPC probes speak neither TLS nor our protocol: the health service alone, in
+    // plaintext, on an address of its own.
+    grpc::ServerBuilder hb;
+    int health_port = 0;
+    hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server = hb.BuildAndStart();
+    if (!health_server || health_port == 0) {
+      spdlog::error("cannot listen on --health-listen '{}'", health_listen);
+      return 2;
+    }
   }
   if (!port_file.empty()) (void)gut::core::AtomicWrite(port_file, absl::StrCat(port, "\n"));
   spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
@@ -176,6 +193,7 @@ int main(int argc, char** argv) {
   if (!result.ok()) service.WriteUnfinished(stopped ? "stopped" : "failed", std::string(result.message()));
   if (gauges) gauges->Update(service.View());
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (health_server) health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (stopped) {
     spdlog::info("stopped; the run's state is in {} (continue with --resume)", out_dir);

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_format.h"
+#include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "core/common/process.h"
 #include "core/config/manifest.h"
@@ -114,6 +115,20 @@ int main(int argc, char** argv) {
     spdlog::warn("{} could not solve its per-round subproblem {} times (non-finite data; the previous solution was "
                  "reused each time)", config->hyper.algorithm, summary->solver_fallbacks);
   }
-  spdlog::info("wrote {}, {} and {}", csv, svg, json);
+  // Every agent's final model, in the cluster's layout (agents/rank-NN/params-final.f32, raw
+  // little-endian float32), so that a cluster's results can be compared with cmp.
+  for (int i = 0; i < (*sim)->num_agents(); ++i) {
+    const auto dir = std::filesystem::path(out_dir) / absl::StrFormat("agents/rank-%02d", i);
+    std::filesystem::create_directories(dir, ec);
+    const auto x = (*sim)->Params(i);
+    if (auto s = gut::core::AtomicWrite((dir / "params-final.f32").string(),
+                                        absl::string_view(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)),
+                                        gut::core::Durability::kRename);
+        !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));
+      return 1;
+    }
+  }
+  spdlog::info("wrote {}, {}, {} and agents/rank-NN/params-final.f32", csv, svg, json);
   return 0;
 }
