@@ -19,28 +19,13 @@
 
 #include "core/config/manifest.h"
 #include "services/grpc_exchange.h"
+#include "services/metrics.h"
 
 namespace gut::agent {
 
 struct AgentIdentity {
   std::string run_id, name, version;
   int rank = 0;
-};
-
-// A gauge that is registered on its first Set.
-class LazyGauge {
- public:
-  LazyGauge(prometheus::Family<prometheus::Gauge>& family, std::map<std::string, std::string> labels = {})
-      : family_(family), labels_(std::move(labels)) {}
-  void Set(double v) {
-    if (g_ == nullptr) g_ = &family_.Add(labels_);
-    g_->Set(v);
-  }
-
- private:
-  prometheus::Family<prometheus::Gauge>& family_;
-  std::map<std::string, std::string> labels_;
-  prometheus::Gauge* g_ = nullptr;
 };
 
 // A counter fed with totals from a source that can start over (an exchange's per-neighbour
@@ -94,7 +79,7 @@ class AgentMetrics {
   prometheus::Gauge& generation_;
   prometheus::Gauge& unacked_;
   prometheus::Counter& solver_fallbacks_;
-  LazyGauge lr_, progress_, eta_, train_loss_, test_accuracy_, test_loss_, consensus_;
+  services::LazyGauge lr_, progress_, eta_, train_loss_, test_accuracy_, test_loss_, consensus_;
   struct PeerSeries {
     RunningTotal sent, received, connects, wait;
     prometheus::Gauge* up;

@@ -7,8 +7,11 @@
 namespace gut::coordinator {
 namespace {
 
+prometheus::Family<prometheus::Gauge>& Family(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
 prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+  return Family(r, name, help).Add({});
 }
 
 }  // namespace
@@ -23,21 +26,21 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
       left_(Gauge(r, "gut_coordinator_agents_left", "Agents that have finished, failed or stopped.")),
       epoch_(Gauge(r, "gut_coordinator_epoch", "Last epoch every active agent has reported.")),
       epochs_(Gauge(r, "gut_coordinator_epochs", "Epochs the run trains for (run.epochs).")),
-      rounds_per_epoch_(Gauge(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
       progress_(Gauge(r, "gut_coordinator_progress_ratio", "Share of the run's epochs completed, 0 to 1.")),
-      eta_(Gauge(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
       generation_(Gauge(r, "gut_coordinator_recovery_generation",
                         "Recovery generation: increases with every rollback or dropped rank.")),
       dropped_(Gauge(r, "gut_coordinator_agents_dropped", "Ranks removed from the run (fault.on_peer_loss: drop).")),
-      acc_mean_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio")
-                    .Help("Test accuracy over agents at the last evaluated epoch (stat = mean, min, max).")
-                    .Register(r).Add({{"stat", "mean"}})),
-      acc_min_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio").Register(r).Add({{"stat", "min"}})),
-      acc_max_(prometheus::BuildGauge().Name("gut_coordinator_test_accuracy_ratio").Register(r).Add({{"stat", "max"}})),
-      loss_(Gauge(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
-      consensus_(Gauge(r, "gut_coordinator_consensus_distance",
-                       "Consensus distance estimated from the agents' parameter sketches at the last epoch.")),
-      rps_(Gauge(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
+      rounds_per_epoch_(Family(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
+      eta_(Family(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
+      acc_mean_(Family(r, "gut_coordinator_test_accuracy_ratio",
+                       "Test accuracy over agents at the last evaluated epoch (stat = mean, min, max)."),
+                {{"stat", "mean"}}),
+      acc_min_(Family(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "min"}}),
+      acc_max_(Family(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "max"}}),
+      loss_(Family(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
+      consensus_(Family(r, "gut_coordinator_consensus_distance",
+                        "Consensus distance estimated from the agents' parameter sketches at the last epoch.")),
+      rps_(Family(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
       agent_up_(prometheus::BuildGauge().Name("gut_coordinator_agent_up")
                     .Help("1 while the agent of this rank sends heartbeats (or has finished).").Register(r)),
       agent_round_(prometheus::BuildGauge().Name("gut_coordinator_agent_round")
@@ -82,17 +85,17 @@ void CoordinatorMetrics::Update(const CoordinatorView& v) {
     const double d = static_cast<double>(v.refused[k]) - refused_[k]->Value();
     if (d > 0) refused_[k]->Increment(d);
   }
-  if (v.last != nullptr) {
+  if (v.has_last) {
     // Gauges are only created with a value once one exists: no placeholder before the first epoch.
-    if (v.last->evaluated) {
-      acc_mean_.Set(v.last->acc_mean);
-      acc_min_.Set(v.last->acc_min);
-      acc_max_.Set(v.last->acc_max);
+    if (v.last.evaluated) {
+      acc_mean_.Set(v.last.acc_mean);
+      acc_min_.Set(v.last.acc_min);
+      acc_max_.Set(v.last.acc_max);
     }
-    loss_.Set(v.last->train_loss);
-    consensus_.Set(v.last->consensus);
-    rps_.Set(v.last->rounds_per_s);
-    eta_.Set(v.last->eta_s);
+    loss_.Set(v.last.train_loss);
+    consensus_.Set(v.last.consensus);
+    rps_.Set(v.last.rounds_per_s);
+    eta_.Set(v.last.eta_s);
   }
 }
 

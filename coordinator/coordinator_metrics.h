@@ -14,6 +14,7 @@
 
 #include "coordinator/coordinator_service.h"
 #include "core/config/manifest.h"
+#include "services/metrics.h"
 
 namespace gut::coordinator {
 
@@ -26,14 +27,13 @@ class CoordinatorMetrics {
  private:
   prometheus::Registry& registry_;
   const core::RunConfig config_;
-  prometheus::Gauge &joined_, &expected_, &active_, &left_, &epoch_, &epochs_, &rounds_per_epoch_, &progress_,
-      &eta_, &generation_, &dropped_, &acc_mean_, &acc_min_, &acc_max_, &loss_, &consensus_, &rps_;
+  prometheus::Gauge &joined_, &expected_, &active_, &left_, &epoch_, &epochs_, &progress_, &generation_, &dropped_;
+  services::LazyGauge rounds_per_epoch_, eta_, acc_mean_, acc_min_, acc_max_, loss_, consensus_, rps_;
   std::map<std::string, prometheus::Gauge*> status_;
   prometheus::Family<prometheus::Gauge>& agent_up_;
   prometheus::Family<prometheus::Gauge>& agent_round_;
   std::map<int, prometheus::Gauge*> up_, round_;
   std::vector<prometheus::Counter*> refused_;
-  bool has_epoch_ = false;
 };
 
 }  // namespace gut::coordinator

@@ -176,8 +176,14 @@ CoordinatorView CoordinatorService::ViewLocked() const {
   v.generation = members_.generation();
   v.rounds_per_epoch = members_.rounds_per_epoch();
   v.epoch = aggregator_.last_epoch();
-  v.last = aggregator_.epochs().empty() ? nullptr : &aggregator_.epochs().back();
+  v.epochs = config_.epochs;
+  v.has_last = !aggregator_.epochs().empty();
+  if (v.has_last) v.last = aggregator_.epochs().back();
   v.agents = members_.agents();
+  const core::Graph& g = members_.graph();
+  for (int i = 0; i < g.size(); ++i)
+    for (int j : g.neighbours(i))
+      if (i < j) v.edges.emplace_back(i, j);
   v.dropped = members_.dropped();
   for (int k = 0; k < static_cast<int>(Refusal::kCount); ++k) v.refused[k] = refused_[k];
   return v;
@@ -185,9 +191,7 @@ CoordinatorView CoordinatorService::ViewLocked() const {
 
 CoordinatorView CoordinatorService::View() const {
   absl::MutexLock l(&mu_);
-  CoordinatorView v = ViewLocked();
-  v.last = nullptr;
-  return v;
+  return ViewLocked();
 }
 
 void CoordinatorService::Changed() {

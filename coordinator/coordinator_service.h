@@ -54,9 +54,11 @@ struct CoordinatorView {
   int joined = 0, expected = 0, active = 0, left = 0;
   uint64_t generation = 0;
   int64_t rounds_per_epoch = 0;
-  int epoch = 0;
-  const report::EpochRecord* last = nullptr;  // valid during the callback only
+  int epoch = 0, epochs = 0;
+  bool has_last = false;
+  report::EpochRecord last;  // the last aggregated epoch (has_last)
   std::map<int, AgentRecord> agents;
+  std::vector<std::pair<int, int>> edges;  // the current graph (without dropped ranks)
   std::vector<DroppedRank> dropped;
   int64_t refused[static_cast<int>(Refusal::kCount)] = {};
 };

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_service.h"
+#include "coordinator/status_page.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "services/grpc_options.h"
@@ -135,6 +136,10 @@ int main(int argc, char** argv) {
     gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), *config, service.run_id(),
                                                                       gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
+    metrics->Serve("/", [] { return std::make_pair(std::string("text/html; charset=utf-8"), gut::coordinator::StatusPageHtml()); });
+    metrics->Serve("/status.json", [&service] {
+      return std::make_pair(std::string("application/json"), gut::coordinator::StatusJson(service.View()));
+    });
     std::string host = metrics_address.substr(0, metrics_address.rfind(':'));
     if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
     service.SetMetricsAddress(absl::StrCat(host, ":", metrics->port()));

@@ -113,6 +113,8 @@ class Membership {
   // True while some active agent is lost, away or not heard from: a recovery waits for them.
   bool waiting_for_agents() const;
   gut::v1::RunCommand CommandFor(int rank) const;
+  // The graph the run uses now (the manifest's, or what is left after drops).
+  const core::Graph& graph() const { return current_ ? current_->graph() : base_.graph(); }
   uint64_t generation() const { return command_.generation(); }
   int64_t restore_round() const { return command_.restore_round(); }
 

@@ -1,5 +1,7 @@
 #include "services/metrics.h"
 
+#include <tuple>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -124,6 +126,11 @@ std::string MetricsEndpoint::Render() const {
   return prometheus::TextSerializer().Serialize(families);
 }
 
+void MetricsEndpoint::Serve(const std::string& path, Page page) {
+  std::lock_guard<std::mutex> l(pages_mu_);
+  pages_[path] = std::move(page);
+}
+
 void MetricsEndpoint::Loop() {
   for (;;) {
     pollfd p[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
@@ -145,14 +152,24 @@ void MetricsEndpoint::Loop() {
       req.append(buf, static_cast<size_t>(n));
     }
     std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-    if (req.rfind("GET /metrics", 0) == 0 && (req[12] == ' ' || req[12] == '?')) {
+    // "GET /path?query HTTP/1.1": the path alone decides.
+    std::string path;
+    if (req.rfind("GET ", 0) == 0) path = req.substr(4, req.find_first_of(" ?\r\n", 4) - 4);
+    Page page;
+    {
+      std::lock_guard<std::mutex> l(pages_mu_);
+      if (auto it = pages_.find(path); it != pages_.end()) page = it->second;
+    }
+    if (path == "/metrics") {
       body = Render();
-    } else if (req.rfind("GET / ", 0) == 0) {
+    } else if (page) {
+      std::tie(type, body) = page();
+    } else if (path == "/") {
       type = "text/html";
       body = "<html><body><a href=\"/metrics\">/metrics</a></body></html>\n";
     } else {
       status = "404 Not Found";
-      body = "only GET /metrics is served here\n";
+      body = "not found: this endpoint serves /metrics\n";
     }
     const std::string head = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
                                           "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");

@@ -15,6 +15,14 @@
 
 #include "absl/status/statusor.h"
 
+#include <functional>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+
 namespace prometheus {
 class Registry;
 }  // namespace prometheus
@@ -23,6 +31,11 @@ namespace gut::services {
 
 class MetricsEndpoint {
  public:
+  // Extra pages (the coordinator's status page): GET `path` answers with what `page` returns,
+  // (content type, body). Called on the endpoint's thread: keep it quick and thread-safe.
+  using Page = std::function<std::pair<std::string, std::string>()>;
+  void Serve(const std::string& path, Page page);
+
   // Serves http://ADDRESS/metrics (IPv4 "host:port"; port 0 picks a free one, see port()).
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& address);
   ~MetricsEndpoint();
@@ -35,10 +48,29 @@ class MetricsEndpoint {
   MetricsEndpoint() = default;
   void Loop();
   std::shared_ptr<prometheus::Registry> registry_;
+  std::mutex pages_mu_;
+  std::map<std::string, Page> pages_;  // guarded by pages_mu_
   std::shared_ptr<class ProcessCollector> process_;
   int fd_ = -1, wake_[2] = {-1, -1};
   int port_ = 0;
   std::thread thread_;
+};
+
+// A gauge that is registered on its first Set: a series with no meaningful value before its
+// first measurement (a loss, an accuracy, an ETA) is absent rather than a placeholder 0 or -1.
+class LazyGauge {
+ public:
+  LazyGauge(prometheus::Family<prometheus::Gauge>& family, std::map<std::string, std::string> labels = {})
+      : family_(family), labels_(std::move(labels)) {}
+  void Set(double v) {
+    if (g_ == nullptr) g_ = &family_.Add(labels_);
+    g_->Set(v);
+  }
+
+ private:
+  prometheus::Family<prometheus::Gauge>& family_;
+  std::map<std::string, std::string> labels_;
+  prometheus::Gauge* g_ = nullptr;
 };
 
 // Histogram buckets for durations: 1 ms to 60 s, six per decade.

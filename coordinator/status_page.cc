@@ -1,0 +1,187 @@
+#include "coordinator/status_page.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+namespace gut::coordinator {
+namespace {
+
+// NaN and infinity are not JSON: they become null.
+nlohmann::json Number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+std::string StatusJson(const CoordinatorView& v) {
+  nlohmann::json agents = nlohmann::json::array();
+  std::set<std::pair<int, int>> down;  // links an end reports as down
+  for (const auto& [rank, a] : v.agents) {
+    agents.push_back({{"rank", rank},
+                      {"name", a.name},
+                      {"state", AgentStateName(a.state)},
+                      {"round", a.round},
+                      {"epoch", a.epoch},
+                      {"loss", Number(a.loss)},
+                      {"accuracy", Number(a.accuracy)},
+                      {"incarnation", a.incarnation},
+                      {"generation", a.generation}});
+    for (int p : a.peers_down) down.insert({std::min(rank, p), std::max(rank, p)});
+  }
+  nlohmann::json links = nlohmann::json::array();
+  for (const auto& [i, j] : v.edges) {
+    auto alive = [&](int r) {
+      auto it = v.agents.find(r);
+      return it != v.agents.end() && it->second.present();
+    };
+    const bool up = alive(i) && alive(j) && !down.count({i, j});
+    links.push_back({{"a", i}, {"b", j}, {"up", up}});
+  }
+  nlohmann::json dropped = nlohmann::json::array();
+  for (const auto& d : v.dropped) dropped.push_back({{"rank", d.rank}, {"round", d.round}});
+  nlohmann::json j = {{"run_id", v.run_id},
+                      {"status", v.status},
+                      {"failure", v.failure},
+                      {"agents_expected", v.expected},
+                      {"agents_joined", v.joined},
+                      {"agents_active", v.active},
+                      {"generation", v.generation},
+                      {"epoch", v.epoch},
+                      {"epochs", v.epochs},
+                      {"rounds_per_epoch", v.rounds_per_epoch},
+                      {"progress", v.epochs > 0 ? static_cast<double>(v.epoch) / v.epochs : 0.0},
+                      {"agents", agents},
+                      {"links", links},
+                      {"dropped", dropped}};
+  if (v.has_last) {
+    j["last_epoch"] = {{"epoch", v.last.epoch},
+                       {"train_loss", Number(v.last.train_loss)},
+                       {"accuracy_mean", v.last.evaluated ? Number(v.last.acc_mean) : nullptr},
+                       {"accuracy_min", v.last.evaluated ? Number(v.last.acc_min) : nullptr},
+                       {"accuracy_max", v.last.evaluated ? Number(v.last.acc_max) : nullptr},
+                       {"consensus", Number(v.last.consensus)},
+                       {"rounds_per_second", Number(v.last.rounds_per_s)},
+                       {"eta_seconds", Number(v.last.eta_s)}};
+  }
+  return j.dump();
+}
+
+const std::string& StatusPageHtml() {
+  static const std::string* page = new std::string(R"HTML(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>gut run</title>
+<style>
+  body { font-family: sans-serif; margin: 1.5em; color: #222; }
+  h1 { font-size: 1.3em; margin-bottom: 0.2em; }
+  #summary { margin-bottom: 1em; }
+  .bar { width: 420px; height: 14px; background: #eee; border-radius: 7px; overflow: hidden; display: inline-block;
+         vertical-align: middle; }
+  .bar > div { height: 100%; background: #2b8cbe; }
+  #layout { display: flex; gap: 2em; align-items: flex-start; }
+  table { border-collapse: collapse; font-size: 0.9em; }
+  th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+  th:nth-child(2), td:nth-child(2), th:nth-child(3), td:nth-child(3) { text-align: left; }
+  .state { font-weight: bold; }
+  .legend span { display: inline-block; margin-right: 1em; }
+  .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }
+  #error { color: #b00; }
+</style>
+</head>
+<body>
+<h1>gut run <span id="run"></span></h1>
+<div id="summary">
+  <div><span class="state" id="status">loading</span> &middot; epoch <span id="epoch">-</span>
+    &middot; generation <span id="generation">-</span> &middot; agents <span id="agents">-</span></div>
+  <div><span class="bar"><div id="progress" style="width:0%"></div></span> <span id="percent"></span>
+    &middot; ETA <span id="eta">-</span> &middot; <span id="rate">-</span> rounds/s</div>
+  <div>accuracy <span id="acc">-</span> &middot; loss <span id="loss">-</span>
+    &middot; consensus distance <span id="consensus">-</span></div>
+  <div id="error"></div>
+</div>
+<div id="layout">
+  <div>
+    <svg id="graph" width="380" height="380" viewBox="-210 -210 420 420" role="img" aria-label="topology"></svg>
+    <div class="legend" id="legend"></div>
+  </div>
+  <table id="table">
+    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th>accuracy</th></tr></thead>
+    <tbody></tbody>
+  </table>
+</div>
+<script>
+"use strict";
+const colours = {alive: "#2ca02c", finished: "#1f77b4", unknown: "#999999", lost: "#d62728", away: "#ff7f0e",
+                 failed: "#7f0000", dropped: "#cccccc"};
+document.getElementById("legend").innerHTML = Object.entries(colours).map(
+    ([s, c]) => `<span><i class="dot" style="background:${c}"></i>${s}</span>`).join("");
+const fmt = (v, d) => (v === null || v === undefined) ? "-" : Number(v).toFixed(d);
+const pct = v => (v === null || v === undefined) ? "-" : (100 * v).toFixed(2) + "%";
+function duration(s) {
+  if (s === null || s === undefined) return "-";
+  s = Math.round(s);
+  return Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s";
+}
+function draw(st) {
+  const svg = document.getElementById("graph");
+  const n = st.agents_expected, r = 170;
+  const pos = i => [r * Math.sin(2 * Math.PI * i / n), -r * Math.cos(2 * Math.PI * i / n)];
+  let s = "";
+  for (const l of st.links) {
+    const [x1, y1] = pos(l.a), [x2, y2] = pos(l.b);
+    s += `<line class="link" data-a="${l.a}" data-b="${l.b}" data-up="${l.up}" x1="${x1}" y1="${y1}" x2="${x2}" ` +
+         `y2="${y2}" stroke="${l.up ? "#888" : "#d62728"}" stroke-width="${l.up ? 1.5 : 3}"` +
+         `${l.up ? "" : " stroke-dasharray=\"6 4\""}/>`;
+  }
+  for (const a of st.agents) {
+    const [x, y] = pos(a.rank);
+    s += `<g class="agent" data-rank="${a.rank}" data-state="${a.state}"><circle cx="${x}" cy="${y}" r="14" ` +
+         `fill="${colours[a.state] || "#999"}"/><text x="${x}" y="${y + 4}" text-anchor="middle" font-size="11" ` +
+         `fill="white">${a.rank}</text><title>${a.name}: ${a.state}, round ${a.round}</title></g>`;
+  }
+  svg.innerHTML = s;
+}
+function render(st) {
+  document.getElementById("run").textContent = st.run_id;
+  document.getElementById("status").textContent = st.status + (st.failure ? ": " + st.failure : "");
+  document.getElementById("epoch").textContent = st.epoch + " / " + st.epochs;
+  document.getElementById("generation").textContent = st.generation;
+  document.getElementById("agents").textContent = st.agents_active + " active of " + st.agents_expected +
+      (st.dropped.length ? " (dropped: " + st.dropped.map(d => d.rank).join(", ") + ")" : "");
+  document.getElementById("progress").style.width = (100 * st.progress).toFixed(1) + "%";
+  document.getElementById("percent").textContent = (100 * st.progress).toFixed(1) + "%";
+  const last = st.last_epoch || {};
+  document.getElementById("eta").textContent = duration(last.eta_seconds);
+  document.getElementById("rate").textContent = fmt(last.rounds_per_second, 1);
+  document.getElementById("acc").textContent = pct(last.accuracy_mean) +
+      (last.accuracy_min === null || last.accuracy_min === undefined ? "" :
+       " [" + pct(last.accuracy_min) + ", " + pct(last.accuracy_max) + "]");
+  document.getElementById("loss").textContent = fmt(last.train_loss, 4);
+  document.getElementById("consensus").textContent = last.consensus === undefined ? "-" : Number(last.consensus).toExponential(3);
+  draw(st);
+  document.querySelector("#table tbody").innerHTML = st.agents.map(a =>
+      `<tr class="agent-row" data-rank="${a.rank}"><td>${a.rank}</td><td>${a.name}</td>` +
+      `<td class="state" style="color:${colours[a.state] || "#999"}">${a.state}</td><td class="round">${a.round}</td>` +
+      `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${pct(a.accuracy)}</td></tr>`).join("");
+}
+async function tick() {
+  try {
+    const r = await fetch("status.json", {cache: "no-store"});
+    render(await r.json());
+    document.getElementById("error").textContent = "";
+  } catch (e) {
+    document.getElementById("error").textContent = "coordinator unreachable (" + e + "); retrying";
+  }
+  setTimeout(tick, 1000);
+}
+tick();
+</script>
+</body>
+</html>
+)HTML");
+  return *page;
+}
+
+}  // namespace gut::coordinator

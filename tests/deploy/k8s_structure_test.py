@@ -1,0 +1,833 @@
+#!/usr/bin/python3
+"""Structural test of deploy/k8s: renders every overlay with `kubectl kustomize` (no cluster
+needed) and checks what an API server would not, or only at apply time, or only once pods run:
+
+  keys: an allowlist at every path the manifests write (a misspelt key such as
+        podManagmentPolicy is silently dropped by an API server);
+  wiring: selectors against pod template labels (StatefulSet, Deployment, Services, the
+        PodDisruptionBudget, ServiceMonitors), the StatefulSet's serviceName is a headless Service
+        publishing not-ready addresses, named ports exist, probe ports are numbers equal to the
+        --health-listen port, the flags' ports agree with the container ports, Services and the
+        agents' --coordinator address;
+  binaries: every --flag exists in the built binary's --help, every $(VAR) is defined in env,
+        the coordinator's wrapper adds --resume exactly when its state file exists;
+  resources: requests == limits, OMP_NUM_THREADS from limits.cpu, --threads == limits.cpu,
+        terminationGracePeriodSeconds > --stop-timeout-s, non-root, read-only root file system;
+  volumes: every mount has its volume, no subPath on ConfigMap/Secret mounts, every volume and
+        PVC used exists;
+  contents: the generated ConfigMap's manifest passes gut-coordinator --print-config, its agent
+        count equals the StatefulSet's replicas, the manifest copies equal deploy/examples, and the
+        Secret of deploy/k8s/make-tls-secret.sh holds every file the pods name, with each
+        certificate's common name = the agent's --name and the dialled host names as SANs.
+
+Then it mutates rendered objects (a misspelt key, a named probe port, a subPath, an unknown
+flag, ...) and checks that each mutation is caught.
+
+Usage: k8s_structure_test.py --source-dir DIR --agentd BIN --coordinator BIN [--kubectl kubectl]
+Exit 0 pass, 1 fail, 77 skipped (kubectl or python3-yaml missing).
+"""
+import argparse
+import base64
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+try:
+    import yaml
+except ImportError:
+    print("skipped: python3-yaml is not installed (apt-get install python3-yaml)")
+    sys.exit(SKIP)
+
+# ------------------------------------------------------------------------------------------------
+# Key allowlist: a dict maps each allowed key to the schema of its value (None: not checked
+# further; ANY: a map with free keys, e.g. labels), a one-element list is a list of that schema.
+ANY = {"*": None}
+META = {"name": None, "namespace": None, "labels": ANY, "annotations": ANY}
+SELECTOR = {"matchLabels": ANY, "matchExpressions": None}
+PROBE = {
+    "grpc": {"port": None, "service": None},
+    "initialDelaySeconds": None, "periodSeconds": None, "timeoutSeconds": None,
+    "failureThreshold": None, "successThreshold": None, "terminationGracePeriodSeconds": None,
+}
+ENV = [{
+    "name": None, "value": None,
+    "valueFrom": {
+        "fieldRef": {"fieldPath": None, "apiVersion": None},
+        "resourceFieldRef": {"containerName": None, "resource": None, "divisor": None},
+        "secretKeyRef": {"name": None, "key": None, "optional": None},
+        "configMapKeyRef": {"name": None, "key": None, "optional": None},
+    },
+}]
+QUANTITIES = {"cpu": None, "memory": None, "ephemeral-storage": None}
+CONTAINER = {
+    "name": None, "image": None, "imagePullPolicy": None, "command": None, "args": None,
+    "workingDir": None, "env": ENV,
+    "ports": [{"name": None, "containerPort": None, "protocol": None}],
+    "startupProbe": PROBE, "livenessProbe": PROBE, "readinessProbe": PROBE,
+    "resources": {"requests": QUANTITIES, "limits": QUANTITIES},
+    "securityContext": {
+        "allowPrivilegeEscalation": None, "readOnlyRootFilesystem": None, "privileged": None,
+        "capabilities": {"drop": None, "add": None}, "runAsNonRoot": None, "runAsUser": None,
+        "runAsGroup": None, "seccompProfile": {"type": None, "localhostProfile": None},
+    },
+    "volumeMounts": [{"name": None, "mountPath": None, "readOnly": None, "subPath": None}],
+}
+VOLUMES = [{
+    "name": None,
+    "secret": {"secretName": None, "defaultMode": None, "items": None, "optional": None},
+    "configMap": {"name": None, "defaultMode": None, "items": None, "optional": None},
+    "emptyDir": {"sizeLimit": None, "medium": None},
+    "persistentVolumeClaim": {"claimName": None, "readOnly": None},
+}]
+POD_SPEC = {
+    "terminationGracePeriodSeconds": None, "enableServiceLinks": None,
+    "automountServiceAccountToken": None, "serviceAccountName": None, "priorityClassName": None,
+    "restartPolicy": None, "nodeSelector": ANY, "tolerations": None, "affinity": None,
+    "topologySpreadConstraints": None,
+    "securityContext": {
+        "runAsNonRoot": None, "runAsUser": None, "runAsGroup": None, "fsGroup": None,
+        "fsGroupChangePolicy": None, "seccompProfile": {"type": None, "localhostProfile": None},
+    },
+    "containers": [CONTAINER], "initContainers": [CONTAINER], "volumes": VOLUMES,
+}
+TEMPLATE = {"metadata": META, "spec": POD_SPEC}
+PVC_SPEC = {"accessModes": None, "resources": {"requests": {"storage": None}},
+            "storageClassName": None, "volumeMode": None}
+SPECS = {
+    "StatefulSet": {
+        "serviceName": None, "replicas": None, "podManagementPolicy": None,
+        "updateStrategy": {"type": None, "rollingUpdate": None}, "selector": SELECTOR,
+        "template": TEMPLATE, "volumeClaimTemplates": [{"metadata": META, "spec": PVC_SPEC}],
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": None, "whenScaled": None},
+        "minReadySeconds": None, "revisionHistoryLimit": None,
+    },
+    "Deployment": {
+        "replicas": None, "strategy": {"type": None, "rollingUpdate": None}, "selector": SELECTOR,
+        "template": TEMPLATE, "revisionHistoryLimit": None, "minReadySeconds": None,
+        "progressDeadlineSeconds": None,
+    },
+    "Service": {
+        "clusterIP": None, "publishNotReadyAddresses": None, "selector": ANY, "type": None,
+        "ports": [{"name": None, "port": None, "targetPort": None, "protocol": None,
+                   "appProtocol": None}],
+    },
+    "PodDisruptionBudget": {"maxUnavailable": None, "minAvailable": None, "selector": SELECTOR,
+                            "unhealthyPodEvictionPolicy": None},
+    "PersistentVolumeClaim": PVC_SPEC,
+    "ServiceMonitor": {
+        "selector": SELECTOR, "podTargetLabels": None, "targetLabels": None, "jobLabel": None,
+        "namespaceSelector": None,
+        "endpoints": [{"port": None, "path": None, "interval": None, "scrapeTimeout": None,
+                       "scheme": None, "honorLabels": None, "relabelings": None,
+                       "metricRelabelings": None}],
+    },
+}
+API_VERSIONS = {
+    "StatefulSet": "apps/v1", "Deployment": "apps/v1", "Service": "v1", "ConfigMap": "v1",
+    "PodDisruptionBudget": "policy/v1", "PersistentVolumeClaim": "v1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+}
+# The manifest copies the overlays ship, and the example each must equal.
+MANIFEST_COPIES = {
+    "deploy/k8s/base/run.yaml": "deploy/examples/fmnist-ring16-qggutm-quick.yaml",
+    "deploy/k8s/overlays/fmnist-ring16/run.yaml": "deploy/examples/fmnist-ring16-qggutm.yaml",
+}
+# Created outside the kustomization (by deploy/k8s/make-tls-secret.sh).
+EXTERNAL_SECRETS = {"gut-tls"}
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+VAR = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def object_keys(obj, schema, path, errors):
+    """Every key of obj at the paths of schema must be allowed there."""
+    if schema is None or obj is None:
+        return
+    if isinstance(schema, list):
+        if not isinstance(obj, list):
+            errors.append(f"{path}: expected a list, found {type(obj).__name__}")
+            return
+        for i, item in enumerate(obj):
+            object_keys(item, schema[0], f"{path}[{i}]", errors)
+        return
+    if not isinstance(obj, dict):
+        errors.append(f"{path}: expected a map, found {type(obj).__name__}")
+        return
+    if "*" in schema:
+        return
+    for key, value in obj.items():
+        if key not in schema:
+            errors.append(f"{path}.{key}: unknown key (allowed here: {', '.join(sorted(schema))})")
+        else:
+            object_keys(value, schema[key], f"{path}.{key}", errors)
+
+
+def subset(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def port_of(address):
+    """The port of HOST:PORT (with $(VARS) in the host)."""
+    m = re.fullmatch(r"(.+):(\d+)", address or "")
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def parse_args(args):
+    """--flag=value / --flag value / --flag -> {flag: [values]} (repeatable flags keep all)."""
+    out = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--"):
+            if "=" in a:
+                k, v = a.split("=", 1)
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                k, v = a, args[i + 1]
+                i += 1
+            else:
+                k, v = a, None
+            out.setdefault(k, []).append(v)
+        i += 1
+    return out
+
+
+def one(flags, name):
+    v = flags.get(name)
+    return v[-1] if v else None
+
+
+def quantity_cpu(q):
+    q = str(q)
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+class Binaries:
+    def __init__(self, agentd, coordinator):
+        self.paths = {"gut-agentd": agentd, "gut-coordinator": coordinator}
+        self.help = {}
+
+    def flags(self, name):
+        if name not in self.help:
+            r = subprocess.run([self.paths[name], "--help"], capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise SystemExit(f"FAIL: {self.paths[name]} --help exited {r.returncode}: {r.stderr}")
+            self.help[name] = set(re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*)", r.stdout))
+        return self.help[name]
+
+
+def binary_of(container):
+    """Which gut binary a container runs: its command, or the one a sh -c wrapper execs."""
+    command = container.get("command") or []
+    if command and os.path.basename(command[0]) in ("gut-agentd", "gut-coordinator"):
+        return os.path.basename(command[0]), None
+    if len(command) >= 3 and command[1] == "-c":
+        m = re.search(r"exec (gut-agentd|gut-coordinator)\b", command[2])
+        if m:
+            return m.group(1), command[2]
+    return None, None
+
+
+class Checker:
+    def __init__(self, source, bins, work):
+        self.source = source
+        self.bins = bins
+        self.work = work
+        self.errors = []
+        self.secret_cache = {}
+
+    def err(self, where, msg):
+        self.errors.append(f"{where}: {msg}")
+
+    # --------------------------------------------------------------------------------------------
+    def check(self, docs, name, deep=True):
+        """All checks on one rendering; deep adds the ones that run programs."""
+        by_kind = {}
+        for d in docs:
+            for key in ("apiVersion", "kind", "metadata"):
+                if key not in d:
+                    self.err(name, f"a document without {key}")
+            kind = d.get("kind")
+            where = f"{name}: {kind}/{d.get('metadata', {}).get('name')}"
+            if not d.get("metadata", {}).get("name"):
+                self.err(where, "no metadata.name")
+            by_kind.setdefault(kind, []).append(d)
+            if kind in API_VERSIONS and d.get("apiVersion") != API_VERSIONS[kind]:
+                self.err(where, f"apiVersion {d.get('apiVersion')}, expected {API_VERSIONS[kind]}")
+            top = {"apiVersion": None, "kind": None, "metadata": META}
+            if kind == "ConfigMap":
+                top.update({"data": ANY, "binaryData": ANY})
+            elif kind in SPECS:
+                top["spec"] = SPECS[kind]
+            else:
+                self.err(where, "a kind this test does not know (extend its allowlist)")
+                continue
+            errs = []
+            object_keys(d, top, kind, errs)
+            for e in errs:
+                self.err(where, e)
+        for kind, minimum in (("StatefulSet", 1), ("Deployment", 1), ("Service", 2), ("ConfigMap", 1),
+                              ("PodDisruptionBudget", 1), ("PersistentVolumeClaim", 1)):
+            if len(by_kind.get(kind, [])) < minimum:
+                self.err(name, f"expected at least {minimum} {kind}, found {len(by_kind.get(kind, []))}")
+        if self.errors_in(name):
+            return
+        sts_list, deps = by_kind["StatefulSet"], by_kind["Deployment"]
+        workloads = sts_list + deps
+        services = by_kind.get("Service", [])
+        for w in workloads:
+            self.check_workload(w, by_kind, name)
+        for s in services:
+            self.check_service(s, workloads, name)
+        for p in by_kind.get("PodDisruptionBudget", []):
+            self.check_pdb(p, workloads, name)
+        for m in by_kind.get("ServiceMonitor", []):
+            self.check_monitor(m, services, name)
+        agent, coordinator = self.find_pair(sts_list, deps, name)
+        if agent is None or coordinator is None:
+            return
+        self.check_agents(agent, services, name)
+        self.check_coordinator(coordinator, agent, services, by_kind, name, deep)
+
+    def errors_in(self, name):
+        return any(e.startswith(name + ":") for e in self.errors)
+
+    def find_pair(self, sts_list, deps, name):
+        agent = next((s for s in sts_list if binary_of(s["spec"]["template"]["spec"]["containers"][0])[0] == "gut-agentd"), None)
+        coord = next((d for d in deps if binary_of(d["spec"]["template"]["spec"]["containers"][0])[0] == "gut-coordinator"), None)
+        if agent is None:
+            self.err(name, "no StatefulSet runs gut-agentd")
+        if coord is None:
+            self.err(name, "no Deployment runs gut-coordinator")
+        return agent, coord
+
+    # --------------------------------------------------------------------------------------------
+    def check_workload(self, w, by_kind, name):
+        kind, wname = w["kind"], w["metadata"]["name"]
+        where = f"{name}: {kind}/{wname}"
+        spec = w["spec"]
+        tmpl = spec["template"]
+        labels = tmpl.get("metadata", {}).get("labels", {})
+        sel = spec.get("selector", {}).get("matchLabels", {})
+        if not subset(sel, labels):
+            self.err(where, f"selector {sel} does not match the pod template's labels {labels}")
+        pod = tmpl["spec"]
+        psc = pod.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True or psc.get("runAsUser") != 10001:
+            self.err(where, "pod securityContext: runAsNonRoot: true and runAsUser: 10001 expected")
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
+        for dup in {v["name"] for v in pod.get("volumes", [])} & claims:
+            self.err(where, f"volume {dup} is both a volume and a volumeClaimTemplate")
+        mounted = set()
+        pvcs = {p["metadata"]["name"] for p in by_kind.get("PersistentVolumeClaim", [])}
+        configmaps = {c["metadata"]["name"] for c in by_kind.get("ConfigMap", [])}
+        for vol in volumes.values():
+            if "persistentVolumeClaim" in vol and vol["persistentVolumeClaim"].get("claimName") not in pvcs:
+                self.err(where, f"volume {vol['name']}: PersistentVolumeClaim "
+                                f"{vol['persistentVolumeClaim'].get('claimName')} is not in the rendering")
+            if "configMap" in vol and vol["configMap"].get("name") not in configmaps:
+                self.err(where, f"volume {vol['name']}: ConfigMap {vol['configMap'].get('name')} is not in the rendering")
+            if "secret" in vol and vol["secret"].get("secretName") not in EXTERNAL_SECRETS:
+                self.err(where, f"volume {vol['name']}: Secret {vol['secret'].get('secretName')} is neither "
+                                "rendered nor made by deploy/k8s/make-tls-secret.sh")
+        for c in pod.get("containers", []):
+            cwhere = f"{where}: container {c.get('name')}"
+            env = {e["name"]: e for e in c.get("env", [])}
+            # $(VAR) references.
+            for text in (c.get("command") or []) + (c.get("args") or []):
+                for var in VAR.findall(text):
+                    if var not in env:
+                        self.err(cwhere, f"$({var}) in '{text}' is not defined in env")
+            # Flags.
+            binary, script = binary_of(c)
+            if binary is None:
+                self.err(cwhere, "runs neither gut-agentd nor gut-coordinator")
+            else:
+                known = self.bins.flags(binary)
+                used = set(parse_args(c.get("args") or []))
+                if script:
+                    used |= set(re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*)", script))
+                for flag in sorted(used - known):
+                    self.err(cwhere, f"{flag} is not a {binary} flag (not in its --help)")
+            # Resources: Guaranteed QoS.
+            res = c.get("resources", {})
+            req, lim = res.get("requests", {}), res.get("limits", {})
+            for q in ("cpu", "memory"):
+                if q not in lim or q not in req:
+                    self.err(cwhere, f"resources: requests.{q} and limits.{q} both expected")
+                elif str(req[q]) != str(lim[q]):
+                    self.err(cwhere, f"resources: requests.{q} {req[q]} != limits.{q} {lim[q]}")
+            omp = env.get("OMP_NUM_THREADS")
+            rf = (omp or {}).get("valueFrom", {}).get("resourceFieldRef", {})
+            if binary == "gut-agentd" and (rf.get("resource") != "limits.cpu" or
+                                           rf.get("containerName", c.get("name")) != c.get("name")):
+                self.err(cwhere, "OMP_NUM_THREADS must come from this container's limits.cpu (resourceFieldRef)")
+            sc = c.get("securityContext", {})
+            if sc.get("readOnlyRootFilesystem") is not True or sc.get("allowPrivilegeEscalation") is not False:
+                self.err(cwhere, "securityContext: readOnlyRootFilesystem: true, allowPrivilegeEscalation: false expected")
+            # Ports and probes.
+            ports = {}
+            for p in c.get("ports", []):
+                if not isinstance(p.get("containerPort"), int):
+                    self.err(cwhere, f"port {p.get('name')}: containerPort must be a number")
+                if len(p.get("name", "")) > 15:
+                    self.err(cwhere, f"port name {p.get('name')} is longer than 15 characters")
+                if p.get("name") in ports:
+                    self.err(cwhere, f"port name {p.get('name')} twice")
+                ports[p.get("name")] = p.get("containerPort")
+            flags = parse_args(c.get("args") or [])
+            _, health = port_of(one(flags, "--health-listen"))
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                pr = c.get(probe)
+                if pr is None:
+                    self.err(cwhere, f"no {probe}")
+                    continue
+                gport = pr.get("grpc", {}).get("port")
+                if not isinstance(gport, int):
+                    self.err(cwhere, f"{probe}: grpc.port must be a number (Kubernetes' gRPC probes take no named port), found {gport!r}")
+                elif gport != health:
+                    self.err(cwhere, f"{probe}: grpc.port {gport} is not the --health-listen port {health}")
+            if binary == "gut-agentd" and c.get("readinessProbe", {}).get("grpc", {}).get("service") != "gut.v1.Peer":
+                self.err(cwhere, "readinessProbe: the agents' readiness is grpc service gut.v1.Peer")
+            for probe in ("startupProbe", "livenessProbe"):
+                if c.get(probe, {}).get("grpc", {}).get("service", "") != "":
+                    self.err(cwhere, f"{probe}: liveness must not depend on the neighbours: service \"\" expected")
+            if health is not None and ports.get("health") != health:
+                self.err(cwhere, f"--health-listen port {health} is not the container port 'health' ({ports.get('health')})")
+            _, mport = port_of(one(flags, "--metrics"))
+            ann = tmpl.get("metadata", {}).get("annotations", {})
+            if mport is None or ports.get("metrics") != mport:
+                self.err(cwhere, f"--metrics port {mport} is not the container port 'metrics' ({ports.get('metrics')})")
+            if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(mport):
+                self.err(where, f"prometheus.io/scrape: \"true\" and prometheus.io/port: \"{mport}\" annotations expected")
+            lhost, _ = port_of(one(flags, "--listen"))
+            for flag in ("--listen", "--health-listen", "--metrics"):
+                host, _ = port_of(one(flags, flag))
+                if host != "$(POD_IP)":
+                    self.err(cwhere, f"{flag} should bind $(POD_IP) (probes and peers dial the pod IP), found {host}")
+            if env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "status.podIP":
+                self.err(cwhere, "POD_IP must come from fieldRef status.podIP")
+            # Mounts.
+            for m in c.get("volumeMounts", []):
+                mounted.add(m["name"])
+                vol = volumes.get(m["name"])
+                if vol is None and m["name"] not in claims:
+                    self.err(cwhere, f"volumeMount {m['name']}: no such volume or volumeClaimTemplate")
+                if vol is not None and ("configMap" in vol or "secret" in vol) and "subPath" in m:
+                    self.err(cwhere, f"volumeMount {m['name']}: no subPath on ConfigMap/Secret mounts (they never see updates)")
+        for v in set(volumes) | claims:
+            if v not in mounted:
+                self.err(where, f"volume {v} is not mounted by any container")
+
+    def workload_of(self, selector, workloads):
+        return [w for w in workloads if subset(selector, w["spec"]["template"].get("metadata", {}).get("labels", {}))]
+
+    def check_service(self, s, workloads, name):
+        where = f"{name}: Service/{s['metadata']['name']}"
+        spec = s["spec"]
+        matched = self.workload_of(spec.get("selector", {}), workloads)
+        if len(matched) != 1:
+            self.err(where, f"selector {spec.get('selector')} matches {len(matched)} workloads' pods, expected 1")
+            return
+        c = matched[0]["spec"]["template"]["spec"]["containers"][0]
+        cports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+        for p in spec.get("ports", []):
+            t = p.get("targetPort", p.get("port"))
+            if isinstance(t, str) and t not in cports:
+                self.err(where, f"port {p.get('name')}: targetPort '{t}' is no container port name of "
+                                f"{matched[0]['kind']}/{matched[0]['metadata']['name']}")
+            if isinstance(t, int) and t not in cports.values():
+                self.err(where, f"port {p.get('name')}: targetPort {t} is no container port")
+
+    def check_pdb(self, p, workloads, name):
+        where = f"{name}: PodDisruptionBudget/{p['metadata']['name']}"
+        matched = self.workload_of(p["spec"].get("selector", {}).get("matchLabels", {}), workloads)
+        if len(matched) != 1 or matched[0]["kind"] != "StatefulSet":
+            self.err(where, "selector must match the agents' StatefulSet pods (and nothing else)")
+        if p["spec"].get("maxUnavailable") != 1:
+            self.err(where, "maxUnavailable: 1 expected")
+
+    def check_monitor(self, m, services, name):
+        where = f"{name}: ServiceMonitor/{m['metadata']['name']}"
+        sel = m["spec"].get("selector", {}).get("matchLabels", {})
+        matched = [s for s in services if subset(sel, s["metadata"].get("labels", {}))]
+        if len(matched) != 1:
+            self.err(where, f"selector {sel} matches {len(matched)} Services' labels, expected 1")
+            return
+        names = {p.get("name") for p in matched[0]["spec"].get("ports", [])}
+        for e in m["spec"].get("endpoints", []):
+            if e.get("port") not in names:
+                self.err(where, f"endpoint port '{e.get('port')}' is not a port name of Service/{matched[0]['metadata']['name']}")
+
+    # --------------------------------------------------------------------------------------------
+    def check_agents(self, sts, services, name):
+        where = f"{name}: StatefulSet/{sts['metadata']['name']}"
+        spec = sts["spec"]
+        svc = next((s for s in services if s["metadata"]["name"] == spec.get("serviceName")), None)
+        if svc is None:
+            self.err(where, f"serviceName {spec.get('serviceName')} is not a rendered Service")
+        else:
+            if svc["spec"].get("clusterIP") != "None" or svc["spec"].get("publishNotReadyAddresses") is not True:
+                self.err(where, f"Service/{svc['metadata']['name']} must be headless (clusterIP: None) with publishNotReadyAddresses: true")
+            if not subset(svc["spec"].get("selector", {}), spec["template"]["metadata"].get("labels", {})):
+                self.err(where, f"Service/{svc['metadata']['name']} does not select the StatefulSet's pods")
+        if spec.get("podManagementPolicy") != "Parallel":
+            self.err(where, "podManagementPolicy: Parallel expected (the join barrier waits for every rank)")
+        if spec.get("updateStrategy", {}).get("type") != "OnDelete":
+            self.err(where, "updateStrategy.type: OnDelete expected")
+        pod = spec["template"]["spec"]
+        c = pod["containers"][0]
+        flags = parse_args(c.get("args") or [])
+        env = {e["name"]: e for e in c.get("env", [])}
+        try:
+            stop = float(one(flags, "--stop-timeout-s") or 10)
+        except ValueError:
+            stop = None
+            self.err(where, "--stop-timeout-s is not a number")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if stop is not None and not grace > stop:
+            self.err(where, f"terminationGracePeriodSeconds {grace} must exceed --stop-timeout-s {stop}")
+        if env.get("RANK", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != \
+                f"metadata.labels['{POD_INDEX_LABEL}']":
+            self.err(where, f"RANK must come from the {POD_INDEX_LABEL} label (downward API)")
+        if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            self.err(where, "POD_NAME must come from fieldRef metadata.name")
+        if one(flags, "--rank") != "$(RANK)":
+            self.err(where, "--rank=$(RANK) expected")
+        lim = c.get("resources", {}).get("limits", {})
+        try:
+            if int(one(flags, "--threads") or 1) != quantity_cpu(lim.get("cpu", 0)):
+                self.err(where, f"--threads {one(flags, '--threads')} != limits.cpu {lim.get('cpu')}")
+        except ValueError:
+            self.err(where, "--threads is not a number")
+        ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+        _, lport = port_of(one(flags, "--listen"))
+        if lport is None or ports.get("peer") != lport:
+            self.err(where, f"--listen port {lport} is not the container port 'peer' ({ports.get('peer')})")
+        if svc is not None:
+            for flag, port_name in (("--advertise", "peer"), ("--metrics-advertise", "metrics")):
+                expect = f"$(POD_NAME).{svc['metadata']['name']}:{ports.get(port_name)}"
+                if one(flags, flag) != expect:
+                    self.err(where, f"{flag} {one(flags, flag)}, expected {expect} (the pod's name in the headless Service)")
+                sp = [p for p in svc["spec"].get("ports", []) if p.get("name") == port_name]
+                if not sp or sp[0].get("port") != ports.get(port_name):
+                    self.err(where, f"Service/{svc['metadata']['name']} port '{port_name}' should be {ports.get(port_name)} (the agents advertise it)")
+        name_flag = one(flags, "--name") or ""
+        cert = one(flags, "--tls-cert") or ""
+        if not cert.endswith(f"/{name_flag}.pem") or (one(flags, "--tls-key") or "") != cert[:-4] + ".key":
+            self.err(where, f"--tls-cert/--tls-key must be the files of --name {name_flag} (its common name)")
+
+    def check_coordinator(self, dep, sts, services, by_kind, name, deep):
+        where = f"{name}: Deployment/{dep['metadata']['name']}"
+        spec = dep["spec"]
+        if spec.get("replicas") != 1 or spec.get("strategy", {}).get("type") != "Recreate":
+            self.err(where, "replicas: 1 and strategy Recreate expected (never two coordinators)")
+        c = spec["template"]["spec"]["containers"][0]
+        flags = parse_args(c.get("args") or [])
+        ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+        _, lport = port_of(one(flags, "--listen"))
+        if lport is None or ports.get("grpc") != lport:
+            self.err(where, f"--listen port {lport} is not the container port 'grpc' ({ports.get('grpc')})")
+        # The agents' --coordinator names the coordinator's Service and a port that reaches --listen.
+        aflags = parse_args(sts["spec"]["template"]["spec"]["containers"][0].get("args") or [])
+        chost, cport = port_of(one(aflags, "--coordinator"))
+        svc = next((s for s in services if s["metadata"]["name"] == chost), None)
+        if svc is None:
+            self.err(where, f"the agents' --coordinator host {chost} is not a rendered Service")
+        else:
+            if not subset(svc["spec"].get("selector", {}), spec["template"]["metadata"].get("labels", {})):
+                self.err(where, f"Service/{chost} does not select the coordinator's pods")
+            sp = [p for p in svc["spec"].get("ports", []) if p.get("port") == cport]
+            target = sp[0].get("targetPort", cport) if sp else None
+            if isinstance(target, str):
+                target = ports.get(target)
+            if target != lport:
+                self.err(where, f"the agents dial {chost}:{cport}, which does not reach --listen port {lport}")
+        # The manifest: mounted from the generated ConfigMap, valid, as many agents as replicas.
+        manifest = one(flags, "--manifest") or ""
+        pod = spec["template"]["spec"]
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        cm_name = None
+        for m in c.get("volumeMounts", []):
+            if os.path.dirname(manifest) == m["mountPath"].rstrip("/") and "configMap" in vols.get(m["name"], {}):
+                cm_name = vols[m["name"]]["configMap"]["name"]
+        cm = next((x for x in by_kind.get("ConfigMap", []) if x["metadata"]["name"] == cm_name), None)
+        if cm is None or os.path.basename(manifest) not in cm.get("data", {}):
+            self.err(where, f"--manifest {manifest} is not a key of a ConfigMap mounted at its directory")
+            return
+        binary, script = binary_of(c)
+        if deep:
+            self.check_manifest(cm["data"][os.path.basename(manifest)], flags, sts, where)
+            self.check_wrapper(script, flags, where)
+            self.check_tls(sts, dep, services, where)
+
+    def check_manifest(self, text, flags, sts, where):
+        path = os.path.join(self.work, "manifest.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        sets = [f"--set={s}" for s in flags.get("--set", [])]
+        data_path = (yaml.safe_load(text).get("data") or {}).get("path", "/usr/share/datasets/fashion-mnist")
+        for s in flags.get("--set", []):
+            if s.startswith("data.path="):
+                data_path = s.split("=", 1)[1]
+        if not os.path.isdir(data_path):
+            # The coordinator checks that data.path exists on its own file system; the image has it.
+            sets.append("--set=data.path=/tmp")
+        coord = self.bins.paths["gut-coordinator"]
+        r = subprocess.run([coord, "--manifest", path, "--print-config", *sets], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.err(where, f"the ConfigMap's manifest fails gut-coordinator --print-config: {r.stderr.strip()}")
+            return
+        r = subprocess.run([coord, "--manifest", path, "--print-num-agents", *sets], capture_output=True, text=True, timeout=60)
+        n = int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
+        if n != sts["spec"].get("replicas"):
+            self.err(where, f"the manifest runs {n} agents, the StatefulSet has {sts['spec'].get('replicas')} replicas")
+
+    def check_wrapper(self, script, flags, where):
+        if script is None:
+            self.err(where, "expected the sh -c wrapper that adds --resume once the state file exists")
+            return
+        m = re.search(r"\[ -f (\S+) \]", script)
+        out = one(flags, "--out")
+        if m is None or out is None or m.group(1) != out.rstrip("/") + "/coordinator-state.json":
+            self.err(where, f"the wrapper must test --out's coordinator-state.json ({out}/coordinator-state.json)")
+            return
+        d = tempfile.mkdtemp(dir=self.work)
+        fake = os.path.join(d, "gut-coordinator")
+        with open(fake, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_FILE"\n')
+        os.chmod(fake, 0o755)
+        state = os.path.join(d, "coordinator-state.json")
+        local = script.replace(m.group(1), state)
+        env = dict(os.environ, PATH=d + os.pathsep + os.environ.get("PATH", ""), ARGV_FILE=os.path.join(d, "argv"))
+        seen = []
+        for present in (False, True):
+            if present:
+                open(state, "w").close()
+            r = subprocess.run(["/bin/sh", "-c", local, "gut-coordinator", "--manifest=x", "--out=y"], env=env,
+                               capture_output=True, text=True, timeout=30)
+            argv = open(env["ARGV_FILE"]).read().split() if r.returncode == 0 else None
+            seen.append(argv)
+        if seen[0] != ["--manifest=x", "--out=y"] or seen[1] != ["--resume", "--manifest=x", "--out=y"]:
+            self.err(where, f"the wrapper ran the coordinator with {seen[0]} (no state) and {seen[1]} (state): "
+                            "expected --resume only with a state file, and the args passed through")
+
+    def secret_for(self, agents):
+        if agents not in self.secret_cache:
+            d = tempfile.mkdtemp(dir=self.work)
+            r = subprocess.run([os.path.join(self.source, "deploy/k8s/make-tls-secret.sh"), "--agents", str(agents),
+                                "--certs-dir", d], capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                raise SystemExit(f"FAIL: make-tls-secret.sh: {r.stderr}")
+            self.secret_cache[agents] = (yaml.safe_load(r.stdout), d)
+        return self.secret_cache[agents]
+
+    def cert_names(self, pem_file):
+        r = subprocess.run(["openssl", "x509", "-in", pem_file, "-noout", "-subject", "-ext", "subjectAltName"],
+                           capture_output=True, text=True, timeout=30)
+        cn = re.search(r"CN\s*=\s*([^,\s/]+)", r.stdout)
+        return (cn.group(1) if cn else None), set(re.findall(r"DNS:([^,\s]+)", r.stdout))
+
+    def check_tls(self, sts, dep, services, where):
+        if shutil.which("openssl") is None:
+            print(f"note: openssl missing, the TLS Secret is not checked ({where})")
+            return
+        n = sts["spec"].get("replicas", 1)
+        secret, certs = self.secret_for(n)
+        if secret.get("kind") != "Secret" or secret["metadata"]["name"] not in EXTERNAL_SECRETS:
+            self.err(where, "make-tls-secret.sh does not write the Secret the pods mount")
+            return
+        keys = set(secret.get("data", {}))
+        for wl, ranks in ((sts, range(n)), (dep, [None])):
+            pod = wl["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            mounts = {m["mountPath"].rstrip("/"): m["name"] for m in c.get("volumeMounts", [])}
+            vols = {v["name"]: v for v in pod.get("volumes", [])}
+            flags = parse_args(c.get("args") or [])
+            for r in ranks:
+                def sub(s):
+                    if r is None:
+                        return s
+                    return s.replace("$(RANK)", str(r)).replace("$(POD_NAME)", f"{sts['metadata']['name']}-{r}")
+                for flag in ("--tls-ca", "--tls-cert", "--tls-key"):
+                    path = sub(one(flags, flag) or "")
+                    vol = vols.get(mounts.get(os.path.dirname(path), ""), {})
+                    if "secret" not in vol:
+                        self.err(where, f"{wl['kind']} {flag} {path}: its directory is no Secret mount")
+                    elif os.path.basename(path) not in keys:
+                        self.err(where, f"{wl['kind']} {flag} {path}: the Secret has no key {os.path.basename(path)}")
+                cert = os.path.join(certs, os.path.basename(sub(one(flags, "--tls-cert") or "")))
+                if not os.path.exists(cert):
+                    continue
+                cn, sans = self.cert_names(cert)
+                if wl is sts:
+                    if cn != sub(one(flags, "--name") or ""):
+                        self.err(where, f"rank {r}: the certificate's common name {cn} is not --name {sub(one(flags, '--name'))}")
+                    host, _ = port_of(sub(one(flags, "--advertise") or ""))
+                    if host not in sans:
+                        self.err(where, f"rank {r}: --advertise host {host} is not a SAN of {os.path.basename(cert)}")
+                else:
+                    aflags = parse_args(sts["spec"]["template"]["spec"]["containers"][0].get("args") or [])
+                    host, _ = port_of(one(aflags, "--coordinator"))
+                    if host not in sans:
+                        self.err(where, f"the agents' --coordinator host {host} is not a SAN of {os.path.basename(cert)}")
+
+
+# ------------------------------------------------------------------------------------------------
+def render(kubectl, directory):
+    r = subprocess.run([kubectl, "kustomize", directory], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit(f"FAIL: kubectl kustomize {directory}: {r.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def find(docs, kind):
+    return next(d for d in docs if d["kind"] == kind)
+
+
+def agent_container(docs):
+    return find(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+
+
+def set_arg(container, flag, value):
+    container["args"] = [a for a in container["args"] if not a.startswith(flag + "=")] + [f"{flag}={value}"]
+
+
+# Each mutation must make the checks fail with a message containing the expected text.
+def mutations():
+    def typo(d):
+        s = find(d, "StatefulSet")["spec"]
+        s["podManagmentPolicy"] = s.pop("podManagementPolicy")
+
+    def container_typo(d):
+        agent_container(d)["readinesProbe"] = agent_container(d).pop("readinessProbe")
+
+    def named_probe(d):
+        agent_container(d)["livenessProbe"]["grpc"]["port"] = "health"
+
+    def probe_port(d):
+        agent_container(d)["readinessProbe"]["grpc"]["port"] = 7072
+
+    def sub_path(d):
+        for m in agent_container(d)["volumeMounts"]:
+            if m["name"] == "tls":
+                m["subPath"] = "ca.pem"
+
+    def unknown_flag(d):
+        agent_container(d)["args"].append("--health-port=7071")
+
+    def undefined_var(d):
+        set_arg(agent_container(d), "--name", "agent-$(ORDINAL)")
+
+    def requests(d):
+        agent_container(d)["resources"]["requests"]["cpu"] = "500m"
+
+    def grace(d):
+        find(d, "StatefulSet")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 5
+
+    def not_headless(d):
+        svc = next(x for x in d if x["kind"] == "Service" and x["spec"].get("clusterIP") == "None")
+        del svc["spec"]["publishNotReadyAddresses"]
+
+    def selector(d):
+        find(d, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = "gut-agent"
+
+    def missing_volume(d):
+        agent_container(d)["volumeMounts"].append({"name": "cache", "mountPath": "/cache"})
+
+    def omp(d):
+        agent_container(d)["env"] = [e for e in agent_container(d)["env"] if e["name"] != "OMP_NUM_THREADS"]
+
+    def service_port(d):
+        svc = next(x for x in d if x["kind"] == "Service" and x["spec"].get("clusterIP") == "None")
+        svc["spec"]["ports"][0]["targetPort"] = "peers"
+
+    return [
+        (typo, "podManagmentPolicy: unknown key"),
+        (container_typo, "readinesProbe: unknown key"),
+        (named_probe, "grpc.port must be a number"),
+        (probe_port, "is not the --health-listen port"),
+        (sub_path, "no subPath"),
+        (unknown_flag, "--health-port is not a gut-agentd flag"),
+        (undefined_var, "$(ORDINAL)"),
+        (requests, "requests.cpu 500m != limits.cpu"),
+        (grace, "must exceed --stop-timeout-s"),
+        (not_headless, "publishNotReadyAddresses"),
+        (selector, "selector must match"),
+        (missing_volume, "no such volume"),
+        (omp, "OMP_NUM_THREADS"),
+        (service_port, "targetPort 'peers'"),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--agentd", required=True)
+    ap.add_argument("--coordinator", required=True)
+    ap.add_argument("--kubectl", default="kubectl")
+    a = ap.parse_args()
+    kubectl = shutil.which(a.kubectl)
+    if kubectl is None:
+        print(f"skipped: {a.kubectl} not found (kubectl's built-in kustomize renders the manifests)")
+        return SKIP
+    for b in (a.agentd, a.coordinator):
+        if not os.access(b, os.X_OK):
+            print(f"FAIL: {b} is not an executable (build it first)")
+            return 1
+    source = os.path.abspath(a.source_dir)
+    k8s = os.path.join(source, "deploy/k8s")
+    work = tempfile.mkdtemp(prefix="k8s-structure-")
+    try:
+        bins = Binaries(a.agentd, a.coordinator)
+        checker = Checker(source, bins, work)
+        for copy_path, example in MANIFEST_COPIES.items():
+            with open(os.path.join(source, copy_path), "rb") as f1, open(os.path.join(source, example), "rb") as f2:
+                if f1.read() != f2.read():
+                    checker.err(copy_path, f"differs from {example} (it is a copy: cp {example} {copy_path})")
+        overlays = sorted(os.path.join(k8s, "overlays", o) for o in os.listdir(os.path.join(k8s, "overlays")))
+        renderings = {}
+        for o in overlays:
+            renderings[os.path.relpath(o, source)] = render(kubectl, o)
+        # Every overlay again with the monitoring component.
+        for o in overlays:
+            d = tempfile.mkdtemp(dir=work)
+            with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+                yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                "resources": [os.path.relpath(o, d)],
+                                "components": [os.path.relpath(os.path.join(k8s, "components/monitoring"), d)]}, f)
+            docs = render(kubectl, d)
+            if sum(1 for x in docs if x["kind"] == "ServiceMonitor") != 2:
+                checker.err(f"{os.path.relpath(o, source)}+monitoring", "expected 2 ServiceMonitors")
+            renderings[os.path.relpath(o, source) + "+monitoring"] = docs
+        for name, docs in renderings.items():
+            checker.check(docs, name, deep="+monitoring" not in name)
+            n = {k: sum(1 for x in docs if x["kind"] == k) for k in ("StatefulSet", "Deployment", "Service", "ServiceMonitor")}
+            print(f"{name}: {len(docs)} objects {n}")
+        # The checks must catch what they claim to (on the first overlay's rendering).
+        base_name, base_docs = next(iter(renderings.items()))
+        for mutate, expected in mutations():
+            docs = copy.deepcopy(base_docs)
+            mutate(docs)
+            probe = Checker(source, bins, work)
+            probe.check(docs, "mutant", deep=False)
+            if not any(expected in e for e in probe.errors):
+                checker.err("self-test", f"mutation {mutate.__name__} was not caught (expected '{expected}'; "
+                                         f"got {probe.errors or 'no errors'})")
+        print(f"self-test: {len(mutations())} mutations")
+        if checker.errors:
+            for e in checker.errors:
+                print("FAIL:", e)
+            return 1
+        print("PASS")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

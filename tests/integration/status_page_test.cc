@@ -1,0 +1,93 @@
+// The coordinator's live status page in a real browser (Debian's chromium, headless) during a
+// 4-agent run: the page renders the right number of agents and links from /status.json, the
+// agents' rounds move between two looks, and a screenshot is written next to the test's outputs.
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cluster_fixture.h"
+
+namespace gut {
+namespace {
+
+// The page without its <script> (whose source mentions the same class names).
+std::string Body(const std::string& dom) {
+  const size_t a = dom.find("<script");
+  const size_t b = dom.find("</script>");
+  return a == std::string::npos || b == std::string::npos ? dom : dom.substr(0, a) + dom.substr(b + 9);
+}
+
+int Count(const std::string& s, const std::string& what) {
+  int k = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++k;
+  return k;
+}
+
+// The rounds shown in the table, in row order.
+std::vector<long> Rounds(const std::string& dom) {
+  std::vector<long> out;
+  const std::string key = "class=\"round\">";
+  for (size_t at = dom.find(key); at != std::string::npos; at = dom.find(key, at + 1)) {
+    out.push_back(std::stol(dom.substr(at + key.size())));
+  }
+  return out;
+}
+
+TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
+  const char* browser = nullptr;
+  for (const char* b : {"/usr/bin/chromium", "/usr/bin/chromium-browser"})
+    if (access(b, X_OK) == 0) browser = b;
+  if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
+  pid_t coordinator;
+  const std::string manifest = WriteManifest(Manifest((dir_ / "data").string(), 200, "fp32"));
+  coordinator_args_ = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
+                       "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "0", "--metrics", "127.0.0.1:0"};
+  coordinator = Spawn(coordinator_args_, (dir_ / "coordinator.log").string());
+  ASSERT_TRUE(WaitForFile(dir_ / "port", 20));
+  std::ifstream(dir_ / "port") >> port_;
+  std::vector<pid_t> agents;
+  for (int r = 0; r < 4; ++r) {
+    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r),
+                            "--fast-failure-detection", "--stop-timeout-s", "4"},
+                           AgentLog(r)));
+  }
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "metrics on http://", 20));
+  const std::string log = Read(dir_ / "coordinator.log");
+  const size_t at = log.find("metrics on http://") + std::strlen("metrics on http://");
+  const std::string url = "http://" + log.substr(at, log.find("/metrics", at) - at) + "/";
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
+
+  const fs::path profile = dir_ / "chromium-profile";
+  auto browse = [&](const std::string& extra, const fs::path& out) {
+    const std::string cmd = std::string(browser) + " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                            "--disable-background-networking --disable-component-update --disable-sync "
+                            "--user-data-dir=" + profile.string() + " --virtual-time-budget=4000 " + extra + " " + url +
+                            " > " + out.string() + " 2> " + out.string() + ".err";
+    return std::system(cmd.c_str());
+  };
+  ASSERT_EQ(browse("--dump-dom", dir_ / "dom1.html"), 0) << Read(dir_ / "dom1.html.err");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_EQ(browse("--dump-dom", dir_ / "dom2.html"), 0);
+  const std::string dom1 = Body(Read(dir_ / "dom1.html")), dom2 = Body(Read(dir_ / "dom2.html"));
+  EXPECT_EQ(Count(dom2, "class=\"agent-row\""), 4) << dom2;
+  EXPECT_EQ(Count(dom2, "class=\"agent\""), 4) << "agents drawn in the graph";
+  EXPECT_EQ(Count(dom2, "class=\"link\""), 4) << "a 4-ring has four links";
+  EXPECT_EQ(Count(dom2, "data-up=\"true\""), 4) << "every link is healthy";
+  EXPECT_EQ(Count(dom2, "data-state=\"alive\""), 4);
+  EXPECT_NE(dom2.find(">running<"), std::string::npos);
+  const auto r1 = Rounds(dom1), r2 = Rounds(dom2);
+  ASSERT_EQ(r1.size(), 4u);
+  ASSERT_EQ(r2.size(), 4u);
+  for (size_t k = 0; k < 4; ++k) EXPECT_GT(r2[k], r1[k]) << "agent " << k << "'s round did not move";
+  ASSERT_EQ(browse("--screenshot=" + (dir_ / "status-page.png").string() + " --window-size=1100,560",
+                   dir_ / "shot.log"),
+            0);
+  EXPECT_GT(fs::file_size(dir_ / "status-page.png"), 10000u);
+  fs::copy_file(dir_ / "status-page.png", fs::path(GUT_BUILD_DIR) / "status-page.png", fs::copy_options::overwrite_existing);
+
+  for (pid_t a : agents) kill(a, SIGTERM);
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 10), 0);
+  kill(coordinator, SIGTERM);
+  EXPECT_EQ(Wait(coordinator, 10), 0);
+}
+
+}  // namespace
+}  // namespace gut
