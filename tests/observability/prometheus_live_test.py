@@ -3,8 +3,9 @@
   /usr/bin/python3 prometheus_live_test.py --source SRC --build BUILD --prometheus BIN [--keep]
 
 Starts deploy/local/run-cluster.sh (4 agents, 6 epochs of the quick Fashion-MNIST manifest, mutual
-TLS) and a Prometheus of its own on a free 127.0.0.1 port (temporary TSDB, 1 s scrapes and rule
-evaluations, file_sd on the run's prometheus-targets.json, deploy/observability/alerts.yml). Once
+TLS) and a Prometheus of its own on a free 127.0.0.1 port with a temporary TSDB and
+deploy/observability/prometheus.yml, adapted: 1 s scrapes and rule evaluations, file_sd on this
+run's prometheus-targets.json, alerts.yml by absolute path. Once
 the run has completed its first epoch it checks through the HTTP API that:
 
   - every target (the coordinator and 4 agents) is up, with job and run_id, and rank and name for
@@ -35,6 +36,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from static_checks import dashboard_expressions, grafana_to_promql  # noqa: E402
 
@@ -69,19 +71,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def live_config(shipped, targets_file, rules_file):
+    """deploy/observability/prometheus.yml with 1 s scrapes and evaluations, this run's targets file
+    and the rules by absolute path: the shipped scrape configuration is the one under test."""
+    text = shipped
+    for old, new in (("scrape_interval: 5s", "scrape_interval: 1s"), ("scrape_timeout: 4s", "scrape_timeout: 1s"),
+                     ("evaluation_interval: 5s", "evaluation_interval: 1s"),
+                     ("- ../../out/quick/prometheus-targets.json", "- " + json.dumps(targets_file)),
+                     ("refresh_interval: 30s", "refresh_interval: 2s"),
+                     ("- alerts.yml", "- " + json.dumps(rules_file))):
+        if text.count(old) != 1:
+            raise RuntimeError(f"prometheus.yml changed shape: expected one '{old}' to adapt for the test")
+        text = text.replace(old, new)
+    return text
+
+
 class Prometheus:
-    def __init__(self, binary, workdir, targets_file, rules_file):
+    def __init__(self, binary, workdir, config_text):
         self.binary, self.workdir = binary, workdir
         self.proc = None
         self.base = None
         os.makedirs(workdir, exist_ok=True)
         self.config = os.path.join(workdir, "prometheus.yml")
         with open(self.config, "w") as f:
-            f.write(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-                f"rule_files:\n  - {json.dumps(rules_file)}\n"
-                "scrape_configs:\n  - job_name: gut\n    file_sd_configs:\n"
-                f"      - files: [{json.dumps(targets_file)}]\n        refresh_interval: 2s\n")
+            f.write(config_text)
 
     def start(self):
         for attempt in range(3):
@@ -251,7 +264,9 @@ def main():
         run_id = groups[0]["labels"]["run_id"]
         log(f"targets file lists {len(groups)} targets of run {run_id}")
 
-        prom = Prometheus(args.prometheus, os.path.join(tmp, "prometheus"), targets_file, os.path.join(obs, "alerts.yml"))
+        with open(os.path.join(obs, "prometheus.yml")) as f:
+            config = live_config(f.read(), targets_file, os.path.join(obs, "alerts.yml"))
+        prom = Prometheus(args.prometheus, os.path.join(tmp, "prometheus"), config)
         if not prom.start():
             raise RuntimeError("could not start prometheus")
 
