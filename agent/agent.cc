@@ -20,6 +20,7 @@
 #include "agent/agent_participant.h"
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/common/atomic_file.h"
+#include "core/config/exchange_settings.h"
 #include "core/config/manifest.h"
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
@@ -274,7 +275,7 @@ absl::Status Agent::Prepare() {
   xo.neighbours = Neighbours(cmd.topology());
   xo.layout_hash = model_.layout_hash();
   xo.num_params = model_.num_params();
-  xo.codec = config_.codec;
+  xo.codec = core::CodecForRun(config_, model_);
   xo.codec_seed = config_.seed;
   xo.deadline = absl::Seconds(config_.deadline_s);
   // The coordinator decides about a lost neighbour within its rejoin timeout (plus detection);
@@ -293,6 +294,7 @@ absl::Status Agent::Prepare() {
     metrics_ = std::make_unique<AgentMetrics>(endpoint_->registry(), config_,
                                               AgentIdentity{join_.run_id(), o_.name, kVersion, rank}, peers,
                                               rounds_per_epoch_);
+    metrics_->SetGeneration(cmd.generation());
   }
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -48,7 +48,13 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
       test_loss_(GaugeFamily(r, "gut_agent_test_loss", "Test loss of this agent's model at the last evaluation.")),
       consensus_(GaugeFamily(r, "gut_agent_consensus_distance_estimate",
                              "Run-wide consensus distance, estimated by the coordinator from parameter sketches at "
-                             "the last complete epoch.")) {
+                             "the last complete epoch.")),
+      compression_(GaugeFamily(r, "gut_agent_compression_ratio",
+                               "Bytes this agent sent divided by what the same messages take as plain fp32 (1 for "
+                               "fp32; 0.25 for int8).")),
+      replica_error_(GaugeFamily(r, "gut_agent_replica_error_ratio",
+                                 "||x - x_hat|| / ||x|| at the last epoch: how far the public copy the neighbours hold "
+                                 "trails the model; a value that grows means compression is losing information.")) {
   Gauge(r, "gut_agent_epochs", "Epochs the run trains for (run.epochs).").Set(c.epochs);
   Gauge(r, "gut_agent_rounds_per_epoch", "Training rounds in one epoch.").Set(static_cast<double>(rounds_per_epoch));
   GaugeFamily(r, "gut_agent_info", "Who this agent is (always 1): join other series on instance to get run and rank.")
@@ -92,12 +98,18 @@ void AgentMetrics::Round(int64_t rounds_done, double seconds, double wait, doubl
   eta_.Set(eta_s);
 }
 
-void AgentMetrics::Epoch(int epoch, double train_loss, const double* accuracy, const double* test_loss, double consensus) {
+void AgentMetrics::Epoch(int epoch, const double* train_loss, const double* accuracy, const double* test_loss,
+                         double consensus) {
   epoch_.Set(epoch);
-  train_loss_.Set(train_loss);
+  if (train_loss != nullptr) train_loss_.Set(*train_loss);
   if (accuracy != nullptr) test_accuracy_.Set(*accuracy);
   if (test_loss != nullptr) test_loss_.Set(*test_loss);
   if (consensus >= 0) consensus_.Set(consensus);
+}
+
+void AgentMetrics::Compression(int64_t bytes_sent, int64_t raw_bytes_sent, double replica_error) {
+  if (raw_bytes_sent > 0) compression_.Set(static_cast<double>(bytes_sent) / static_cast<double>(raw_bytes_sent));
+  if (replica_error >= 0) replica_error_.Set(replica_error);
 }
 
 void AgentMetrics::Checkpoint(int64_t round, double seconds) {
@@ -133,6 +145,7 @@ void AgentMetrics::Sync(const services::ExchangeStats& s, const services::PeerSe
 }
 
 void AgentMetrics::SetStatus(const std::string& status) {
+  if (status == "finished") progress_.Set(1);
   for (auto& [name, g] : status_) g->Set(name == status ? 1 : 0);
 }
 

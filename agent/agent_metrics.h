@@ -52,13 +52,20 @@ class AgentMetrics {
 
   // After every training round.
   void Round(int64_t rounds_done, double seconds, double wait_seconds, double lr, double progress, double eta_s);
-  // After every epoch.
-  void Epoch(int epoch, double train_loss, const double* accuracy, const double* test_loss, double consensus);
+  // After every epoch (train_loss null after the final gossip rounds, which train nothing).
+  void Epoch(int epoch, const double* train_loss, const double* accuracy, const double* test_loss, double consensus);
+  // After every epoch: the exchange's bytes so far against plain fp32, and the replica error
+  // (Algorithm::replica_error; negative: the method keeps no public copy, no series).
+  void Compression(int64_t bytes_sent, int64_t raw_bytes_sent, double replica_error);
   void Checkpoint(int64_t round, double seconds);
   void Recovery(uint64_t generation);
+  // The generation the agent starts in (1 for a fresh run, as the coordinator counts).
+  void SetGeneration(uint64_t generation) { generation_.Set(static_cast<double>(generation)); }
   // Brings the counters up to the exchange's, the peer service's and the algorithm's totals.
   void Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t solver_fallbacks);
-  void SetStatus(const std::string& status);  // running, finished, failed, stopped
+  // running, finished, failed, stopped; "finished" also sets the progress to 1 (the final gossip
+  // rounds are in the denominator but are not training rounds).
+  void SetStatus(const std::string& status);
 
  private:
   static void Bump(prometheus::Counter* c, double total) {
@@ -80,6 +87,7 @@ class AgentMetrics {
   prometheus::Gauge& unacked_;
   prometheus::Counter& solver_fallbacks_;
   services::LazyGauge lr_, progress_, eta_, train_loss_, test_accuracy_, test_loss_, consensus_;
+  services::LazyGauge compression_, replica_error_;
   struct PeerSeries {
     RunningTotal sent, received, connects, wait;
     prometheus::Gauge* up;

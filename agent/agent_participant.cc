@@ -104,6 +104,8 @@ gut::v1::EpochMetrics AgentParticipant::EpochReport(int epoch, double lr, double
   m.set_consensus_distance_estimate(p_.client->consensus());
   m.set_bytes_sent(p_.exchange->bytes_sent());
   m.set_bytes_received(p_.exchange->bytes_received());
+  m.set_raw_bytes_sent(p_.exchange->raw_bytes_sent());
+  m.set_replica_error(algorithm_->replica_error());
   m.set_compute_seconds(compute_s_);
   m.set_wait_seconds(wait_s_);
   m.set_final(final);
@@ -140,7 +142,8 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
   const double acc = ev ? ev->accuracy : 0, tl = ev ? ev->loss : 0;
   UpdateProgress(e.epoch, e.train_loss, ev ? &acc : nullptr);
   if (p_.metrics != nullptr) {
-    p_.metrics->Epoch(e.epoch, e.train_loss, ev ? &acc : nullptr, ev ? &tl : nullptr, p_.client->consensus());
+    p_.metrics->Epoch(e.epoch, &e.train_loss, ev ? &acc : nullptr, ev ? &tl : nullptr, p_.client->consensus());
+    p_.metrics->Compression(p_.exchange->bytes_sent(), p_.exchange->raw_bytes_sent(), algorithm_->replica_error());
     SyncMetrics();
   }
   const double rate = (round_ - start_round_) / std::max(1e-9, Since(start_));
@@ -168,7 +171,7 @@ absl::Status AgentParticipant::Finish(int64_t rounds) {
   UpdateProgress(p_.config->epochs, 0, &acc);
   spdlog::info("rank {} done: final test accuracy {:.2f}% after {} rounds", p_.rank, 100 * ev->accuracy, rounds);
   if (p_.metrics != nullptr) {
-    p_.metrics->Epoch(p_.config->epochs, 0, &acc, &ev->loss, p_.client->consensus());
+    p_.metrics->Epoch(p_.config->epochs, nullptr, &acc, &ev->loss, p_.client->consensus());
     SyncMetrics();
   }
   return absl::OkStatus();
@@ -197,9 +200,11 @@ void AgentParticipant::Visit(core::StateVisitor<float>* v) {
   v->Text("run/csv_rows", &rows);
   csv_rows_ = rows.empty() ? std::vector<std::string>{} : absl::StrSplit(rows, '\n');
   int64_t sent = p_.exchange->bytes_sent(), received = p_.exchange->bytes_received();
+  int64_t raw = p_.exchange->raw_bytes_sent();
   v->Integer("run/bytes_sent", &sent);
   v->Integer("run/bytes_received", &received);
-  p_.exchange->RestoreByteCounters(sent, received);
+  v->Integer("run/raw_bytes_sent", &raw);
+  p_.exchange->RestoreByteCounters(sent, received, raw);
   int64_t drawn = p_.trainer->batches_drawn();
   v->Integer("run/batches_drawn", &drawn);
   if (drawn != p_.trainer->batches_drawn()) p_.trainer->Rewind(drawn);
@@ -237,7 +242,7 @@ absl::Status AgentParticipant::RestoreInitial() {
   round_ = 0;
   loss_sum_ = train_s_ = compute_s_ = wait_s_ = wall_offset_ = 0;
   csv_rows_.clear();
-  p_.exchange->RestoreByteCounters(0, 0);
+  p_.exchange->RestoreByteCounters(0, 0, 0);
   topology_version_ = 1;
   start_ = Clock::now();
   start_round_ = 0;

@@ -149,7 +149,8 @@ void CoordinatorService::WriteAgents() {
   for (const auto& [rank, a] : members_.agents()) {
     agents.push_back({{"rank", rank}, {"name", a.name}, {"address", a.address}, {"metrics_address", a.metrics_address},
                       {"incarnation", a.incarnation}});
-    if (!a.metrics_address.empty()) {
+    // A dropped rank is gone for good: no target, so nothing alerts on it being down.
+    if (!a.metrics_address.empty() && a.state != AgentState::kDropped) {
       targets.push_back({{"targets", {a.metrics_address}},
                          {"labels", {{"job", "gut-agent"}, {"run_id", run_id_}, {"rank", std::to_string(rank)},
                                      {"name", a.name}}}});
@@ -166,7 +167,11 @@ CoordinatorView CoordinatorService::ViewLocked() const {
   CoordinatorView v;
   v.run_id = run_id_;
   v.failure = members_.failure();
-  v.status = !v.failure.empty() ? "failed" : finished_ ? "finished" : members_.begun() ? "running" : "joining";
+  v.status = !v.failure.empty() ? "failed"
+             : finished_       ? "finished"
+             : stopped_        ? "stopped"
+             : members_.begun() ? "running"
+                                : "joining";
   v.joined = members_.joined();
   v.expected = config_.num_agents;
   v.active = members_.active_agents();
@@ -461,6 +466,7 @@ void CoordinatorService::Monitor() {
         spdlog::error("{}", log);
       }
       Persist();
+      WriteAgents();  // a dropped rank leaves the scrape targets
       Changed();
     }
     AfterRecovery(before);
@@ -495,6 +501,7 @@ bool CoordinatorService::WaitComplete(absl::Duration timeout) {
 void CoordinatorService::WriteUnfinished(const std::string& status, const std::string& why) {
   absl::MutexLock l(&mu_);
   if (finished_) return;
+  stopped_ = status == "stopped";
   aggregator_.WriteOutputs(members_, members_.failure().empty() ? status : "failed",
                            members_.failure().empty() ? why : members_.failure());
 }

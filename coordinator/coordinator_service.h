@@ -122,6 +122,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   int64_t rounds_per_epoch_ ABSL_GUARDED_BY(mu_) = -1;  // local data: decided when everyone is in
   std::string join_error_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // stopped by a signal (WriteUnfinished)
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);

@@ -97,6 +97,7 @@ std::vector<report::EpochRecord> EpochAggregator::Aggregate(const Membership& me
     report::AgentSpread acc(n);
     std::vector<std::vector<float>> sketches;
     bool evaluated = true;
+    double replica_error = 0;
     for (const auto& [rank, m] : reports_[epoch]) {
       if (!members.IsActive(rank)) continue;
       rec.rounds = std::max(rec.rounds, m.round());
@@ -108,9 +109,12 @@ std::vector<report::EpochRecord> EpochAggregator::Aggregate(const Membership& me
       rec.wall_s = std::max(rec.wall_s, m.wall_seconds());
       rec.train_s = std::max(rec.train_s, m.train_seconds());
       rec.bytes_sent += m.bytes_sent();
+      rec.raw_bytes_sent += m.raw_bytes_sent();
+      replica_error = replica_error < 0 || m.replica_error() < 0 ? -1 : replica_error + m.replica_error() / n;
       sketches.emplace_back(m.sketch().begin(), m.sketch().end());
     }
     rec.evaluated = evaluated;
+    rec.replica_error = replica_error;
     rec.acc_mean = acc.mean;
     rec.acc_min = acc.min;
     rec.acc_max = acc.max;
@@ -149,6 +153,7 @@ report::Summary EpochAggregator::Summarise(const Membership& members) const {
       sum.wall_s = std::max(sum.wall_s, m.wall_seconds());
       sum.rounds = std::max(sum.rounds, m.round());
       sum.bytes_sent += m.bytes_sent();
+      sum.raw_bytes_sent += m.raw_bytes_sent();
       sum.num_params = m.num_params();
       sketches.emplace_back(m.sketch().begin(), m.sketch().end());
     }

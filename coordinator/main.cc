@@ -20,6 +20,7 @@
 #include "coordinator/status_page.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
+#include "core/config/exchange_settings.h"
 #include "services/grpc_options.h"
 #include "services/metrics.h"
 #include "services/tls.h"
@@ -175,6 +176,8 @@ int main(int argc, char** argv) {
   spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
                config->num_agents, config->graph, config->hyper.algorithm, config->epochs, port,
                tls ? " (mutual TLS)" : " (plaintext)", resume ? " (resumed)" : "");
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(*config));
+  for (const auto& w : gut::core::ExchangeWarnings(*config)) spdlog::warn("{}", w);
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -193,10 +196,11 @@ int main(int argc, char** argv) {
   // Every agent has left, but their last reports may still be on the way (an agent leaves once
   // its flush time is up, and its reporter keeps trying until the process ends).
   if (result.code() == absl::StatusCode::kAborted && service.WaitComplete(absl::Seconds(10))) result = absl::OkStatus();
-  // Agents learn of a failure from their next heartbeat: keep answering a little longer.
-  if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));
   if (!result.ok()) service.WriteUnfinished(stopped ? "stopped" : "failed", std::string(result.message()));
   if (gauges) gauges->Update(service.View());
+  // Agents learn of a failure from their next heartbeat, and Prometheus sees the final status on
+  // its next scrape: keep answering a little longer.
+  if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (health_server) health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());

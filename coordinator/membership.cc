@@ -224,7 +224,7 @@ void Membership::ApplyPolicy(int rank, absl::Time now, std::string* log) {
   std::vector<int> gone;
   for (const auto& d : dropped_) gone.push_back(d.rank);
   gone.push_back(rank);
-  auto w = core::MixingWithout(base_.graph(), gone);
+  auto w = core::MixingWithout(base_.graph(), gone, config_.consensus_step);
   if (!w.ok()) {
     Fail(absl::StrCat(what, "; it cannot be dropped: ", w.status().message()));
     *log = absl::StrCat("run failed: ", failure_);
@@ -308,7 +308,7 @@ absl::Status Membership::FromJson(const nlohmann::json& j, absl::Time now) {
     const std::string failure = j.at("failure").get<std::string>();
     if (!failure.empty()) Fail(failure);
     if (!gone.empty()) {
-      auto w = core::MixingWithout(base_.graph(), gone);
+      auto w = core::MixingWithout(base_.graph(), gone, config_.consensus_step);
       if (!w.ok()) return w.status();
       current_ = std::make_unique<core::MixingMatrix>(std::move(*w));
     }

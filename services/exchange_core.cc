@@ -305,7 +305,7 @@ absl::Status ExchangeCore::Send(int64_t round, int slot, int target, absl::Span<
       }
     }
   }
-  codec_.Encode(message, &wire_, core::MessageKey(round, slot, target));
+  codec_.Encode(message, &wire_, core::MessageTag{round, slot, target});
   const int64_t payload = static_cast<int64_t>(wire_.size());
   RoundHeader h;
   h.round = round;
@@ -329,6 +329,7 @@ absl::Status ExchangeCore::Send(int64_t round, int slot, int target, absl::Span<
   for (auto& s : streams)
     for (const auto& f : frames) s->Send(f);
   payload_sent += payload * static_cast<int64_t>(targets.size());
+  raw_sent += static_cast<int64_t>(message.size() * sizeof(float) * targets.size());
   return absl::OkStatus();
 }
 
@@ -392,7 +393,8 @@ absl::Status ExchangeCore::Collect(int64_t round, int slot, size_t n) {
     }
     auto& d = decoded_[k];
     d.resize(got[k].elements);
-    if (auto s = codec_.Decode(got[k].bytes, absl::MakeSpan(d)); !s.ok()) {
+    const uint64_t sender_seed = core::DeriveSeed(opt_.codec_seed, infos_[k].rank, core::SeedPurpose::kCodec);
+    if (auto s = codec_.Decode(got[k].bytes, absl::MakeSpan(d), sender_seed, core::MessageTag{round, slot, -1}); !s.ok()) {
       return absl::DataLossError(absl::StrCat("agent ", opt_.rank, ": round ", round, " slot ", slot,
                                               " from agent ", infos_[k].rank, ": ", s.message()));
     }

@@ -106,6 +106,7 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   ExchangeStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
   std::atomic<int64_t> payload_sent{0}, payload_received{0};
+  std::atomic<int64_t> raw_sent{0};  // the same messages as plain fp32 (the compression ratio's denominator)
   std::atomic<int64_t> wait_ns{0};
 
  private:

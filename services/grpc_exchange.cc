@@ -34,10 +34,12 @@ double GrpcExchange::self_weight() const { return core_->self_weight(); }
 const std::vector<core::NeighbourInfo>& GrpcExchange::neighbours() const { return core_->infos(); }
 int64_t GrpcExchange::bytes_sent() const { return core_->payload_sent.load(); }
 int64_t GrpcExchange::bytes_received() const { return core_->payload_received.load(); }
+int64_t GrpcExchange::raw_bytes_sent() const { return core_->raw_sent.load(); }
 double GrpcExchange::wait_seconds() const { return 1e-9 * static_cast<double>(core_->wait_ns.load()); }
-void GrpcExchange::RestoreByteCounters(int64_t sent, int64_t received) {
+void GrpcExchange::RestoreByteCounters(int64_t sent, int64_t received, int64_t raw_sent) {
   core_->payload_sent = sent;
   core_->payload_received = received;
+  core_->raw_sent = raw_sent;
 }
 
 absl::Status GrpcExchange::Broadcast(int64_t round, int slot, absl::Span<float> message) {

@@ -50,6 +50,7 @@ class GrpcExchange final : public core::Neighbourhood<float> {
       const std::function<void(int neighbour_index, absl::Span<const float> message)>& fn) override;
   int64_t bytes_sent() const override;
   int64_t bytes_received() const override;
+  int64_t raw_bytes_sent() const override;
 
   // Waits until every neighbour is connected (deadline: error naming who is missing).
   absl::Status WaitConnected(absl::Duration timeout);
@@ -67,7 +68,7 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   // Seconds the caller has spent waiting in Receive* so far.
   double wait_seconds() const;
   // Counters a checkpoint restores, so that the totals continue.
-  void RestoreByteCounters(int64_t sent, int64_t received);
+  void RestoreByteCounters(int64_t sent, int64_t received, int64_t raw_sent);
 
  private:
   explicit GrpcExchange(std::shared_ptr<ExchangeCore> core) : core_(std::move(core)) {}

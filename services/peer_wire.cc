@@ -8,6 +8,9 @@ gut::v1::Codec WireCodec(core::CodecKind k) {
     case core::CodecKind::kBf16: return gut::v1::CODEC_BF16;
     case core::CodecKind::kInt8: return gut::v1::CODEC_INT8;
     case core::CodecKind::kTopK: return gut::v1::CODEC_TOPK;
+    case core::CodecKind::kRandK: return gut::v1::CODEC_RANDK;
+    case core::CodecKind::kSign: return gut::v1::CODEC_SIGN;
+    case core::CodecKind::kLowRank: return gut::v1::CODEC_LOWRANK;
   }
   return gut::v1::CODEC_UNSPECIFIED;
 }

@@ -15,6 +15,7 @@
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "core/common/process.h"
+#include "core/config/exchange_settings.h"
 #include "core/config/manifest.h"
 #include "sim/simulation.h"
 
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
   spdlog::info("{}: {} agents, {} graph, {} (lr {}, momentum {}, mu {}), {} alpha {}, {} epochs", config->name,
                config->num_agents, config->graph, config->hyper.algorithm, config->hyper.lr, config->hyper.momentum,
                config->hyper.mu, config->dataset, config->alpha, config->epochs);
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(*config));
+  for (const auto& w : gut::core::ExchangeWarnings(*config)) spdlog::warn("{}", w);
   auto sim = gut::sim::Simulation::Create(*config);
   if (!sim.ok()) {
     spdlog::error("{}", std::string(sim.status().message()));

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/common/thread_pool.h"
+#include "core/config/exchange_settings.h"
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
 #include "core/exchange/in_process_exchange.h"
@@ -84,6 +85,18 @@ struct Simulation::State {
       out.push_back(*x);
     }
     return out;
+  }
+
+  // Mean over agents, in rank order (as the coordinator adds the agents' reports), of each
+  // agent's replica error; -1 when the method keeps no public copy.
+  double MeanReplicaError() const {
+    double mean = 0;
+    for (const auto& a : algorithms) {
+      const double e = a->replica_error();
+      if (e < 0) return -1;
+      mean += e / n();
+    }
+    return mean;
   }
 
   double ConsensusDistance() const {
@@ -162,6 +175,8 @@ class Simulation::Participant final : public core::RunParticipant {
     rec.rounds_per_s = (e.rounds - s_.start_round) / std::max(1e-9, train_s_ - train_offset_);
     rec.eta_s = rec.wall_s / e.epoch * (s_.config.epochs - e.epoch);
     rec.bytes_sent = s_.exchange->total_bytes_sent();
+    rec.raw_bytes_sent = s_.exchange->total_raw_bytes_sent();
+    rec.replica_error = s_.MeanReplicaError();
     sum_.epochs.push_back(rec);
     if (on_epoch_) on_epoch_(rec);
     return absl::OkStatus();
@@ -182,6 +197,7 @@ class Simulation::Participant final : public core::RunParticipant {
     sum_.wall_s = wall_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
     sum_.rounds = rounds;
     sum_.bytes_sent = s_.exchange->total_bytes_sent();
+    sum_.raw_bytes_sent = s_.exchange->total_raw_bytes_sent();
     sum_.solver_fallbacks = 0;
     for (const auto& a : s_.algorithms) sum_.solver_fallbacks += a->solver_fallbacks();
     return absl::OkStatus();
@@ -227,10 +243,12 @@ class Simulation::Participant final : public core::RunParticipant {
       v->Integer("batches_drawn", &drawn);
       if (drawn != s_.trainers[i]->batches_drawn()) s_.trainers[i]->Rewind(drawn);
       v->Double("loss_sum", &s_.loss_sum[i]);
-      int64_t sent = s_.exchange->Endpoint(i).bytes_sent(), received = s_.exchange->Endpoint(i).bytes_received();
+      auto& nbh = s_.exchange->Endpoint(i);
+      int64_t sent = nbh.bytes_sent(), received = nbh.bytes_received(), raw = nbh.raw_bytes_sent();
       v->Integer("bytes_sent", &sent);
       v->Integer("bytes_received", &received);
-      s_.exchange->RestoreByteCounters(i, sent, received);
+      v->Integer("raw_bytes_sent", &raw);
+      s_.exchange->RestoreByteCounters(i, sent, received, raw);
       v->Pop();
     }
     // Times continue from the checkpoint's (a loader has just replaced the wall time).
@@ -281,7 +299,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   auto x0 = core::InitialModel(s->model, config.init, config.seed);
   if (!x0.ok()) return x0.status();
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
-      *s->mixing, absl::Seconds(config.deadline_s), config.codec, config.seed);
+      *s->mixing, absl::Seconds(config.deadline_s), core::CodecForRun(config, *model), config.seed);
   core::Hyperparameters hyper = config.hyper;
   hyper.tensor_sizes = s->model.tensor_sizes();
   for (int i = 0; i < config.num_agents; ++i) {

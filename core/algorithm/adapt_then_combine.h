@@ -23,6 +23,7 @@ class AdaptThenCombine : public Algorithm<T> {
 
   std::string name() const override { return name_; }
   absl::Span<const T> params() const override { return x_; }
+  double replica_error() const override { return gossip_.RelativeError(x_.data()); }
 
   absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
     if (phase == 0) {

@@ -113,6 +113,13 @@ class Algorithm {
   // Solves of a per-round subproblem that failed so far, each answered by a fallback (CGA: a
   // tensor's QP had non-finite data and the previous weights were reused). 0 for methods with none.
   virtual int64_t solver_fallbacks() const { return 0; }
+
+  // ||x - x̂|| / ||x|| now: how far the agent's public copy (what its neighbours hold of it) trails
+  // its model. Between rounds x̂ lags x by the local step not yet sent, so a lossless codec shows
+  // the relative size of one step (about 1e-3 on the shipped manifests); a lossy codec adds what it
+  // has not delivered yet, and a value that keeps growing means the codec cannot keep up. Computed
+  // on demand (one pass), not every round. -1 for methods that keep no public copy.
+  virtual double replica_error() const { return -1; }
 };
 
 // Creates the algorithm named in h.algorithm for a model of x0.size() parameters, every agent

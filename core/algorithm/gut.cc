@@ -27,6 +27,7 @@ class GutFamily final : public Algorithm<T> {
 
   std::string name() const override { return name_; }
   absl::Span<const T> params() const override { return x_; }
+  double replica_error() const override { return gossip_.RelativeError(x_.data()); }
   int persistent_buffers() const override {
     return 2 + (tracking_ ? 1 : 0) + (m_.empty() ? 0 : 1);
   }

@@ -9,6 +9,7 @@
 #ifndef GUT_CORE_ALGORITHM_REPLICA_GOSSIP_H_
 #define GUT_CORE_ALGORITHM_REPLICA_GOSSIP_H_
 
+#include <cmath>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,6 +54,18 @@ class ReplicaGossip {
   T c() const { return c_; }
   T* xhat() { return xhat_.data(); }
   T* s() { return s_.data(); }
+
+  // ||x - x̂|| / ||x|| (0 when x is 0).
+  double RelativeError(const T* x) const {
+    double d = 0, nx = 0;
+    const T* xh = xhat_.data();
+    for (size_t k = 0; k < xhat_.size(); ++k) {
+      const double e = static_cast<double>(x[k]) - static_cast<double>(xh[k]);
+      d += e * e;
+      nx += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+    }
+    return nx > 0 ? std::sqrt(d / nx) : 0.0;
+  }
 
   // e = x - x̂
   void Difference(const T* __restrict x, T* __restrict e) const {

@@ -1,45 +1,38 @@
+// Codec: names, dispatch to the codecs' implementations and the optional zstd framing.
 #include "core/codec/codec.h"
 
 #include <zstd.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <numeric>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/codec/codec_internal.h"
 
 namespace gut::core {
+
+using codec_internal::Reader;
+
 namespace {
 
-// Little-endian byte order on the wire; every supported host is little-endian, which the
-// static_assert below pins down rather than converting on each value.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "gut's wire format assumes a little-endian host");
+constexpr const char* kCodecNames = "fp32, bf16, int8, topk, randk, sign, lowrank";
+// Keeps randk's index stream apart from the stochastic rounding stream of the same message.
+constexpr uint64_t kIndexSalt = 0x72616e646b696478ull;  // "randkidx"
 
-template <typename T>
-void Put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out->append(b, sizeof(T));
-}
-
-template <typename T>
-T Get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
+// Index seed of randk: the sender's seed and the message's round and slot. Not its receiver: a
+// message to one neighbour keeps the same positions as a broadcast of the same round would.
+uint64_t IndexSeed(uint64_t sender_seed, const MessageTag& tag) {
+  return SplitMix64(sender_seed ^ MessageKey(tag.round, tag.slot, -1) ^ kIndexSalt);
 }
 
 }  // namespace
 
 absl::StatusOr<CodecKind> ParseCodecKind(const std::string& name) {
-  if (name == "fp32") return CodecKind::kFp32;
-  if (name == "bf16") return CodecKind::kBf16;
-  if (name == "int8") return CodecKind::kInt8;
-  if (name == "topk") return CodecKind::kTopK;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown codec '", name, "'; allowed: fp32, bf16, int8, topk"));
+  for (CodecKind k : {CodecKind::kFp32, CodecKind::kBf16, CodecKind::kInt8, CodecKind::kTopK, CodecKind::kRandK,
+                      CodecKind::kSign, CodecKind::kLowRank}) {
+    if (name == CodecName(k)) return k;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown codec '", name, "'; allowed: ", kCodecNames));
 }
 
 const char* CodecName(CodecKind kind) {
@@ -48,201 +41,131 @@ const char* CodecName(CodecKind kind) {
     case CodecKind::kBf16: return "bf16";
     case CodecKind::kInt8: return "int8";
     case CodecKind::kTopK: return "topk";
+    case CodecKind::kRandK: return "randk";
+    case CodecKind::kSign: return "sign";
+    case CodecKind::kLowRank: return "lowrank";
   }
   return "?";
 }
 
-uint16_t FloatToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) {
-    return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
+absl::StatusOr<ValueCoding> ParseValueCoding(const std::string& name) {
+  for (ValueCoding v : {ValueCoding::kFp32, ValueCoding::kBf16, ValueCoding::kInt8}) {
+    if (name == ValueCodingName(v)) return v;
   }
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
+  return absl::InvalidArgumentError(absl::StrCat("unknown value coding '", name, "'; allowed: fp32, bf16, int8"));
 }
 
-float Bf16ToFloat(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+const char* ValueCodingName(ValueCoding v) {
+  switch (v) {
+    case ValueCoding::kFp32: return "fp32";
+    case ValueCoding::kBf16: return "bf16";
+    case ValueCoding::kInt8: return "int8";
+  }
+  return "?";
 }
 
-Codec::Codec(CodecOptions options, uint64_t seed) : options_(options), seed_(seed) {
+Codec::Codec(CodecOptions options, uint64_t seed) : options_(std::move(options)), seed_(seed) {
   options_.int8_chunk = std::max(1, options_.int8_chunk);
+  options_.lowrank_rank = std::max(1, options_.lowrank_rank);
 }
 
 size_t Codec::MaxRawSize(size_t n) const {
-  switch (options_.kind) {
+  const CodecOptions& o = options_;
+  switch (o.kind) {
     case CodecKind::kFp32: return 4 * n;
     case CodecKind::kBf16: return 2 * n;
-    case CodecKind::kInt8: return n + 4 * ((n + options_.int8_chunk - 1) / options_.int8_chunk);
-    case CodecKind::kTopK: return 4 + 8 * n;
+    case CodecKind::kInt8: return codec_internal::Int8Size(n, o.int8_chunk);
+    case CodecKind::kTopK: {
+      // A varint count, at most 5 bytes per index gap, the values.
+      const size_t k = codec_internal::KeptValues(o, n);
+      return 10 + 5 * k + codec_internal::ValuesSize(o.sparse_values, k, o.int8_chunk);
+    }
+    case CodecKind::kRandK:
+      return codec_internal::ValuesSize(o.sparse_values, codec_internal::KeptValues(o, n), o.int8_chunk);
+    case CodecKind::kSign: return codec_internal::SignSize(n, o.int8_chunk);
+    case CodecKind::kLowRank: return codec_internal::LowRankSize(o, n);
   }
   return 0;
 }
 
-void Codec::EncodeRaw(absl::Span<float> v, std::string* out, Rng64* rng) {
-  out->clear();
-  const size_t n = v.size();
-  switch (options_.kind) {
+void Codec::Encode(absl::Span<float> values, std::string* out, const MessageTag& tag) {
+  const uint64_t key = SplitMix64(seed_ ^ MessageKey(tag.round, tag.slot, tag.target));
+  Rng64 rng(key);
+  std::string* raw = options_.zstd ? &scratch_ : out;
+  raw->clear();
+  const CodecOptions& o = options_;
+  switch (o.kind) {
     case CodecKind::kFp32:
-      if (n > 0) out->assign(reinterpret_cast<const char*>(v.data()), 4 * n);
-      return;
-    case CodecKind::kBf16: {
-      out->resize(2 * n);
-      char* p = out->data();
-      for (size_t k = 0; k < n; ++k) {
-        const uint16_t b = FloatToBf16(v[k]);
-        std::memcpy(p + 2 * k, &b, 2);
-        v[k] = Bf16ToFloat(b);
-      }
-      return;
-    }
-    case CodecKind::kInt8: {
-      out->reserve(MaxRawSize(n));
-      const size_t chunk = static_cast<size_t>(options_.int8_chunk);
-      for (size_t start = 0; start < n; start += chunk) {
-        const size_t end = std::min(n, start + chunk);
-        float maxabs = 0;
-        for (size_t k = start; k < end; ++k)
-          if (std::isfinite(v[k])) maxabs = std::max(maxabs, std::abs(v[k]));
-        const float scale = maxabs > 0 ? maxabs / 127.0f : 0.0f;
-        Put<float>(out, scale);
-        for (size_t k = start; k < end; ++k) {
-          int q = 0;
-          if (scale > 0 && std::isfinite(v[k])) {
-            // Stochastic rounding: E[q] = v / scale.
-            const double t = v[k] / scale;
-            q = static_cast<int>(std::floor(t + rng->Uniform()));
-            q = std::clamp(q, -127, 127);
-          }
-          out->push_back(static_cast<char>(static_cast<int8_t>(q)));
-          v[k] = static_cast<float>(q) * scale;
-        }
-      }
-      return;
-    }
-    case CodecKind::kTopK: {
-      const size_t k = std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_fraction * n))));
-      if (k == 0) {  // nothing to send
-        Put<uint32_t>(out, 0);
-        return;
-      }
-      std::vector<uint32_t> idx(n);
-      std::iota(idx.begin(), idx.end(), 0u);
-      auto mag = [&](uint32_t i) { return std::isfinite(v[i]) ? std::abs(v[i]) : 0.0f; };
-      std::nth_element(idx.begin(), idx.begin() + (k - 1), idx.end(), [&](uint32_t a, uint32_t b) {
-        return mag(a) > mag(b) || (mag(a) == mag(b) && a < b);
-      });
-      idx.resize(k);
-      std::sort(idx.begin(), idx.end());
-      Put<uint32_t>(out, static_cast<uint32_t>(k));
-      std::vector<float> kept(k);
-      for (size_t j = 0; j < k; ++j) {
-        kept[j] = v[idx[j]];
-        Put<uint32_t>(out, idx[j]);
-        Put<float>(out, kept[j]);
-      }
-      std::fill(v.begin(), v.end(), 0.0f);
-      for (size_t j = 0; j < k; ++j) v[idx[j]] = kept[j];
-      return;
-    }
+      if (!values.empty()) raw->assign(reinterpret_cast<const char*>(values.data()), 4 * values.size());
+      break;
+    case CodecKind::kBf16: codec_internal::EncodeBf16(values, raw); break;
+    case CodecKind::kInt8: codec_internal::EncodeInt8(values, raw, o.int8_chunk, &rng); break;
+    case CodecKind::kTopK: codec_internal::EncodeTopK(o, values, raw, &rng); break;
+    case CodecKind::kRandK: codec_internal::EncodeRandK(o, values, raw, IndexSeed(seed_, tag), &rng); break;
+    case CodecKind::kSign: codec_internal::EncodeSign(values, raw, o.int8_chunk); break;
+    case CodecKind::kLowRank: codec_internal::EncodeLowRank(o, values, raw, key); break;
   }
-}
-
-void Codec::Encode(absl::Span<float> values, std::string* out, uint64_t message_key) {
-  Rng64 rng(SplitMix64(seed_ ^ message_key));
-  if (!options_.zstd) {
-    EncodeRaw(values, out, &rng);
-    return;
-  }
-  std::string raw;
-  EncodeRaw(values, &raw, &rng);
-  out->resize(ZSTD_compressBound(raw.size()));
-  const size_t z = ZSTD_compress(out->data(), out->size(), raw.data(), raw.size(), options_.zstd_level);
+  if (!options_.zstd) return;
+  out->resize(ZSTD_compressBound(raw->size()));
+  const size_t z = ZSTD_compress(out->data(), out->size(), raw->data(), raw->size(), o.zstd_level);
   // Compression into a buffer of compressBound bytes cannot fail.
   out->resize(ZSTD_isError(z) ? 0 : z);
 }
 
-absl::Status Codec::Decode(absl::string_view bytes, absl::Span<float> out) const {
-  if (!options_.zstd) return DecodeRaw(bytes, out);
-  const size_t limit = MaxRawSize(out.size());
-  const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
-  if (declared == ZSTD_CONTENTSIZE_ERROR) {
-    return absl::DataLossError(absl::StrCat(CodecName(options_.kind), "+zstd payload of ", bytes.size(),
-                                            " bytes is not a zstd frame"));
+absl::Status Codec::Decode(absl::string_view bytes, absl::Span<float> out, uint64_t sender_seed,
+                           const MessageTag& tag) const {
+  const CodecOptions& o = options_;
+  const char* name = CodecName(o.kind);
+  std::string unpacked;
+  if (o.zstd) {
+    const size_t limit = MaxRawSize(out.size());
+    const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
+    if (declared == ZSTD_CONTENTSIZE_ERROR) {
+      return absl::DataLossError(absl::StrCat(name, "+zstd payload of ", bytes.size(), " bytes is not a zstd frame"));
+    }
+    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
+      return absl::DataLossError(absl::StrCat(name, "+zstd payload declares ", declared, " bytes, more than the ",
+                                              limit, " a message of ", out.size(), " values can take"));
+    }
+    unpacked.resize(limit);
+    const size_t got = ZSTD_decompress(unpacked.data(), unpacked.size(), bytes.data(), bytes.size());
+    if (ZSTD_isError(got)) {
+      return absl::DataLossError(absl::StrCat(name, "+zstd payload: ", ZSTD_getErrorName(got)));
+    }
+    unpacked.resize(got);
+    bytes = unpacked;
   }
-  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > limit) {
-    return absl::DataLossError(absl::StrCat(CodecName(options_.kind), "+zstd payload declares ", declared,
-                                            " bytes, more than the ", limit, " a message of ", out.size(),
-                                            " values can take"));
-  }
-  std::string raw(limit, '\0');
-  const size_t got = ZSTD_decompress(raw.data(), raw.size(), bytes.data(), bytes.size());
-  if (ZSTD_isError(got)) {
-    return absl::DataLossError(absl::StrCat(CodecName(options_.kind), "+zstd payload: ", ZSTD_getErrorName(got)));
-  }
-  raw.resize(got);
-  return DecodeRaw(raw, out);
-}
-
-absl::Status Codec::DecodeRaw(absl::string_view b, absl::Span<float> out) const {
   const size_t n = out.size();
-  const char* name = CodecName(options_.kind);
+  Reader in{bytes.data(), bytes.data() + bytes.size()};
   auto size_error = [&](size_t expected) {
-    return absl::DataLossError(absl::StrCat(name, " payload has ", b.size(), " bytes, expected ", expected,
-                                            " for ", n, " values"));
+    return absl::DataLossError(
+        absl::StrCat(name, " payload has ", bytes.size(), " bytes, expected ", expected, " for ", n, " values"));
   };
-  switch (options_.kind) {
+  absl::Status s;
+  switch (o.kind) {
     case CodecKind::kFp32:
-      if (b.size() != 4 * n) return size_error(4 * n);
-      if (n > 0) std::memcpy(out.data(), b.data(), 4 * n);
+      if (bytes.size() != 4 * n) return size_error(4 * n);
+      if (n > 0) std::memcpy(out.data(), bytes.data(), 4 * n);
       return absl::OkStatus();
     case CodecKind::kBf16:
-      if (b.size() != 2 * n) return size_error(2 * n);
-      for (size_t k = 0; k < n; ++k) out[k] = Bf16ToFloat(Get<uint16_t>(b.data() + 2 * k));
-      return absl::OkStatus();
-    case CodecKind::kInt8: {
-      if (b.size() != MaxRawSize(n)) return size_error(MaxRawSize(n));
-      const size_t chunk = static_cast<size_t>(options_.int8_chunk);
-      const char* p = b.data();
-      for (size_t start = 0; start < n; start += chunk) {
-        const size_t end = std::min(n, start + chunk);
-        const float scale = Get<float>(p);
-        p += 4;
-        if (!std::isfinite(scale) || scale < 0) {
-          return absl::DataLossError(absl::StrCat("int8 payload: chunk at value ", start, " has scale ", scale));
-        }
-        for (size_t k = start; k < end; ++k) {
-          const int8_t q = static_cast<int8_t>(*p++);
-          if (q == -128) return absl::DataLossError(absl::StrCat("int8 payload: value ", k, " is -128, outside [-127, 127]"));
-          out[k] = static_cast<float>(q) * scale;
-        }
-      }
-      return absl::OkStatus();
-    }
-    case CodecKind::kTopK: {
-      if (b.size() < 4) return size_error(4);
-      const uint32_t k = Get<uint32_t>(b.data());
-      if (k > n) return absl::DataLossError(absl::StrCat("topk payload keeps ", k, " values of ", n));
-      if (b.size() != 4 + 8 * size_t{k}) return size_error(4 + 8 * size_t{k});
-      std::fill(out.begin(), out.end(), 0.0f);
-      int64_t prev = -1;
-      for (uint32_t j = 0; j < k; ++j) {
-        const uint32_t i = Get<uint32_t>(b.data() + 4 + 8 * j);
-        if (i >= n || static_cast<int64_t>(i) <= prev) {
-          return absl::DataLossError(absl::StrCat("topk payload: index #", j, " = ", i,
-                                                  " is out of range or not ascending"));
-        }
-        out[i] = Get<float>(b.data() + 8 + 8 * j);
-        prev = i;
-      }
-      return absl::OkStatus();
-    }
+      if (bytes.size() != 2 * n) return size_error(2 * n);
+      return codec_internal::DecodeBf16(&in, out);
+    case CodecKind::kInt8:
+      if (bytes.size() != MaxRawSize(n)) return size_error(MaxRawSize(n));
+      s = codec_internal::DecodeInt8(&in, out, o.int8_chunk);
+      break;
+    case CodecKind::kTopK: s = codec_internal::DecodeTopK(o, &in, out); break;
+    case CodecKind::kRandK: s = codec_internal::DecodeRandK(o, &in, out, IndexSeed(sender_seed, tag)); break;
+    case CodecKind::kSign: s = codec_internal::DecodeSign(&in, out, o.int8_chunk); break;
+    case CodecKind::kLowRank: s = codec_internal::DecodeLowRank(o, &in, out); break;
   }
-  return absl::InternalError("unknown codec");
+  if (!s.ok()) {
+    return s.message().find(name) == 0 ? s : absl::DataLossError(absl::StrCat(name, " payload: ", s.message()));
+  }
+  if (in.left() != 0) {
+    return absl::DataLossError(absl::StrCat(name, " payload has ", in.left(), " bytes after its ", n, " values"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gut::core

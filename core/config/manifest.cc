@@ -1,5 +1,7 @@
 #include "core/config/manifest.h"
 
+#include "core/config/exchange_settings.h"
+
 #include "core/data/dataset.h"
 
 #include <yaml-cpp/yaml.h>
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -212,6 +215,13 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.codec.topk_fraction));
   if (c.codec.int8_chunk < 1)
     return bad(absl::StrCat("exchange.int8_chunk must be >= 1, got ", c.codec.int8_chunk));
+  if (c.codec.lowrank_rank < 1 || c.codec.lowrank_rank > 64)
+    return bad(absl::StrCat("exchange.lowrank_rank must be in [1, 64], got ", c.codec.lowrank_rank));
+  if (!(c.consensus_step > 0 && c.consensus_step <= 1))
+    return bad(absl::StrCat("exchange.consensus_step must be in (0, 1] or auto, got ", c.consensus_step));
+  if (c.consensus_step != 1 && c.hyper.algorithm == "relaysgd")
+    return bad(absl::StrCat("exchange.consensus_step: relaysgd relays exact sums over a spanning tree and has no "
+                            "consensus step to shrink; use 1 (got ", c.consensus_step, ")"));
   if (!(c.schedule.gamma > 0)) return bad(absl::StrCat("algorithm.schedule.gamma must be positive, got ", c.schedule.gamma));
   for (double m : c.schedule.milestones)
     if (!(m >= 0 && m <= 1))
@@ -368,7 +378,13 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   chain(ex.Get("zstd", &c.codec.zstd));
   chain(ex.Get("topk_fraction", &c.codec.topk_fraction));
   chain(ex.Get("int8_chunk", &c.codec.int8_chunk));
-  chain(ex.NoUnknownKeys("deadline_s, codec, zstd, topk_fraction, int8_chunk"));
+  std::string sparse_values = ValueCodingName(c.codec.sparse_values);
+  chain(ex.Get("sparse_values", &sparse_values));
+  chain(ex.Get("lowrank_rank", &c.codec.lowrank_rank));
+  std::string consensus_step = "auto";
+  chain(ex.Get("consensus_step", &consensus_step));
+  chain(ex.NoUnknownKeys("deadline_s, codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk, "
+                         "consensus_step"));
 
   chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, checkpoint, fault, exchange"));
   if (!st.ok()) return st;
@@ -379,6 +395,18 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
     c.codec.kind = *kind;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(source, ": exchange.codec: ", kind.status().message()));
+  }
+  if (auto v = ParseValueCoding(sparse_values); v.ok()) {
+    c.codec.sparse_values = *v;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": exchange.sparse_values: ", v.status().message()));
+  }
+  c.consensus_step_auto = consensus_step == "auto";
+  if (c.consensus_step_auto) {
+    c.consensus_step = DefaultConsensusStep(c.codec);
+  } else if (!absl::SimpleAtod(consensus_step, &c.consensus_step)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": exchange.consensus_step: '", consensus_step,
+                                                   "' is neither a number in (0, 1] nor auto"));
   }
   if (auto s = Validate(c); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
@@ -446,7 +474,7 @@ absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& c) {
   if (!rule.ok()) return absl::InvalidArgumentError(absl::StrCat("topology.weights: ", rule.status().message()));
   MixingMatrix w = MixingMatrix::Build(*g, *rule);
   if (auto s = w.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("topology: ", s.message()));
-  return w;
+  return w.WithConsensusStep(c.consensus_step);
 }
 
 absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& c) {
@@ -462,22 +490,6 @@ absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& c) {
 int64_t CheckpointInterval(const RunConfig& c, int64_t rounds_per_epoch) {
   if (!c.checkpoint_enabled) return 0;
   return c.checkpoint_every_rounds > 0 ? c.checkpoint_every_rounds : rounds_per_epoch;
-}
-
-std::string DivergenceAdvice(const RunConfig& c) {
-  const bool lossy = c.codec.kind != CodecKind::kFp32;
-  if (c.codec.kind == CodecKind::kTopK) {
-    return absl::StrCat("the exchange's compression is the likely cause (exchange.codec ", CodecName(c.codec.kind),
-                        " keeps ", c.codec.topk_fraction,
-                        " of the values); use a denser codec or a larger exchange.topk_fraction");
-  }
-  if (c.hyper.algorithm == "qg-gutm" && c.hyper.mu + c.hyper.momentum > 0.95) {
-    return absl::StrCat("algorithm.mu + algorithm.momentum = ", c.hyper.mu + c.hyper.momentum,
-                        " is close to 1, where QG-GUTm's averaged dynamics diverge; lower algorithm.mu "
-                        "(or algorithm.lr = ", c.hyper.lr, ")");
-  }
-  return absl::StrCat("lower algorithm.lr (now ", c.hyper.lr, ")",
-                      lossy ? absl::StrCat(", or use a less lossy exchange.codec than ", CodecName(c.codec.kind)) : "");
 }
 
 std::string ToYaml(const RunConfig& c) {
@@ -521,8 +533,10 @@ std::string ToYaml(const RunConfig& c) {
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
       << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "topk_fraction"
-      << YAML::Value << c.codec.topk_fraction << YAML::Key << "int8_chunk" << YAML::Value
-      << c.codec.int8_chunk << YAML::EndMap;
+      << YAML::Value << c.codec.topk_fraction << YAML::Key << "sparse_values" << YAML::Value
+      << ValueCodingName(c.codec.sparse_values) << YAML::Key << "lowrank_rank" << YAML::Value << c.codec.lowrank_rank
+      << YAML::Key << "int8_chunk" << YAML::Value << c.codec.int8_chunk << YAML::Key << "consensus_step"
+      << YAML::Value << c.consensus_step << YAML::EndMap;
   out << YAML::EndMap;
   return out.c_str();
 }

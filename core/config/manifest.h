@@ -60,7 +60,13 @@ struct RunConfig {
   double rejoin_timeout_s = 60;       // how long a lost agent may take to come back
   // exchange
   double deadline_s = 60;
-  CodecOptions codec;  // exchange.codec (fp32, bf16, int8, topk), zstd, topk_fraction, int8_chunk
+  // exchange.codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk (docs/manifest.md).
+  // codec.tensors stays empty here: CodecForRun (exchange_settings.h) fills it from the model.
+  CodecOptions codec;
+  // exchange.consensus_step gamma in (0, 1]: replicas mix with (1 - gamma) I + gamma W. Resolved
+  // from "auto" (DefaultConsensusStep) at parse time; consensus_step_auto records that it was.
+  double consensus_step = 1.0;
+  bool consensus_step_auto = true;
 };
 
 // Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.
@@ -71,7 +77,7 @@ absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
                                        const std::vector<std::string>& overrides);
 
 // The graph and mixing matrix the manifest describes, validated (connected, symmetric, doubly
-// stochastic).
+// stochastic), with the consensus step applied: (1 - gamma) I + gamma W.
 absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& config);
 
 // The run's model: model.name and model.norm for data.dataset's input shape and classes.
@@ -82,7 +88,7 @@ absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& config);
 int64_t CheckpointInterval(const RunConfig& config, int64_t rounds_per_epoch);
 
 // What most likely made training diverge under this configuration, as advice that names the
-// setting to change (the epoch driver's divergence error ends with it).
+// setting to change (the epoch driver's divergence error ends with it). In exchange_settings.cc.
 std::string DivergenceAdvice(const RunConfig& config);
 
 // The manifest back as YAML (every key, defaults filled in): the run's recorded configuration.

@@ -21,12 +21,13 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
 
   absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
-    auto m = Encode(message, MessageKey(round, slot, -1));
+    auto m = Encode(message, MessageTag{round, slot, -1});
     if (!m.ok()) return m.status();
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
     }
     sent_ += static_cast<int64_t>(neighbours_.size()) * (*m)->wire_bytes;
+    raw_sent_ += static_cast<int64_t>(neighbours_.size() * message.size() * sizeof(float));
     return absl::OkStatus();
   }
 
@@ -36,9 +37,10 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       return absl::InvalidArgumentError(absl::StrCat("agent ", rank_, ": neighbour index ",
                                                      neighbour_index, " out of range"));
     }
-    auto m = Encode(message, MessageKey(round, slot, neighbour_index));
+    auto m = Encode(message, MessageTag{round, slot, neighbour_index});
     if (!m.ok()) return m.status();
     sent_ += (*m)->wire_bytes;
+    raw_sent_ += static_cast<int64_t>(message.size() * sizeof(float));
     return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, *m);
   }
 
@@ -69,9 +71,11 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
 
   int64_t bytes_sent() const override { return sent_; }
   int64_t bytes_received() const override { return received_; }
-  void RestoreCounters(int64_t sent, int64_t received) {
+  int64_t raw_bytes_sent() const override { return raw_sent_; }
+  void RestoreCounters(int64_t sent, int64_t received, int64_t raw_sent) {
     sent_ = sent;
     received_ = received;
+    raw_sent_ = raw_sent;
   }
 
  private:
@@ -89,17 +93,31 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
 
   // The message as the receivers will see it. Plain fp32 is copied; any other codec is encoded
   // (which leaves the decoded values in `message`, for the sender's public copy) and decoded
-  // again into the shared buffer, exactly as a remote receiver would.
-  absl::StatusOr<Message> Encode(absl::Span<T> message, uint64_t key) {
+  // again into the shared buffer, exactly as a remote receiver would. A double exchange (the
+  // algorithm tests) goes through the codec in float, the precision the wire has.
+  absl::StatusOr<Message> Encode(absl::Span<T> message, const MessageTag& tag) {
     std::shared_ptr<Payload> b = Buffer(message.size());
-    if constexpr (std::is_same_v<T, float>) {
-      const CodecOptions& o = codec_.options();
-      if (o.kind != CodecKind::kFp32 || o.zstd) {
-        codec_.Encode(message, &wire_, key);
-        if (auto s = codec_.Decode(wire_, absl::MakeSpan(b->values)); !s.ok()) return s;
-        b->wire_bytes = static_cast<int64_t>(wire_.size());
-        return Message(b);
+    const CodecOptions& o = codec_.options();
+    if (o.kind != CodecKind::kFp32 || o.zstd) {
+      absl::Span<float> v;
+      if constexpr (std::is_same_v<T, float>) {
+        v = message;
+      } else {
+        narrow_.assign(message.begin(), message.end());
+        v = absl::MakeSpan(narrow_);
       }
+      codec_.Encode(v, &wire_, tag);
+      // Decoded with the sender's seed, as every receiver does.
+      if constexpr (std::is_same_v<T, float>) {
+        if (auto s = codec_.Decode(wire_, absl::MakeSpan(b->values), codec_.seed(), tag); !s.ok()) return s;
+      } else {
+        decoded_.resize(message.size());
+        if (auto s = codec_.Decode(wire_, absl::MakeSpan(decoded_), codec_.seed(), tag); !s.ok()) return s;
+        std::copy(decoded_.begin(), decoded_.end(), b->values.begin());
+        std::copy(v.begin(), v.end(), message.begin());
+      }
+      b->wire_bytes = static_cast<int64_t>(wire_.size());
+      return Message(b);
     }
     std::copy(message.begin(), message.end(), b->values.begin());
     b->wire_bytes = static_cast<int64_t>(message.size() * sizeof(float));
@@ -144,11 +162,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   int rank_;
   double self_weight_;
   std::vector<NeighbourInfo> neighbours_;
-  std::atomic<int64_t> sent_{0}, received_{0};
+  std::atomic<int64_t> sent_{0}, received_{0}, raw_sent_{0};
   // Touched by the owning agent's thread only.
   std::vector<std::shared_ptr<Payload>> pool_;
   Codec codec_;
   std::string wire_;
+  std::vector<float> narrow_, decoded_;  // codec scratch
 };
 
 template <typename T>
@@ -185,8 +204,15 @@ absl::Status InProcessExchange<T>::Post(int from, int to, int64_t round, int slo
 }
 
 template <typename T>
-void InProcessExchange<T>::RestoreByteCounters(int rank, int64_t sent, int64_t received) {
-  endpoints_[rank]->RestoreCounters(sent, received);
+void InProcessExchange<T>::RestoreByteCounters(int rank, int64_t sent, int64_t received, int64_t raw_sent) {
+  endpoints_[rank]->RestoreCounters(sent, received, raw_sent);
+}
+
+template <typename T>
+int64_t InProcessExchange<T>::total_raw_bytes_sent() const {
+  int64_t total = 0;
+  for (const auto& e : endpoints_) total += e->raw_bytes_sent();
+  return total;
 }
 
 template <typename T>

@@ -36,8 +36,9 @@ class InProcessExchange {
   Neighbourhood<T>& Endpoint(int rank);
   int size() const { return static_cast<int>(endpoints_.size()); }
   int64_t total_bytes_sent() const;
+  int64_t total_raw_bytes_sent() const;
   // Puts agent `rank`'s byte counters back where a checkpoint recorded them.
-  void RestoreByteCounters(int rank, int64_t sent, int64_t received);
+  void RestoreByteCounters(int rank, int64_t sent, int64_t received, int64_t raw_sent);
 
  private:
   class EndpointImpl;

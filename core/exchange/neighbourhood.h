@@ -63,6 +63,9 @@ class Neighbourhood {
   // Bytes this agent has put on the wire so far (as an fp32 transport would), and received.
   virtual int64_t bytes_sent() const = 0;
   virtual int64_t bytes_received() const = 0;
+  // What the same messages would have taken as plain fp32 (4 bytes per value per receiver): the
+  // denominator of the compression ratio.
+  virtual int64_t raw_bytes_sent() const = 0;
 };
 
 }  // namespace gut::core

@@ -28,7 +28,7 @@ std::vector<double> FlattenRecords(const std::vector<EpochRecord>& records) {
     const double f[kEpochRecordFields] = {
         double(r.epoch), double(r.epochs), double(r.rounds), r.lr, r.train_loss, r.evaluated ? 1.0 : 0.0,
         r.acc_mean, r.acc_min, r.acc_max, r.test_loss, r.consensus, r.wall_s, r.train_s, r.rounds_per_s,
-        r.eta_s, double(r.bytes_sent)};
+        r.eta_s, double(r.bytes_sent), double(r.raw_bytes_sent), r.replica_error};
     out.insert(out.end(), f, f + kEpochRecordFields);
   }
   return out;
@@ -55,6 +55,8 @@ std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat) {
     r.rounds_per_s = f[13];
     r.eta_s = f[14];
     r.bytes_sent = static_cast<int64_t>(f[15]);
+    r.raw_bytes_sent = static_cast<int64_t>(f[16]);
+    r.replica_error = f[17];
     out.push_back(r);
   }
   return out;
@@ -64,13 +66,14 @@ absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRec
                              core::Durability durability) {
   std::string out =
       "epoch,rounds,lr,train_loss,test_acc_mean,test_acc_min,test_acc_max,test_loss,consensus_distance,"
-      "wall_s,train_s,rounds_per_s,bytes_sent\n";
+      "wall_s,train_s,rounds_per_s,bytes_sent,compression,replica_error\n";
   for (const auto& r : epochs) {
     auto acc = [&](double v) { return r.evaluated ? absl::StrFormat("%.6f", v) : std::string(); };
-    absl::StrAppend(&out, absl::StrFormat("%d,%d,%.6g,%.6f,%s,%s,%s,%s,%.6e,%.3f,%.3f,%.2f,%d\n", r.epoch,
+    absl::StrAppend(&out, absl::StrFormat("%d,%d,%.6g,%.6f,%s,%s,%s,%s,%.6e,%.3f,%.3f,%.2f,%d,%.6f,%s\n", r.epoch,
                                           r.rounds, r.lr, r.train_loss, acc(r.acc_mean), acc(r.acc_min),
                                           acc(r.acc_max), acc(r.test_loss), r.consensus, r.wall_s,
-                                          r.train_s, r.rounds_per_s, r.bytes_sent));
+                                          r.train_s, r.rounds_per_s, r.bytes_sent, r.compression(),
+                                          r.replica_error >= 0 ? absl::StrFormat("%.6e", r.replica_error) : ""));
   }
   return AtomicWrite(path, out, durability);
 }
@@ -92,6 +95,8 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"lr_gamma", c.schedule.gamma}, {"dataset", c.dataset}, {"data_path", c.data_path},
       {"partition", c.partition}, {"alpha", c.alpha}, {"batch_size", c.batch_size}, {"shuffle", c.shuffle},
       {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
+      {"topk_fraction", c.codec.topk_fraction}, {"sparse_values", core::ValueCodingName(c.codec.sparse_values)},
+      {"lowrank_rank", c.codec.lowrank_rank}, {"consensus_step", c.consensus_step},
       {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
                 {"test_acc_min", s.final_acc_min},
@@ -119,7 +124,19 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
                  {"rounds", s.rounds},
                  {"ms_per_training_round", train_rounds > 0 ? 1e3 * train_s / train_rounds : 0.0},
                  {"threads", s.threads}};
-  j["exchange"] = {{"bytes_sent", s.bytes_sent}, {"num_params", s.num_params}};
+  j["exchange"] = {{"bytes_sent", s.bytes_sent},
+                   {"raw_bytes_sent", s.raw_bytes_sent},
+                   {"compression_ratio", s.raw_bytes_sent > 0 ? static_cast<double>(s.bytes_sent) /
+                                                                   static_cast<double>(s.raw_bytes_sent)
+                                                             : 1.0},
+                   {"num_params", s.num_params}};
+  // The replica error where training ended (before the final gossip rounds); null when the
+  // method keeps no public copy.
+  if (!s.epochs.empty() && s.epochs.back().replica_error >= 0) {
+    j["exchange"]["replica_error"] = s.epochs.back().replica_error;
+  } else {
+    j["exchange"]["replica_error"] = nullptr;
+  }
   return AtomicWrite(path, j.dump(2) + "\n");
 }
 

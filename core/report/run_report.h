@@ -32,10 +32,17 @@ struct EpochRecord {
   double rounds_per_s = 0;
   double eta_s = 0;
   int64_t bytes_sent = 0;
+  int64_t raw_bytes_sent = 0;  // the same messages as plain fp32: compression = bytes_sent / this
+  // Mean over agents of ||x - x̂|| / ||x|| at the end of the epoch (Algorithm::replica_error, in
+  // rank order); -1 when the method keeps no public copy.
+  double replica_error = -1;
+  double compression() const {
+    return raw_bytes_sent > 0 ? static_cast<double>(bytes_sent) / static_cast<double>(raw_bytes_sent) : 1.0;
+  }
 };
 
 // A run's history as flat numbers and back, for checkpoints (kEpochRecordFields per record).
-constexpr size_t kEpochRecordFields = 16;
+constexpr size_t kEpochRecordFields = 18;
 std::vector<double> FlattenRecords(const std::vector<EpochRecord>& records);
 std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat);
 
@@ -47,6 +54,7 @@ struct Summary {
   double wall_s = 0;
   int64_t rounds = 0;
   int64_t bytes_sent = 0;
+  int64_t raw_bytes_sent = 0;
   int64_t num_params = 0;
   int threads = 0;
   int64_t solver_fallbacks = -1;  // summed over agents (Algorithm::solver_fallbacks); -1: not known

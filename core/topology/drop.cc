@@ -8,7 +8,8 @@
 
 namespace gut::core {
 
-absl::StatusOr<MixingMatrix> MixingWithout(const Graph& graph, const std::vector<int>& dropped) {
+absl::StatusOr<MixingMatrix> MixingWithout(const Graph& graph, const std::vector<int>& dropped,
+                                           double consensus_step) {
   const std::set<int> gone(dropped.begin(), dropped.end());
   std::vector<std::vector<int>> lists(graph.size());
   int first = -1;
@@ -43,7 +44,7 @@ absl::StatusOr<MixingMatrix> MixingWithout(const Graph& graph, const std::vector
   auto g = Graph::FromNeighbourLists(absl::StrCat(graph.name(), " without ", absl::StrJoin(dropped, ",")),
                                      std::move(lists));
   if (!g.ok()) return g.status();
-  return MixingMatrix::Build(*g, WeightRule::kMetropolisHastings);
+  return MixingMatrix::Build(*g, WeightRule::kMetropolisHastings).WithConsensusStep(consensus_step);
 }
 
 }  // namespace gut::core

@@ -14,7 +14,10 @@
 namespace gut::core {
 
 // FAILED_PRECONDITION naming the survivors that would be cut off when the graph falls apart.
-absl::StatusOr<MixingMatrix> MixingWithout(const Graph& graph, const std::vector<int>& dropped);
+// `consensus_step` is the run's exchange.consensus_step, applied to the new weights as to the
+// manifest's.
+absl::StatusOr<MixingMatrix> MixingWithout(const Graph& graph, const std::vector<int>& dropped,
+                                           double consensus_step = 1.0);
 
 }  // namespace gut::core
 

@@ -39,6 +39,17 @@ MixingMatrix MixingMatrix::Build(const Graph& graph, WeightRule rule) {
   return MixingMatrix(graph, std::move(self), std::move(w));
 }
 
+MixingMatrix MixingMatrix::WithConsensusStep(double gamma) const {
+  if (gamma == 1.0) return *this;
+  std::vector<double> self(self_.size());
+  std::vector<std::vector<double>> w = weights_;
+  for (size_t i = 0; i < self_.size(); ++i) {
+    for (double& x : w[i]) x *= gamma;
+    self[i] = (1.0 - gamma) + gamma * self_[i];
+  }
+  return MixingMatrix(graph_, std::move(self), std::move(w));
+}
+
 double MixingMatrix::Entry(int i, int j) const {
   if (i == j) return self_[i];
   const auto& nb = graph_.neighbours(i);

@@ -33,6 +33,11 @@ class MixingMatrix {
   // w_ii = 1 - sum_j w_ij.
   static MixingMatrix Build(const Graph& graph, WeightRule rule);
 
+  // (1 - gamma) I + gamma W: the consensus step of compressed gossip (docs/algorithms.md §8.4).
+  // Still symmetric and doubly stochastic, with the spectral gap scaled by gamma. gamma = 1 returns
+  // W itself, bit for bit.
+  MixingMatrix WithConsensusStep(double gamma) const;
+
   // Checks: the graph is connected, W is symmetric, every weight on N+(i) is positive and every
   // row and column sums to 1 (within 1e-9).
   absl::Status Validate() const;

@@ -218,17 +218,26 @@ TEST_P(NeighbourhoodConformance, ConcurrentAgentsAndByteCounts) {
 // With a lossy codec the sender's message is replaced by its decoded value, and that is exactly
 // what every receiver gets: replicas stay bit-identical. Bytes are the encoded sizes.
 TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
-  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kTopK}) {
+  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kTopK, CodecKind::kRandK, CodecKind::kSign,
+                         CodecKind::kLowRank}) {
     CodecOptions o;
     o.kind = kind;
     o.topk_fraction = 0.25;
+    o.tensors = {{10, 100}};
     MixingMatrix w = MixingMatrix::Build(*MakeRing(3), WeightRule::kUniform);
     InProcessExchange<float> ex(w, absl::Seconds(5), o, 12);
     std::vector<std::vector<float>> sent(3);
+    int64_t per_message = 0;  // agent 0's message, encoded by a codec with its seed
     for (int i = 0; i < 3; ++i) {
       sent[i].resize(1000);
       for (size_t k = 0; k < 1000; ++k) sent[i][k] = std::sin(0.37f * k + i) * 0.01f;
       const auto original = sent[i];
+      if (i == 0) {
+        auto copy = original;
+        std::string wire;
+        Codec(o, DeriveSeed(12, 0, SeedPurpose::kCodec)).Encode(absl::MakeSpan(copy), &wire, MessageTag{0, 0, -1});
+        per_message = static_cast<int64_t>(wire.size());
+      }
       ASSERT_TRUE(ex.Endpoint(i).Broadcast(0, 0, absl::MakeSpan(sent[i])).ok());
       EXPECT_NE(sent[i], original) << CodecName(kind) << " is lossy";
     }
@@ -238,9 +247,13 @@ TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
         EXPECT_TRUE(std::equal(m.begin(), m.end(), sent[from].begin())) << CodecName(kind);
       }).ok());
     }
-    const int64_t per_message = kind == CodecKind::kBf16 ? 2000 : kind == CodecKind::kInt8 ? 1004 : 4 + 8 * 250;
+    const int64_t expected = kind == CodecKind::kBf16 ? 2000 : kind == CodecKind::kInt8 ? 1004
+                             : kind == CodecKind::kRandK ? 4 * 250 : kind == CodecKind::kSign ? 4 + 125
+                             : kind == CodecKind::kLowRank ? 4 * (10 + 100) : per_message;
+    EXPECT_EQ(per_message, expected) << CodecName(kind);
     EXPECT_EQ(ex.Endpoint(0).bytes_sent(), 2 * per_message) << CodecName(kind);
     EXPECT_EQ(ex.Endpoint(0).bytes_received(), 2 * per_message) << CodecName(kind);
+    EXPECT_EQ(ex.Endpoint(0).raw_bytes_sent(), 2 * 4000) << CodecName(kind);
   }
 }
 

@@ -47,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!a.Ready(round, slot)) __builtin_trap();
       const auto m = a.Take(round, slot);
       std::vector<float> out(m.elements);
-      (void)codec.Decode(m.bytes, absl::MakeSpan(out));
+      (void)codec.Decode(m.bytes, absl::MakeSpan(out), 1, {round, slot, -1});
       last = round;
     }
     if (a.buffered_bytes() > Limits().max_buffered_bytes) __builtin_trap();

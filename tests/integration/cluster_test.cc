@@ -96,6 +96,22 @@ TEST_F(Cluster, ComputesExactlyWhatTheSimulatorComputesWithInt8) {
   CheckBitIdentical("int8", dir_, text, WriteManifest(text));
 }
 
+// Every sparse, one-bit and low-rank codec, with a consensus step below 1: the agents decode randk
+// with each sender's seed, lowrank with the model's layout, and still match gut-sim bit for bit.
+TEST_F(Cluster, CompressedCodecsComputeExactlyWhatTheSimulatorComputes) {
+  const std::string data = (dir_ / "data").string();
+  for (const std::string& codec : {std::string("topk, topk_fraction: 0.1, sparse_values: int8, consensus_step: 0.3"),
+                                   std::string("randk, topk_fraction: 0.1, sparse_values: bf16, consensus_step: 0.1"),
+                                   std::string("sign, consensus_step: 0.5"),
+                                   std::string("lowrank, lowrank_rank: 2, zstd: true, consensus_step: 0.5")}) {
+    const std::string name = codec.substr(0, codec.find(','));
+    SCOPED_TRACE(name);
+    const std::string text = Manifest(data, 1, codec);
+    std::ofstream(dir_ / (name + ".yaml")) << text;
+    CheckBitIdentical(name, dir_, text, (dir_ / (name + ".yaml")).string());
+  }
+}
+
 // The baselines that send two messages per round (GT, NGM: slots 0 and 1), per-neighbour
 // messages (NGM's and CGA's cross-gradients, RelaySGD's relays) and one-value messages (RelaySGD's
 // counts) go through the same gRPC exchange and still match gut-sim bit for bit.

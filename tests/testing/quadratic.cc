@@ -30,8 +30,11 @@ QuadraticRun::QuadraticRun(const core::Hyperparameters& h, int n, bool force_tra
 }
 
 QuadraticRun::QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w)
+    : QuadraticRun(h, std::move(w), core::CodecOptions()) {}
+
+QuadraticRun::QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w, const core::CodecOptions& codec)
     : mixing_(std::move(w)) {
-  ex_ = std::make_unique<core::InProcessExchange<double>>(mixing_);
+  ex_ = std::make_unique<core::InProcessExchange<double>>(mixing_, absl::Seconds(60), codec, 12);
   const std::vector<double> x0{1.0, -1.0};
   for (int i = 0; i < mixing_.size(); ++i) {
     oracles_.push_back(std::make_unique<QuadraticOracle>(i, mixing_.size()));

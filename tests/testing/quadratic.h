@@ -46,6 +46,8 @@ class QuadraticRun {
   explicit QuadraticRun(std::vector<std::unique_ptr<core::Algorithm<double>>> algos, int n = 16);
   // Any graph and weights (e.g. the chain RelaySGD relays over), every agent at x0 = (1, -1).
   QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w);
+  // ... with every message through `codec` (in float, as on the wire).
+  QuadraticRun(const core::Hyperparameters& h, core::MixingMatrix w, const core::CodecOptions& codec);
 
   void Round(double lr);
   void Rounds(int k, double lr) {

@@ -1,0 +1,105 @@
+#include "core/config/exchange_settings.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace gut::core {
+namespace {
+
+bool Dense(CodecKind k) { return k == CodecKind::kFp32 || k == CodecKind::kBf16 || k == CodecKind::kInt8; }
+
+}  // namespace
+
+// The values below come from the quick-manifest screen of bench/compression_frontier.sh
+// (bench/results/compression.md): the default is the best final accuracy of the grid, the stable
+// step the largest that did not diverge.
+double DefaultConsensusStep(const CodecOptions& codec) {
+  switch (codec.kind) {
+    case CodecKind::kFp32:
+    case CodecKind::kBf16:
+    case CodecKind::kInt8: return 1.0;
+    case CodecKind::kTopK: return codec.topk_fraction >= 0.1 ? 0.5 : 0.2;
+    case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.2 : 0.05;
+    case CodecKind::kSign: return 0.5;
+    case CodecKind::kLowRank: return 0.5;
+  }
+  return 1.0;
+}
+
+double StableConsensusStep(const CodecOptions& codec) {
+  switch (codec.kind) {
+    case CodecKind::kFp32:
+    case CodecKind::kBf16:
+    case CodecKind::kInt8: return 1.0;
+    case CodecKind::kTopK: return codec.topk_fraction >= 0.1 ? 0.5 : 0.2;
+    case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.2 : 0.05;
+    case CodecKind::kSign: return 0.5;
+    case CodecKind::kLowRank: return 0.5;
+  }
+  return 1.0;
+}
+
+CodecOptions CodecForRun(const RunConfig& config, const ModelInfo& model) {
+  CodecOptions o = config.codec;
+  o.tensors.clear();
+  for (const ParamSpec& p : model.layout) {
+    int64_t numel = 1;
+    for (int64_t d : p.shape) numel *= d;
+    const int64_t rows = p.shape.size() >= 2 ? p.shape[0] : 1;
+    o.tensors.emplace_back(rows, rows > 0 ? numel / rows : 0);
+  }
+  return o;
+}
+
+std::vector<std::string> ExchangeWarnings(const RunConfig& c) {
+  std::vector<std::string> out;
+  const double stable = StableConsensusStep(c.codec);
+  if (c.consensus_step > stable) {
+    out.push_back(absl::StrFormat(
+        "exchange.consensus_step %g with exchange.codec %s is above %g, the largest step measured to converge with "
+        "this codec; expect divergence or lost accuracy (leave consensus_step at auto for %g)",
+        c.consensus_step, DescribeExchange(c), stable, DefaultConsensusStep(c.codec)));
+  }
+  // The methods that gossip replica differences with error feedback (ReplicaGossip).
+  const std::string& a = c.hyper.algorithm;
+  const bool mixes_replicas = a == "dsgd" || a == "qg-dsgdm" || a == "gut" || a == "qg-gutm" || a == "dsgd-atc" ||
+                              a == "dsgdm" || a == "qg-dsgdm-lin";
+  if (!Dense(c.codec.kind) && !mixes_replicas) {
+    out.push_back(absl::StrFormat(
+        "exchange.codec %s with algorithm.name %s: this method gossips whole vectors without error feedback, so a "
+        "sparse or one-bit codec loses what it drops for good; expect lost accuracy (use fp32, bf16 or int8)",
+        CodecName(c.codec.kind), c.hyper.algorithm));
+  }
+  return out;
+}
+
+std::string DescribeExchange(const RunConfig& c) {
+  std::string s = CodecName(c.codec.kind);
+  if (c.codec.kind == CodecKind::kTopK || c.codec.kind == CodecKind::kRandK) {
+    absl::StrAppend(&s, " ", c.codec.topk_fraction, " (", ValueCodingName(c.codec.sparse_values), " values)");
+  }
+  if (c.codec.kind == CodecKind::kLowRank) absl::StrAppend(&s, " rank ", c.codec.lowrank_rank);
+  if (c.codec.zstd) absl::StrAppend(&s, "+zstd");
+  absl::StrAppend(&s, ", consensus step ", c.consensus_step);
+  return s;
+}
+
+std::string DivergenceAdvice(const RunConfig& c) {
+  if (!Dense(c.codec.kind)) {
+    return absl::StrCat("the exchange's compression is the likely cause (exchange.codec ", DescribeExchange(c),
+                        "); lower exchange.consensus_step (", DefaultConsensusStep(c.codec),
+                        " is this codec's default) or use a denser codec");
+  }
+  if (c.hyper.algorithm == "qg-gutm" && c.hyper.mu + c.hyper.momentum > 0.95) {
+    return absl::StrCat("algorithm.mu + algorithm.momentum = ", c.hyper.mu + c.hyper.momentum,
+                        " is close to 1, where QG-GUTm's averaged dynamics diverge; lower algorithm.mu "
+                        "(or algorithm.lr = ", c.hyper.lr, ")");
+  }
+  const bool lossy = c.codec.kind != CodecKind::kFp32;
+  return absl::StrCat("lower algorithm.lr (now ", c.hyper.lr, ")",
+                      lossy ? absl::StrCat(", or use a less lossy exchange.codec than ", CodecName(c.codec.kind)) : "");
+}
+
+}  // namespace gut::core

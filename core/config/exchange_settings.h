@@ -1,0 +1,37 @@
+// The exchange's settings that depend on more than one manifest key: the consensus step each codec
+// gets by default, the codec options a run's model needs (the tensor shapes lowrank factors),
+// warnings about combinations known to diverge, and what to blame when training diverges.
+#ifndef GUT_CORE_CONFIG_EXCHANGE_SETTINGS_H_
+#define GUT_CORE_CONFIG_EXCHANGE_SETTINGS_H_
+
+#include <string>
+#include <vector>
+
+#include "core/codec/codec.h"
+#include "core/config/manifest.h"
+#include "core/models/model.h"
+
+namespace gut::core {
+
+// exchange.consensus_step when the manifest says "auto" (or nothing): 1 for the dense codecs
+// (fp32, bf16, int8: plain gossip, as the paper), a smaller step for the sparse and one-bit ones,
+// measured on the shipped manifests (docs/algorithms.md §8.4, bench/results/compression.md).
+double DefaultConsensusStep(const CodecOptions& codec);
+
+// The largest consensus step measured to converge with this codec on the shipped manifests (1 for
+// the dense codecs).
+double StableConsensusStep(const CodecOptions& codec);
+
+// The run's codec options with the model's tensor shapes filled in (lowrank factors each weight
+// as its first dimension against the rest).
+CodecOptions CodecForRun(const RunConfig& config, const ModelInfo& model);
+
+// Settings that are allowed but known to go wrong, one sentence each naming the keys to change.
+std::vector<std::string> ExchangeWarnings(const RunConfig& config);
+
+// How the codec is written in logs and reports: "topk 0.01 int8 values, gamma 0.1 +zstd".
+std::string DescribeExchange(const RunConfig& config);
+
+}  // namespace gut::core
+
+#endif  // GUT_CORE_CONFIG_EXCHANGE_SETTINGS_H_
