@@ -29,6 +29,7 @@
 #include "core/train/trainer.h"
 #include "services/coordinator_client.h"
 #include "services/grpc_exchange.h"
+#include "services/health_server.h"
 #include "services/metrics.h"
 #include "services/tls.h"
 #include "core/common/cli.h"
@@ -74,7 +75,7 @@ class Agent {
   services::PeerService peer_service_{o_.fast_failure_detection ? services::StreamTuning::ForTests()
                                                                 : services::StreamTuning()};
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<grpc::Server> health_server_;  // --health-listen
+  std::unique_ptr<services::HealthServer> health_server_;  // --health-listen
   std::optional<services::TlsMaterial> tls_;
   std::unique_ptr<services::MetricsEndpoint> endpoint_;
   std::unique_ptr<services::CoordinatorClient> client_;
@@ -130,16 +131,12 @@ absl::Status Agent::Serve() {
   // "" (liveness) serves from now on; gut.v1.Peer (readiness) once the neighbours are connected.
   server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
   if (!o_.health_listen.empty()) {
-    // Kubernetes' gRPC probes speak neither TLS nor our protocol: a plaintext server with only the
-    // health service on an address of its own ("" alive, gut.v1.Peer ready).
-    grpc::ServerBuilder hb;
-    int health_port = 0;
-    hb.AddListeningPort(o_.health_listen, grpc::InsecureServerCredentials(), &health_port);
-    health_server_ = hb.BuildAndStart();
-    if (!health_server_ || health_port == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on --health-listen '", o_.health_listen, "'"));
-    }
-    health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+    // Kubernetes' gRPC probes: "" alive, gut.v1.Peer ready, in plaintext on a port of their own.
+    auto h = services::HealthServer::Start(o_.health_listen);
+    if (!h.ok()) return h.status();
+    health_server_ = std::move(*h);
+    health_server_->SetServing("gut.v1.Peer", false);
+    spdlog::info("health service on port {}", health_server_->port());
   }
   if (o_.advertise.empty()) {
     const std::string host = o_.listen.substr(0, o_.listen.rfind(':'));
@@ -445,7 +442,7 @@ int Agent::Train() {
         st = s;
       } else {
         server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", true);
-        if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", true);
+        if (health_server_) health_server_->SetServing("gut.v1.Peer", true);
         spdlog::info("rank {}: connected to all {} neighbours; training {} epochs from round {}", join_.rank(),
                      join_.neighbours_size(), config_.epochs, participant_->rounds());
         // The training thread yields to the gRPC threads: a neighbour's message is on everyone's
@@ -519,10 +516,10 @@ void Agent::Shutdown() {
   const absl::Duration budget = absl::Seconds(o_.stop_timeout_s);
   if (client_) client_->StopHeartbeats();
   if (server_) server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
-  if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  if (health_server_) health_server_->SetServing("gut.v1.Peer", false);
   if (exchange_) exchange_->Shutdown(budget / 2);
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + budget / 4));
-  if (health_server_) health_server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
+  if (health_server_) health_server_->Shutdown();
 }
 
 int Agent::Run() {

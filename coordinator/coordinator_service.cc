@@ -69,6 +69,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
       return absl::FailedPreconditionError(absl::StrCat(
           "--resume: the manifest differs from the one the saved run in ", options.out_dir, " was started with"));
     }
+    if (saved.value("finished", false)) {
+      // A restarted container (Kubernetes restarts exited ones) must not turn a finished run's
+      // results into a failed one: nothing to carry on, nothing is touched.
+      return absl::AlreadyExistsError(absl::StrCat("--resume: the run in ", options.out_dir,
+                                                   " has finished; its results are there (nothing to do)"));
+    }
     options.run_id = saved["run_id"].get<std::string>();
   }
   auto svc = std::unique_ptr<CoordinatorService>(new CoordinatorService(std::move(config), std::move(options), std::move(*w)));
@@ -126,6 +132,7 @@ void CoordinatorService::Persist() {
   nlohmann::json j = {{"run_id", run_id_},
                       {"manifest_yaml", manifest_yaml_},
                       {"local_rounds_per_epoch", rounds_per_epoch_},
+                      {"finished", finished_},
                       {"membership", members_.ToJson()}};
   if (auto s = core::AtomicWrite(options_.out_dir + "/coordinator-state.json", j.dump(2) + "\n"); !s.ok()) {
     spdlog::error("{}", s.ToString());

@@ -22,6 +22,7 @@
 #include "core/common/cli.h"
 #include "core/config/exchange_settings.h"
 #include "services/grpc_options.h"
+#include "services/health_server.h"
 #include "services/metrics.h"
 #include "services/tls.h"
 
@@ -120,6 +121,10 @@ int main(int argc, char** argv) {
   }
   auto svc = gut::coordinator::CoordinatorService::Create(*config, opt);
   if (!svc.ok()) {
+    if (svc.status().code() == absl::StatusCode::kAlreadyExists) {
+      spdlog::info("{}", std::string(svc.status().message()));
+      return 0;
+    }
     spdlog::error("{}", std::string(svc.status().message()));
     return 2;
   }
@@ -159,18 +164,17 @@ int main(int argc, char** argv) {
     spdlog::error("cannot listen on '{}'", listen);
     return 2;
   }
-  std::unique_ptr<grpc::Server> health_server;
+  std::unique_ptr<gut::services::HealthServer> health_server;
   if (!health_listen.empty()) {
     // Kubernetes' gRPC probes speak neither TLS nor our protocol: the health service alone, in
     // plaintext, on an address of its own.
-    grpc::ServerBuilder hb;
-    int health_port = 0;
-    hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
-    health_server = hb.BuildAndStart();
-    if (!health_server || health_port == 0) {
-      spdlog::error("cannot listen on --health-listen '{}'", health_listen);
+    auto h = gut::services::HealthServer::Start(health_listen);
+    if (!h.ok()) {
+      spdlog::error("{}", std::string(h.status().message()));
       return 2;
     }
+    health_server = std::move(*h);
+    spdlog::info("health service on port {}", health_server->port());
   }
   if (!port_file.empty()) (void)gut::core::AtomicWrite(port_file, absl::StrCat(port, "\n"));
   spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
@@ -202,7 +206,7 @@ int main(int argc, char** argv) {
   // its next scrape: keep answering a little longer.
   if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  if (health_server) health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  if (health_server) health_server->Shutdown();
   if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (stopped) {
     spdlog::info("stopped; the run's state is in {} (continue with --resume)", out_dir);

@@ -118,6 +118,7 @@ class Cluster : public ::testing::Test {
     coordinator_args_ = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
                          "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "1",
                          "--heartbeat-timeout-s", "3"};
+    coordinator_args_.insert(coordinator_args_.end(), coordinator_extra_.begin(), coordinator_extra_.end());
     *coordinator = Spawn(coordinator_args_, (dir_ / "coordinator.log").string());
     EXPECT_TRUE(WaitForFile(dir_ / "port", 20));
     std::ifstream(dir_ / "port") >> port_;
@@ -146,6 +147,7 @@ class Cluster : public ::testing::Test {
     return Spawn(args, (dir_ / "coordinator.log").string(), /*append=*/true);
   }
   std::vector<std::string> coordinator_args_;
+  std::vector<std::string> coordinator_extra_;  // more coordinator flags for StartByHand
   std::vector<std::vector<std::string>> agent_args_;
   std::string port_;
   fs::path dir_;

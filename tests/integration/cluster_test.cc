@@ -184,18 +184,46 @@ int HealthCheck(const std::string& address, const std::string& service) {
   return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : (bytes.empty() ? 0 : -1);
 }
 
+// The health service, on the main port and on the plaintext --health-listen port Kubernetes probes:
+// "" alive from the start, gut.v1.Peer ready once the neighbours are connected; anything else on
+// the health port is refused.
 TEST_F(Cluster, HealthServiceSaysAliveThenReady) {
   pid_t coordinator;
-  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 30, "fp32")), &coordinator);
+  coordinator_extra_ = {"--health-listen", "127.0.0.1:0"};
+  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 30, "fp32")), &coordinator,
+                            {"--health-listen", "127.0.0.1:0"});
+  auto port_after = [&](const fs::path& log_file, const std::string& what) {
+    const std::string log = Read(log_file);
+    const size_t at = log.find(what) + what.size();
+    return "127.0.0.1:" + log.substr(at, log.find_first_not_of("0123456789", at) - at);
+  };
   ASSERT_TRUE(WaitForLog(dir_ / "agent-0.log", "peer service on port", 30));
-  const std::string log = Read(dir_ / "agent-0.log");
-  const size_t at = log.find("peer service on port ") + std::strlen("peer service on port ");
-  const std::string address = "127.0.0.1:" + log.substr(at, log.find(' ', at) - at);
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "health service on port", 30));
+  ASSERT_TRUE(WaitForLog(dir_ / "agent-0.log", "health service on port", 30));
+  const std::string address = port_after(dir_ / "agent-0.log", "peer service on port ");
+  const std::string probe = port_after(dir_ / "agent-0.log", "health service on port ");
   EXPECT_EQ(HealthCheck(address, ""), 1) << "alive from the start";
+  EXPECT_EQ(HealthCheck(probe, ""), 1) << "alive from the start, on the probe port";
+  EXPECT_EQ(HealthCheck(port_after(dir_ / "coordinator.log", "health service on port "), ""), 1) << "coordinator alive";
   ASSERT_TRUE(WaitForLog(dir_ / "agent-0.log", "connected to all", 60));
   EXPECT_EQ(HealthCheck(address, "gut.v1.Peer"), 1) << "ready once connected to its neighbours";
+  EXPECT_EQ(HealthCheck(probe, "gut.v1.Peer"), 1) << "ready on the probe port too";
   for (pid_t a : agents) EXPECT_EQ(Wait(a, 180), 0);
   EXPECT_EQ(Wait(coordinator, 30), 0);
+}
+
+// A coordinator restarted with --resume after its run finished (Kubernetes restarts containers that
+// exit) says so and exits 0, leaving the results as they were.
+TEST_F(Cluster, ResumingAFinishedRunChangesNothing) {
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 1, "fp32")), &coordinator);
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 180), 0);
+  ASSERT_EQ(Wait(coordinator, 30), 0);
+  const std::string summary = Read(dir_ / "out" / "summary.json");
+  ASSERT_NE(summary.find("\"status\": \"finished\""), std::string::npos);
+  EXPECT_EQ(Wait(RestartCoordinator(), 30), 0);
+  EXPECT_EQ(Read(dir_ / "out" / "summary.json"), summary);
+  EXPECT_NE(Read(dir_ / "coordinator.log").find("has finished; its results are there"), std::string::npos);
 }
 
 }  // namespace
