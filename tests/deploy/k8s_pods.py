@@ -3,7 +3,8 @@
 machine, doing by hand what the cluster would do (tests/deploy/k8s_podman_e2e.sh):
 
   StatefulSet controller: one Pod per ordinal r (name gut-agent-r, the pod-index label r);
-  downward API:          POD_IP, POD_NAME, RANK and OMP_NUM_THREADS (ceil of limits.cpu) as values;
+  downward API:          POD_IP, POD_NAME, RANK and OMP_NUM_THREADS (ceil of limits.cpu) as values,
+                         and $(VAR) in command and args expanded as the kubelet does;
   pod network:           hostNetwork, pod IPs 127.0.0.9 (coordinator) and 127.0.0.(10+r) (agents),
                          all loopback, so every pod binds the same ports on its own address;
   cluster DNS:           an /etc/hosts with the Services' names (gut-coordinator,
@@ -11,7 +12,8 @@ machine, doing by hand what the cluster would do (tests/deploy/k8s_podman_e2e.sh
   volumes:               the ConfigMap and the Secret written out as files, PVCs and emptyDirs as
                          host directories owned by the pods' user.
 
-The probes are dropped (podman does not run gRPC probes); the test calls the health ports itself.
+The probes are dropped (podman does not run gRPC probes; the test calls the health ports itself), and
+so are the container ports (podman refuses port mappings with hostNetwork).
 
 Usage: k8s_pods.py --rendered FILE --secret FILE --work DIR
 Writes DIR/pods.yaml and DIR/info.json (addresses, health ports, directories, --set flags).
@@ -69,14 +71,14 @@ def main():
     work = os.path.abspath(a.work)
     n = sts["spec"]["replicas"]
 
-    hosts = [f"127.0.0.1\tlocalhost", f"{COORDINATOR_IP}\t{coordinator_service}"]
+    hosts = ["127.0.0.1\tlocalhost", f"{COORDINATOR_IP}\t{coordinator_service}"]
     hosts += [f"{agent_ip(r)}\t{sts['metadata']['name']}-{r}.{headless}" for r in range(n)]
     hosts_file = os.path.join(work, "hosts")
     with open(hosts_file, "w") as f:
         f.write("\n".join(hosts) + "\n")
     os.chmod(hosts_file, 0o644)
 
-    def pod_from(template, name, ip, extra_labels, env_values, claims, uid, gid):
+    def pod_from(template, name, extra_labels, env_values, claims, uid, gid):
         pod_dir = os.path.join(work, name)
         os.makedirs(pod_dir, exist_ok=True)
         spec = copy.deepcopy(template["spec"])
@@ -104,6 +106,7 @@ def main():
         for c in spec["containers"]:
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 c.pop(probe, None)
+            c.pop("ports", None)  # podman maps ports only on a bridge network; with hostNetwork they are informative
             env = []
             for e in c.get("env", []):
                 if "valueFrom" in e:
@@ -118,6 +121,15 @@ def main():
                     e = {"name": e["name"], "value": value}
                 env.append(e)
             c["env"] = env
+            # The kubelet expands $(VAR) in command and args ($$ escapes a $); podman does not.
+            values = {e["name"]: e.get("value", "") for e in env}
+
+            def expand(text):
+                return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                              lambda m: "$" if m.group(0) == "$$" else values.get(m.group(1), m.group(0)), text)
+            for key in ("command", "args"):
+                if key in c:
+                    c[key] = [expand(x) for x in c[key]]
             c.setdefault("volumeMounts", []).append({"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True})
         labels = dict(template.get("metadata", {}).get("labels", {}), **extra_labels)
         meta = {"name": name, "labels": labels}
@@ -135,7 +147,7 @@ def main():
     tmpl = dep["spec"]["template"]
     uid, gid = user_of(tmpl)
     cname = dep["metadata"]["name"]
-    pod, pod_dir = pod_from(tmpl, cname, COORDINATOR_IP, {}, {"status.podIP": COORDINATOR_IP, "metadata.name": cname},
+    pod, pod_dir = pod_from(tmpl, cname, {}, {"status.podIP": COORDINATOR_IP, "metadata.name": cname},
                             [], uid, gid)
     pods.append(pod)
     c = pod["spec"]["containers"][0]
@@ -158,7 +170,7 @@ def main():
     claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
     for r in range(n):
         name = f"{sts['metadata']['name']}-{r}"
-        pod, pod_dir = pod_from(tmpl, name, agent_ip(r), {"apps.kubernetes.io/pod-index": str(r)},
+        pod, pod_dir = pod_from(tmpl, name, {"apps.kubernetes.io/pod-index": str(r)},
                                 {"status.podIP": agent_ip(r), "metadata.name": name,
                                  "metadata.labels['apps.kubernetes.io/pod-index']": str(r)}, claims, uid, gid)
         pods.append(pod)
@@ -173,6 +185,9 @@ def main():
             "metrics": f"{agent_ip(r)}:{flag(args, '--metrics').rsplit(':', 1)[1]}",
             "checkpoint_dir": os.path.join(pod_dir, mounts[ckpt]),
             "readiness_service": tmpl["spec"]["containers"][0]["readinessProbe"]["grpc"]["service"],
+            # What the numerical libraries see (gut-sim runs with the same).
+            "compute_env": [f"{e['name']}={e['value']}" for e in c["env"]
+                            if re.match(r"(OMP_|GOMP_|OPENBLAS_|GOTOBLAS|ATEN_)", e["name"])],
         })
     with open(os.path.join(work, "pods.yaml"), "w") as f:
         yaml.safe_dump_all(pods, f, sort_keys=False)

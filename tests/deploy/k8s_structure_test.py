@@ -27,7 +27,6 @@ Usage: k8s_structure_test.py --source-dir DIR --agentd BIN --coordinator BIN [--
 Exit 0 pass, 1 fail, 77 skipped (kubectl or python3-yaml missing).
 """
 import argparse
-import base64
 import copy
 import os
 import re
@@ -123,7 +122,9 @@ SPECS = {
         "selector": SELECTOR, "podTargetLabels": None, "targetLabels": None, "jobLabel": None,
         "namespaceSelector": None,
         "endpoints": [{"port": None, "path": None, "interval": None, "scrapeTimeout": None,
-                       "scheme": None, "honorLabels": None, "relabelings": None,
+                       "scheme": None, "honorLabels": None,
+                       "relabelings": [{"sourceLabels": None, "targetLabel": None, "replacement": None,
+                                        "regex": None, "action": None, "separator": None}],
                        "metricRelabelings": None}],
     },
 }
@@ -342,6 +343,9 @@ class Checker:
                 for var in VAR.findall(text):
                     if var not in env:
                         self.err(cwhere, f"$({var}) in '{text}' is not defined in env")
+            if not re.fullmatch(r"[^:]+/[^:]+:[^:]+", c.get("image", "")):
+                self.err(cwhere, f"image {c.get('image')}: the overlay must map the templates' image name gut "
+                                 "to a REGISTRY/NAME:TAG (kustomization images:)")
             # Flags.
             binary, script = binary_of(c)
             if binary is None:
@@ -459,9 +463,15 @@ class Checker:
             self.err(where, f"selector {sel} matches {len(matched)} Services' labels, expected 1")
             return
         names = {p.get("name") for p in matched[0]["spec"].get("ports", [])}
+        # The labels deploy/observability's rules and dashboard join on (docs/operations/monitoring.md).
+        agents = matched[0]["spec"].get("clusterIP") == "None"
+        want = {"job", "run_id", "rank", "name"} if agents else {"job", "run_id"}
         for e in m["spec"].get("endpoints", []):
             if e.get("port") not in names:
                 self.err(where, f"endpoint port '{e.get('port')}' is not a port name of Service/{matched[0]['metadata']['name']}")
+            got = {r.get("targetLabel") for r in e.get("relabelings", [])}
+            if not want <= got:
+                self.err(where, f"endpoint {e.get('port')}: relabelings must set the target labels {sorted(want - got)}")
 
     # --------------------------------------------------------------------------------------------
     def check_agents(self, sts, services, name):
@@ -580,41 +590,57 @@ class Checker:
         coord = self.bins.paths["gut-coordinator"]
         r = subprocess.run([coord, "--manifest", path, "--print-config", *sets], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
-            self.err(where, f"the ConfigMap's manifest fails gut-coordinator --print-config: {r.stderr.strip()}")
+            self.err(where, f"the ConfigMap's manifest fails gut-coordinator --print-config (exit {r.returncode}"
+                            f"{', a crash' if r.returncode < 0 else ''}): {r.stderr.strip()}")
             return
         r = subprocess.run([coord, "--manifest", path, "--print-num-agents", *sets], capture_output=True, text=True, timeout=60)
         n = int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
-        if n != sts["spec"].get("replicas"):
+        if n is None:
+            self.err(where, f"gut-coordinator --print-num-agents failed (exit {r.returncode}"
+                            f"{', a crash' if r.returncode < 0 else ''}): {r.stderr.strip()}")
+        elif n != sts["spec"].get("replicas"):
             self.err(where, f"the manifest runs {n} agents, the StatefulSet has {sts['spec'].get('replicas')} replicas")
 
     def check_wrapper(self, script, flags, where):
+        """The coordinator's sh wrapper: --resume exactly when --out holds a saved run, nothing at
+        all once that run has finished (a resumed finished run would be rewritten as failed)."""
         if script is None:
             self.err(where, "expected the sh -c wrapper that adds --resume once the state file exists")
             return
+        out = (one(flags, "--out") or "").rstrip("/")
         m = re.search(r"\[ -f (\S+) \]", script)
-        out = one(flags, "--out")
-        if m is None or out is None or m.group(1) != out.rstrip("/") + "/coordinator-state.json":
+        if not out or m is None or m.group(1) != out + "/coordinator-state.json":
             self.err(where, f"the wrapper must test --out's coordinator-state.json ({out}/coordinator-state.json)")
             return
+        if f"{out}/summary.json" not in script:
+            self.err(where, f"the wrapper must not start the coordinator again once {out}/summary.json says finished")
         d = tempfile.mkdtemp(dir=self.work)
-        fake = os.path.join(d, "gut-coordinator")
-        with open(fake, "w") as f:
+        fake_bin = os.path.join(d, "bin")
+        os.mkdir(fake_bin)
+        with open(os.path.join(fake_bin, "gut-coordinator"), "w") as f:
             f.write('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_FILE"\n')
-        os.chmod(fake, 0o755)
-        state = os.path.join(d, "coordinator-state.json")
-        local = script.replace(m.group(1), state)
-        env = dict(os.environ, PATH=d + os.pathsep + os.environ.get("PATH", ""), ARGV_FILE=os.path.join(d, "argv"))
+        os.chmod(os.path.join(fake_bin, "gut-coordinator"), 0o755)
+        state = os.path.join(d, "out")
+        os.mkdir(state)
+        local = script.replace(out + "/", state + "/")
+        argv_file = os.path.join(d, "argv")
+        env = dict(os.environ, PATH=fake_bin + os.pathsep + os.environ.get("PATH", ""), ARGV_FILE=argv_file)
         seen = []
-        for present in (False, True):
-            if present:
-                open(state, "w").close()
+        for step in ("fresh", "saved", "finished"):
+            if step == "saved":
+                open(os.path.join(state, "coordinator-state.json"), "w").close()
+            if step == "finished":
+                with open(os.path.join(state, "summary.json"), "w") as f:
+                    f.write('{\n  "status": "finished"\n}\n')
+            if os.path.exists(argv_file):
+                os.remove(argv_file)
             r = subprocess.run(["/bin/sh", "-c", local, "gut-coordinator", "--manifest=x", "--out=y"], env=env,
                                capture_output=True, text=True, timeout=30)
-            argv = open(env["ARGV_FILE"]).read().split() if r.returncode == 0 else None
-            seen.append(argv)
-        if seen[0] != ["--manifest=x", "--out=y"] or seen[1] != ["--resume", "--manifest=x", "--out=y"]:
-            self.err(where, f"the wrapper ran the coordinator with {seen[0]} (no state) and {seen[1]} (state): "
-                            "expected --resume only with a state file, and the args passed through")
+            seen.append((r.returncode, open(argv_file).read().split() if os.path.exists(argv_file) else None))
+        want = [(0, ["--manifest=x", "--out=y"]), (0, ["--resume", "--manifest=x", "--out=y"]), (0, None)]
+        if seen != want:
+            self.err(where, f"the wrapper gave (exit status, coordinator argv) {seen} for a fresh, a saved and a "
+                            f"finished run; expected {want}")
 
     def secret_for(self, agents):
         if agents not in self.secret_cache:
