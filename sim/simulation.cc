@@ -299,7 +299,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   auto x0 = core::InitialModel(s->model, config.init, config.seed);
   if (!x0.ok()) return x0.status();
   s->exchange = std::make_unique<core::InProcessExchange<float>>(
-      *s->mixing, absl::Seconds(config.deadline_s), core::CodecForRun(config, *model), config.seed);
+      *s->mixing, absl::Seconds(config.deadline_s), core::CodecForRun(config, s->model), config.seed);
   core::Hyperparameters hyper = config.hyper;
   hyper.tensor_sizes = s->model.tensor_sizes();
   for (int i = 0; i < config.num_agents; ++i) {

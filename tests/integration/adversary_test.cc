@@ -140,11 +140,12 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
     if (a["rank"] == 1) page = Scrape(a["metrics_address"]);
   EXPECT_GE(Series(page, "gut_agent_frames_rejected_total{reason=\"identity\"}"), 1) << page;
   EXPECT_GE(Series(page, "gut_agent_frames_rejected_total{reason=\"protocol\"}"), 1) << "garbage counted";
-  EXPECT_EQ(Series(page, "gut_agent_frames_rejected_total{reason=\"hello_timeout\"}") +
-                Series(page, "gut_agent_frames_rejected_total{reason=\"too_many_pending\"}"),
-            200)
-      << page;
+  // Every stream that reached the agent is counted under its reason. On a loaded machine a few of
+  // the 200 TLS handshakes can fail before any stream exists (UNAVAILABLE); those never reach the
+  // agent, so they are allowed but must stay few.
+  EXPECT_EQ(Series(page, "gut_agent_frames_rejected_total{reason=\"hello_timeout\"}"), timed_out) << page;
   EXPECT_EQ(Series(page, "gut_agent_frames_rejected_total{reason=\"too_many_pending\"}"), refused);
+  EXPECT_GE(timed_out + refused, 180) << "most idle streams should reach the agent: " << got["idle"].dump();
   const std::string log = Read(dir_ / "coordinator.log");
   for (const char* what : {"report for rank 0", "leave for rank 0", "heartbeat for rank 0", "join of 'agent-0'"}) {
     EXPECT_NE(log.find(what), std::string::npos) << "coordinator did not log the refused " << what;

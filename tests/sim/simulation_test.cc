@@ -108,6 +108,23 @@ TEST_F(SimulationTest, Int8CodecTrainsWithAQuarterOfTheBytes) {
   EXPECT_NEAR(static_cast<double>(sb->bytes_sent) / sa->bytes_sent, 0.25, 0.001);
 }
 
+// lowrank factors each weight matrix by the model's tensor layout; gut-sim once handed the codec a
+// moved-from model, so every tensor went as fp32 and the "compressed" run sent full bytes.
+TEST_F(SimulationTest, LowRankCodecFactorsTheModelsMatrices) {
+  auto config = Config("qg-gutm");
+  config.epochs = 1;
+  auto fp32 = Simulation::Create(config);
+  config.codec.kind = core::CodecKind::kLowRank;
+  config.codec.lowrank_rank = 2;
+  config.consensus_step = 0.5;
+  auto low = Simulation::Create(config);
+  ASSERT_TRUE(fp32.ok() && low.ok()) << low.status();
+  auto sa = (*fp32)->Run(nullptr);
+  auto sb = (*low)->Run(nullptr);
+  ASSERT_TRUE(sa.ok() && sb.ok()) << sb.status();
+  EXPECT_LT(static_cast<double>(sb->bytes_sent) / sa->bytes_sent, 0.2);
+}
+
 TEST_F(SimulationTest, MissingDataIsAClearError) {
   auto c = Config("dsgd");
   std::filesystem::remove_all(dir_ / "data");
