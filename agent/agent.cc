@@ -93,6 +93,7 @@ class Agent {
   bool shut_down_ = false;
 
   // Shared with the heartbeat thread.
+  // Lock order: mu_, then AgentParticipant::progress_mu_ or ExchangeCore::mu_ (never the reverse).
   std::mutex mu_;
   std::unique_ptr<services::GrpcExchange> exchange_;  // set once, under mu_
   std::optional<gut::v1::RunCommand> pending_;        // a command not applied yet

@@ -107,6 +107,7 @@ class AgentParticipant final : public core::RunParticipant {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   int64_t start_round_ = 0;  // where this process began (for the rate)
 
+  // Lock order: taken under Agent::mu_ (agent.cc, the heartbeat thread); a leaf.
   std::mutex progress_mu_;
   AgentProgress progress_;  // guarded by progress_mu_
 };

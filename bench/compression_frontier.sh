@@ -45,19 +45,25 @@ settings=(
   "bf16|exchange.codec=bf16"
   "int8|exchange.codec=int8"
   "int8-zstd|exchange.codec=int8 exchange.zstd=true"
+  "int4|exchange.codec=int4"
+  "int4-zstd|exchange.codec=int4 exchange.zstd=true"
   "topk0.1-int8|exchange.codec=topk exchange.topk_fraction=0.1 exchange.sparse_values=int8"
+  "topk0.2-int8|exchange.codec=topk exchange.topk_fraction=0.2 exchange.sparse_values=int8"
   "topk0.05-int8|exchange.codec=topk exchange.topk_fraction=0.05 exchange.sparse_values=int8"
   "topk0.01|exchange.codec=topk exchange.topk_fraction=0.01"
   "topk0.01-int8|exchange.codec=topk exchange.topk_fraction=0.01 exchange.sparse_values=int8"
   "randk0.1-int8|exchange.codec=randk exchange.topk_fraction=0.1 exchange.sparse_values=int8"
   "sign|exchange.codec=sign"
   "lowrank1|exchange.codec=lowrank exchange.lowrank_rank=1"
+  "lowrank2|exchange.codec=lowrank exchange.lowrank_rank=2"
+  "lowrank2-zstd|exchange.codec=lowrank exchange.lowrank_rank=2 exchange.zstd=true"
   "lowrank4|exchange.codec=lowrank exchange.lowrank_rank=4"
 )
 # The gamma grid per codec family (dense codecs: plain gossip only).
 gammas() {
   case "$1" in
     fp32 | bf16 | int8 | int8-zstd) echo "1" ;;
+    int4 | int4-zstd) echo "${GAMMAS:-1 0.5}" ;;
     *) echo "${GAMMAS:-1 0.5 0.2 0.1 0.05}" ;;
   esac
 }

@@ -116,6 +116,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   std::function<void(const report::EpochRecord&)> on_epoch_;
   std::function<void(const CoordinatorView&)> on_change_;
 
+  // Lock order: the coordinator's only lock; under it run just the OnEpoch/OnChange callbacks.
   mutable absl::Mutex mu_;
   Membership members_ ABSL_GUARDED_BY(mu_);
   EpochAggregator aggregator_ ABSL_GUARDED_BY(mu_);

@@ -66,6 +66,7 @@ class CoordinatorClient {
   std::string run_id_;
   std::atomic<double> consensus_{-1};
 
+  // Lock order: a leaf; no RPC and no callback (state, on_command, on_refused) runs under it.
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::deque<gut::v1::EpochMetrics> queue_;

@@ -1,6 +1,6 @@
 // Channel and server settings for gut's long-lived peer streams and control RPCs, in one struct so
-// that the client's keepalive can never drop below what the server permits (OPERATIONS.md §3:
-// a client that pings faster than the server's min_recv_ping_interval gets GOAWAY
+// that the client's keepalive can never drop below what the server permits (docs/protocol.md
+// "Keepalive": a client that pings faster than the server's min_recv_ping_interval gets GOAWAY
 // "too_many_pings"; without max_pings_without_data = 0 a hung peer is never detected).
 #ifndef GUT_SERVICES_GRPC_OPTIONS_H_
 #define GUT_SERVICES_GRPC_OPTIONS_H_

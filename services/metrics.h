@@ -48,7 +48,7 @@ class MetricsEndpoint {
   MetricsEndpoint() = default;
   void Loop();
   std::shared_ptr<prometheus::Registry> registry_;
-  std::mutex pages_mu_;
+  std::mutex pages_mu_;  // lock order: a leaf (a page is called after it is released)
   std::map<std::string, Page> pages_;  // guarded by pages_mu_
   std::shared_ptr<class ProcessCollector> process_;
   int fd_ = -1, wake_[2] = {-1, -1};

@@ -1,7 +1,8 @@
 // Transport security for every gRPC channel of a run: mutual TLS with one certificate per agent
 // (its common name is the agent's name, and so its identity), all signed by the run's CA. The
 // coordinator binds each name to a rank at Join; the peer streams and the coordinator then accept
-// a rank's traffic only from that identity. docs/operations.md shows how to make the files.
+// a rank's traffic only from that identity. docs/operations/edge.md ("Certificates") shows how to
+// make the files.
 //
 // Without TLS files everything is plaintext, which the binaries allow only on loopback unless
 // --insecure is given (RequireSecureListen).

@@ -1,4 +1,4 @@
-// Algorithm: one agent's decentralised optimiser over a flat parameter vector (ALGORITHMS.md §1-2).
+// Algorithm: one agent's decentralised optimiser over a flat parameter vector (docs/algorithms.md §1-2).
 //
 // A round is split into phases so that a lock-step driver (gut-sim, the tests) can run n agents
 // without threads blocking on each other, while a networked driver (gut-agentd) simply calls the
@@ -66,11 +66,15 @@ struct Hyperparameters {
   bool nesterov = false;   // dsgdm, qg-dsgdm-lin
   double qgm_beta = -1;    // qg-dsgdm-lin's EMA rate mu~; negative means "= momentum"
   // Filled in by the manifest loader / the driver, not by users:
-  // d2 mixes with (I + W)/2 when lambda_min(W) <= -1/3 (ALGORITHMS.md §2.5).
+  // d2 mixes with (I + W)/2 when lambda_min(W) <= -1/3 (docs/algorithms.md §2.5).
   bool lazy_mixing = false;
   // cga solves its QP per parameter tensor: the model's tensor sizes in flat order (empty: the
   // whole vector is one tensor).
   std::vector<int64_t> tensor_sizes;
+  // GUT family with momentum and exchange.consensus_step < 1 (docs/algorithms.md §8.4): the gossip
+  // correction moves x directly instead of through the momentum buffer, which would carry each
+  // round's compression error into the next 1/(1 - beta) steps.
+  bool direct_consensus = false;
 };
 
 // Names accepted by CreateAlgorithm, with one line each for help texts.
@@ -90,7 +94,7 @@ class Algorithm {
   virtual int phases() const { return 2; }
   virtual absl::Status RunPhase(int phase, const RoundContext<T>& ctx) = 0;
 
-  // Final averaging (ALGORITHMS.md §1.6): one round of x <- W x with the method's own gossip
+  // Final averaging (docs/algorithms.md §1.6): one round of x <- W x with the method's own gossip
   // bookkeeping, no gradient. Always two phases: 0 sends, 1 receives and combines.
   virtual absl::Status RunGossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh) = 0;
 

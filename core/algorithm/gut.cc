@@ -1,4 +1,4 @@
-// GUT family, following the reference code's memory-efficient form (ALGORITHMS.md §1.3).
+// GUT family, following the reference code's memory-efficient form (docs/algorithms.md §1.3).
 // All work is two fused element-wise passes over the flat vectors, one before the gradient
 // (bookkeeping and the gossiped point z = x + G) and one after it (tracking and the SGD step),
 // so the method adds no pass over memory that DSGD does not already make.
@@ -18,6 +18,7 @@ class GutFamily final : public Algorithm<T> {
         beta_(static_cast<T>(o.momentum)),
         mu_(static_cast<T>(o.mu)),
         tracking_(o.mu != 0 || o.force_tracking),
+        direct_(o.direct_consensus && o.momentum != 0),
         gossip_(x0, self_weight),
         x_(x0.begin(), x0.end()),
         e_(x0.size()) {
@@ -110,7 +111,8 @@ class GutFamily final : public Algorithm<T> {
   }
 
   // Steps 7-9: delta = g - G/eta_prev, y = delta - (mu/eta_prev) a - mu delta_prev,
-  // m = y (first step) or beta m + y, x -= eta m.
+  // m = y (first step) or beta m + y, x -= eta m. With direct consensus (direct_): m accumulates
+  // y + G/eta_prev and x += eta (G/eta_prev - m), so G enters x once instead of 1/(1 - beta) times.
   // The same pass forms the next round's message e = x - x̂.
   void PassAfterGradient(const T* __restrict g, T lr) {
     const size_t n = x_.size();
@@ -132,7 +134,7 @@ class GutFamily final : public Algorithm<T> {
           x[k] -= lr * y;
           a[k] = x[k] - xh[k];
         }
-      } else {
+      } else if (!direct_) {
         T* __restrict m = m_.data();
         const T beta = beta_;
         for (size_t k = 0; k < n; ++k) {
@@ -143,6 +145,20 @@ class GutFamily final : public Algorithm<T> {
           x[k] -= lr * m[k];
           a[k] = x[k] - xh[k];
         }
+      } else {
+        // Direct consensus: the gossip correction G moves x once; the momentum buffer carries
+        // y + G/eta_prev (the gradient and the tracking terms, not G).
+        T* __restrict m = m_.data();
+        const T beta = beta_;
+        for (size_t k = 0; k < n; ++k) {
+          const T step = (s[k] - c * xh[k]) / eta_prev;
+          const T d = g[k] - step;
+          const T y = d - mu_over_eta * a[k] - mu * dp[k];
+          dp[k] = d;
+          m[k] = first_ ? y + step : beta * m[k] + (y + step);
+          x[k] += lr * (step - m[k]);
+          a[k] = x[k] - xh[k];
+        }
       }
     } else if (m_.empty()) {
       for (size_t k = 0; k < n; ++k) {
@@ -150,7 +166,7 @@ class GutFamily final : public Algorithm<T> {
         x[k] -= lr * d;
         e[k] = x[k] - xh[k];
       }
-    } else {
+    } else if (!direct_) {
       T* __restrict m = m_.data();
       const T beta = beta_;
       for (size_t k = 0; k < n; ++k) {
@@ -159,12 +175,25 @@ class GutFamily final : public Algorithm<T> {
         x[k] -= lr * m[k];
         e[k] = x[k] - xh[k];
       }
+    } else {
+      // Direct consensus without tracking: momentum on the gradient alone, G applied once.
+      T* __restrict m = m_.data();
+      const T beta = beta_;
+      for (size_t k = 0; k < n; ++k) {
+        const T step = (s[k] - c * xh[k]) / eta_prev;
+        m[k] = first_ ? g[k] : beta * m[k] + g[k];
+        x[k] += lr * (step - m[k]);
+        e[k] = x[k] - xh[k];
+      }
     }
   }
 
   std::string name_;
   T beta_, mu_;
   bool tracking_;
+  // exchange.consensus_step < 1 with momentum (docs/algorithms.md §8.4): the gossip correction
+  // bypasses the momentum buffer, as CHOCO-SGD's consensus step does; otherwise the reference form.
+  bool direct_;
   ReplicaGossip<T> gossip_;
   std::vector<T> x_;
   std::vector<T> e_, r_;  // transient: outgoing message (then the accumulator a), received sum

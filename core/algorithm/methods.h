@@ -13,6 +13,7 @@ struct GutOptions {
   double momentum = 0;  // beta
   double mu = 0;        // 0 turns the tracking terms off (DSGD, QG-DSGDm as the reference runs them)
   bool force_tracking = false;  // keep the tracking terms even when mu == 0 (reduction tests)
+  bool direct_consensus = false;  // Hyperparameters::direct_consensus (momentum methods only)
 };
 
 // GUT / QG-GUTm exactly as the reference code runs them (docs/algorithms.md §1.3), and with mu = 0 the

@@ -1,5 +1,5 @@
 // RawGossip: the mixing step of the baselines that gossip whole vectors rather than replica
-// differences (ALGORITHMS.md §2): an agent sends v and forms w_ii v + sum_j w_ij v_j from what it
+// differences (docs/algorithms.md §2): an agent sends v and forms w_ii v + sum_j w_ij v_j from what it
 // received. Broadcast leaves in v what the receivers decoded, so with a lossy codec the self term
 // uses the same (compressed) value every neighbour holds. No error feedback: these methods send
 // what their papers send, and the lossy codecs are meant for the GUT family.

@@ -82,7 +82,7 @@ absl::Status ValidateHyperparameters(const Hyperparameters& h) {
     if (!(h.mu + h.momentum < 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "algorithm.mu: qg-gutm needs mu + momentum < 1 (the average dynamics diverge "
-          "otherwise, ALGORITHMS.md §1.4 g); got mu = ", h.mu, ", momentum = ", h.momentum));
+          "otherwise, docs/algorithms.md §1.4 g); got mu = ", h.mu, ", momentum = ", h.momentum));
     }
   }
   if (a == "qg-dsgdm-lin" && h.qgm_beta >= 0 && !(h.qgm_beta < 1)) {
@@ -99,9 +99,9 @@ absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparamet
   if (auto s = ValidateHyperparameters(h); !s.ok()) return s;
   const std::string& a = h.algorithm;
   if (a == "dsgd") return MakeGutFamily<T>({a, 0.0, 0.0}, x0, self_weight);
-  if (a == "qg-dsgdm") return MakeGutFamily<T>({a, h.momentum, 0.0}, x0, self_weight);
+  if (a == "qg-dsgdm") return MakeGutFamily<T>({a, h.momentum, 0.0, false, h.direct_consensus}, x0, self_weight);
   if (a == "gut") return MakeGutFamily<T>({a, 0.0, h.mu}, x0, self_weight);
-  if (a == "qg-gutm") return MakeGutFamily<T>({a, h.momentum, h.mu}, x0, self_weight);
+  if (a == "qg-gutm") return MakeGutFamily<T>({a, h.momentum, h.mu, false, h.direct_consensus}, x0, self_weight);
   if (a == "dsgd-atc") return MakeDsgdm<T>(a, 0.0, false, x0, self_weight);
   if (a == "dsgdm") return MakeDsgdm<T>(a, h.momentum, h.nesterov, x0, self_weight);
   if (a == "gt") return MakeGradientTracking<T>(x0, self_weight);

@@ -1,4 +1,4 @@
-// ReplicaGossip: the gossip bookkeeping shared by every method of ALGORITHMS.md §1.3 family.
+// ReplicaGossip: the gossip bookkeeping shared by every method of docs/algorithms.md §1.3 family.
 // It keeps the agent's public copy x̂_i (what its neighbours hold of it) and the weighted sum of
 // the neighbours' copies s_i = sum_{j in N(i)} w_ij x̂_j, so that only model *differences* travel:
 //   send   e = x - x̂  (on return of the send, e is what the neighbours decoded)
@@ -73,7 +73,7 @@ class ReplicaGossip {
     for (size_t k = 0; k < xhat_.size(); ++k) e[k] = x[k] - xh[k];
   }
   // One phase of a plain gossip round x <- x + G (x <- W x for a lossless codec; the final
-  // averaging of ALGORITHMS.md §1.6): phase 0 sends e = x - x̂, phase 1 receives and combines.
+  // averaging of docs/algorithms.md §1.6): phase 0 sends e = x - x̂, phase 1 receives and combines.
   // `e` must keep its contents between the two phases; `r` is scratch.
   absl::Status GossipPhase(int phase, int64_t round, Neighbourhood<T>* nbh, std::vector<T>* x,
                            std::vector<T>* e, std::vector<T>* r) {

@@ -1,4 +1,4 @@
-// bf16 and int8, and the value codings the sparse codecs reuse for the values they keep.
+// bf16, int8 and int4, and the value codings the sparse codecs reuse for the values they keep.
 #include <algorithm>
 #include <cmath>
 
@@ -103,6 +103,67 @@ absl::Status DecodeInt8(Reader* in, absl::Span<float> out, int chunk_values) {
       const int8_t q = static_cast<int8_t>(*in->p++);
       if (q == -128) return absl::DataLossError(absl::StrCat("int8 value ", k, " is -128, outside [-127, 127]"));
       out[k] = static_cast<float>(q) * scale;
+    }
+  }
+  return absl::OkStatus();
+}
+
+size_t Int4Size(size_t n, int chunk_values) {
+  const size_t chunk = static_cast<size_t>(chunk_values), full = n / chunk, rest = n % chunk;
+  return full * (4 + (chunk + 1) / 2) + (rest > 0 ? 4 + (rest + 1) / 2 : 0);
+}
+
+// Like int8 with 15 levels instead of 255: stochastic rounding keeps each value unbiased, and the
+// error feedback of the replica methods (docs/algorithms.md §8.2) sends what rounding lost later.
+void EncodeInt4(absl::Span<float> v, std::string* out, int chunk_values, Rng64* rng) {
+  const size_t n = v.size(), chunk = static_cast<size_t>(chunk_values);
+  out->reserve(out->size() + Int4Size(n, chunk_values));
+  for (size_t start = 0; start < n; start += chunk) {
+    const size_t end = std::min(n, start + chunk);
+    float maxabs = 0;
+    for (size_t k = start; k < end; ++k)
+      if (std::isfinite(v[k])) maxabs = std::max(maxabs, std::abs(v[k]));
+    const float scale = maxabs > 0 ? maxabs / 7.0f : 0.0f;
+    Put<float>(out, scale);
+    uint8_t byte = 0;
+    for (size_t k = start; k < end; ++k) {
+      int q = 0;
+      if (scale > 0 && std::isfinite(v[k])) {
+        q = static_cast<int>(std::floor(v[k] / static_cast<double>(scale) + rng->Uniform()));
+        q = std::clamp(q, -7, 7);
+      }
+      v[k] = static_cast<float>(q) * scale;
+      const uint8_t nibble = static_cast<uint8_t>(q) & 0x0f;
+      if ((k - start) % 2 == 0) {
+        byte = nibble;
+      } else {
+        out->push_back(static_cast<char>(byte | (nibble << 4)));
+      }
+    }
+    if ((end - start) % 2 == 1) out->push_back(static_cast<char>(byte));
+  }
+}
+
+absl::Status DecodeInt4(Reader* in, absl::Span<float> out, int chunk_values) {
+  const size_t n = out.size(), chunk = static_cast<size_t>(chunk_values);
+  if (in->left() < Int4Size(n, chunk_values)) return absl::DataLossError("int4 values are truncated");
+  for (size_t start = 0; start < n; start += chunk) {
+    const size_t end = std::min(n, start + chunk);
+    float scale;
+    in->Read(&scale);
+    if (!std::isfinite(scale) || scale < 0) {
+      return absl::DataLossError(absl::StrCat("int4 chunk at value ", start, " has scale ", scale));
+    }
+    uint8_t byte = 0;
+    for (size_t k = start; k < end; ++k) {
+      if ((k - start) % 2 == 0) byte = static_cast<uint8_t>(*in->p++);
+      const uint8_t nibble = (k - start) % 2 == 0 ? (byte & 0x0f) : (byte >> 4);
+      const int q = nibble >= 8 ? static_cast<int>(nibble) - 16 : static_cast<int>(nibble);
+      if (q == -8) return absl::DataLossError(absl::StrCat("int4 value ", k, " is -8, outside [-7, 7]"));
+      out[k] = static_cast<float>(q) * scale;
+    }
+    if ((end - start) % 2 == 1 && (byte >> 4) != 0) {
+      return absl::DataLossError(absl::StrCat("int4 chunk at value ", start, " has a non-zero padding nibble"));
     }
   }
   return absl::OkStatus();

@@ -1,7 +1,7 @@
 // Seed-stable random numbers. Two generators:
 //  * LegacyRandom reproduces numpy.random.RandomState (MT19937 with numpy's legacy samplers:
 //    random_sample, random_interval, polar Gauss, standard_gamma, dirichlet, shuffle) draw for
-//    draw, so the Dirichlet partition of ALGORITHMS.md §4 is the reference code's partition.
+//    draw, so the Dirichlet partition of docs/algorithms.md §4 is the reference code's partition.
 //  * SplitMix64 derives independent per-agent, per-purpose seeds from the run seed; Rng64 is the
 //    general-purpose generator (std::mt19937_64 plus our own distributions, because the standard
 //    library's distributions differ between implementations).

@@ -20,6 +20,7 @@ double DefaultConsensusStep(const CodecOptions& codec) {
     case CodecKind::kFp32:
     case CodecKind::kBf16:
     case CodecKind::kInt8: return 1.0;
+    case CodecKind::kInt4: return 1.0;
     case CodecKind::kTopK: return codec.topk_fraction >= 0.1 ? 0.5 : 0.2;
     case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.2 : 0.05;
     case CodecKind::kSign: return 0.5;
@@ -33,6 +34,7 @@ double StableConsensusStep(const CodecOptions& codec) {
     case CodecKind::kFp32:
     case CodecKind::kBf16:
     case CodecKind::kInt8: return 1.0;
+    case CodecKind::kInt4: return 1.0;
     case CodecKind::kTopK: return codec.topk_fraction >= 0.1 ? 0.5 : 0.2;
     case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.2 : 0.05;
     case CodecKind::kSign: return 0.5;

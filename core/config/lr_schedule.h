@@ -1,5 +1,5 @@
 // Learning-rate schedule: step decay by `gamma` at epochs int(m * E) for each milestone fraction m
-// (ALGORITHMS.md §6.1: milestones 0.5 and 0.75, gamma 0.1), applied at epoch boundaries.
+// (docs/algorithms.md §6.1: milestones 0.5 and 0.75, gamma 0.1), applied at epoch boundaries.
 // A milestone that falls on epoch 0 (int(m * E) == 0, i.e. very short runs) is ignored.
 #ifndef GUT_CORE_CONFIG_LR_SCHEDULE_H_
 #define GUT_CORE_CONFIG_LR_SCHEDULE_H_

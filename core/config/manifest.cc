@@ -411,8 +411,9 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   if (auto s = Validate(c); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
   }
+  c.hyper.direct_consensus = c.consensus_step < 1;
   if (c.hyper.algorithm == "d2") {
-    // ALGORITHMS.md §2.5: D² needs lambda_min(W) > -1/3; at or below it, mix with (I + W)/2.
+    // docs/algorithms.md §2.5: D² needs lambda_min(W) > -1/3; at or below it, mix with (I + W)/2.
     c.hyper.lazy_mixing = BuildMixingMatrix(c)->ComputeSpectrum().lambda_min <= -1.0 / 3 + 1e-9;
   }
   return c;

@@ -1,4 +1,4 @@
-// CIFAR-10/100 in the official binary format and the dataset dispatch by name (ALGORITHMS.md §4).
+// CIFAR-10/100 in the official binary format and the dataset dispatch by name (docs/algorithms.md §4).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

@@ -1,5 +1,5 @@
 // Image-folder data sets (ImageNette) decoded with libjpeg, stored as bytes at a fixed square size,
-// and the antialiased bilinear resampler their transforms use (ALGORITHMS.md §4).
+// and the antialiased bilinear resampler their transforms use (docs/algorithms.md §4).
 #include <algorithm>
 #include <cmath>
 #include <csetjmp>

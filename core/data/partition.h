@@ -1,4 +1,4 @@
-// Data partitioning across agents (ALGORITHMS.md §4) and the per-agent batch sampler.
+// Data partitioning across agents (docs/algorithms.md §4) and the per-agent batch sampler.
 #ifndef GUT_CORE_DATA_PARTITION_H_
 #define GUT_CORE_DATA_PARTITION_H_
 

@@ -14,10 +14,10 @@ namespace gut::core {
 // relu(max_pool2d(x, kernel 2, stride 2)) for NCHW float input, as one fast autograd op.
 at::Tensor ReluMaxPool2x2(const at::Tensor& x);
 
-// Logits of LeNet-5 (ALGORITHMS.md §5.1) for an N x 1 x 28 x 28 batch; p in ModelInfo layout order.
+// Logits of LeNet-5 (docs/algorithms.md §5.1) for an N x 1 x 28 x 28 batch; p in ModelInfo layout order.
 at::Tensor LeNet5Forward(const std::vector<at::Tensor>& p, const at::Tensor& input);
 
-// EvoNorm-S0 as the reference implements it (ALGORITHMS.md §5.2): per sample and group,
+// EvoNorm-S0 as the reference implements it (docs/algorithms.md §5.2): per sample and group,
 // gamma * x * hardsigmoid(x) / sqrt(biased var_group(x) + 1e-5) + beta.
 at::Tensor EvoNormS0(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta, int groups);
 

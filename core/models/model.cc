@@ -135,7 +135,7 @@ absl::StatusOr<ModelInfo> GetModelInfo(const std::string& name, const ModelOptio
     return absl::InvalidArgumentError(absl::StrCat("model.name: ", name, " takes ", want, " inputs, the data set has ", got));
   };
   if (name == "lenet5") {
-    // ALGORITHMS.md §5.1: 61,706 parameters.
+    // docs/algorithms.md §5.1: 61,706 parameters.
     if (!o.input_shape.empty() && !SameShape(o.input_shape, {1, 28, 28})) return bad_input("1x28x28");
     m.family = "lenet5";
     m.input_shape = {1, 28, 28};

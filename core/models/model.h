@@ -56,7 +56,7 @@ struct ModelOptions {
   std::vector<int64_t> input_shape;    // C, H, W; empty: the model's default
 };
 
-// Known model names and their layouts (ALGORITHMS.md §5). Inputs: lenet5 1x28x28; resnet*, vgg11
+// Known model names and their layouts (docs/algorithms.md §5). Inputs: lenet5 1x28x28; resnet*, vgg11
 // 3x32x32; mobilenetv2 3x224x224 (ImageNette) or 3x32x32 (CIFAR).
 absl::StatusOr<ModelInfo> GetModelInfo(const std::string& name, const ModelOptions& options = {});
 std::string AllowedModelNames();

@@ -1,4 +1,4 @@
-// The networks of ALGORITHMS.md §5 written once, as walks over a builder. The same walk produces
+// The networks of docs/algorithms.md §5 written once, as walks over a builder. The same walk produces
 // the parameter layout (LayoutBuilder in model.cc, no LibTorch) and the forward pass (the LibTorch
 // builder in zoo_forward.cc), so the order of the flat parameter vector and the order in which the
 // forward pass reads it cannot drift apart.

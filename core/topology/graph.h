@@ -1,6 +1,6 @@
 // Graph: an undirected communication graph over agents 0..n-1 with an ordered neighbour list per
 // agent (the order decides nothing numerically; it is the order in which an agent's neighbours are
-// listed in messages, logs and weighted sums). Builders for the graphs of ALGORITHMS.md §3.
+// listed in messages, logs and weighted sums). Builders for the graphs of docs/algorithms.md §3.
 //
 // A Graph is an immutable value; builders return absl::StatusOr and name the offending parameter.
 // Thread-safe for concurrent reads.
@@ -47,7 +47,7 @@ absl::StatusOr<Graph> MakeRing(int n);
 absl::StatusOr<Graph> MakeCirculantTorus(int n);
 // A true 2-D torus rows x cols (product of two cycles), row-major ranks.
 absl::StatusOr<Graph> MakeTorus2D(int rows, int cols);
-// The reference code's 32-node "Dyck" graph (ALGORITHMS.md §3), not the textbook Dyck graph.
+// The reference code's 32-node "Dyck" graph (docs/algorithms.md §3), not the textbook Dyck graph.
 absl::StatusOr<Graph> MakeCodeDyck(int n);
 // The canonical Petersen graph (n must be 10).
 absl::StatusOr<Graph> MakePetersen(int n);

@@ -1,4 +1,4 @@
-// MixingMatrix: the gossip weights W of a Graph (ALGORITHMS.md §3). Stored sparsely, aligned with
+// MixingMatrix: the gossip weights W of a Graph (docs/algorithms.md §3). Stored sparsely, aligned with
 // the graph's neighbour lists: weight(i, k) is w_ij for j = graph.neighbours(i)[k].
 //
 // Immutable after construction; thread-safe for concurrent reads. Validate() checks every

@@ -47,24 +47,53 @@ if [[ "$have" != "$sum" ]]; then
 fi
 
 # 2. The build context: the checkout's files (tracked, and untracked but not ignored: no build
-# trees, no run outputs) with their modification times, plus .git for the revision that
-# `--version` prints.
+# trees, no run outputs), plus .git for the revision that `--version` prints. It is kept between
+# runs and synchronised by content: a file is rewritten (modification time: now) only when it
+# changed. podman's COPY keeps those times, so make, in the build stage's cached build directory,
+# recompiles exactly what changed since the last image (a snapshot copied with the checkout's
+# own times could look older than objects built from an earlier version of the same file).
 ctx="$cache/context"
-rm -rf "$ctx"
 mkdir -p "$ctx"
+declare -A keep=()
+sync_file() {  # path relative to the checkout
+  local src="$here/$1" dst="$ctx/$1"
+  keep["$1"]=1
+  if [[ -L "$src" ]]; then
+    [[ -L "$dst" && "$(readlink "$src")" == "$(readlink "$dst")" ]] && return 0
+    mkdir -p "$(dirname "$dst")"
+    rm -rf "$dst"
+    cp -P "$src" "$dst"
+  elif [[ -f "$src" ]]; then
+    if [[ ! -f "$dst" || -L "$dst" ]] || ! cmp -s "$src" "$dst"; then
+      mkdir -p "$(dirname "$dst")"
+      rm -rf "$dst"
+      cp "$src" "$dst"
+    fi
+    [[ "$(stat -c %a "$src")" == "$(stat -c %a "$dst")" ]] || chmod "$(stat -c %a "$src")" "$dst"
+  fi
+}
 if git -C "$here" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard |
-    while IFS= read -r -d '' f; do [[ -e "$f" || -L "$f" ]] && printf '%s\0' "$f"; done |
-    tar --null -T - -cf -) | tar -C "$ctx" -xf -
-  [[ -d "$here/.git" ]] && cp -a "$here/.git" "$ctx/.git"
+  while IFS= read -r -d '' f; do
+    [[ -e "$here/$f" || -L "$here/$f" ]] && sync_file "$f"
+  done < <(git -C "$here" ls-files -z --cached --others --exclude-standard)
 else
-  tar -C "$here" --exclude=./build --exclude='./build-*' --exclude=./out --exclude=./.deps -cf - . | tar -C "$ctx" -xf -
+  while IFS= read -r -d '' f; do
+    sync_file "${f#./}"
+  done < <(cd "$here" && find . \( -path ./.git -o -path ./build -o -path './build-*' -o -path ./out -o -path ./.deps \) -prune \
+             -o \( -type f -o -type l \) -print0)
 fi
+# Files that left the checkout leave the context.
+while IFS= read -r -d '' f; do
+  f="${f#./}"
+  [[ -n "${keep[$f]:-}" ]] || rm -f "$ctx/$f"
+done < <(cd "$ctx" && find . -path ./.git -prune -o \( -type f -o -type l \) -print0)
+find "$ctx" -mindepth 1 -type d -empty -delete
+rm -rf "$ctx/.git"
+[[ -d "$here/.git" ]] && cp -a "$here/.git" "$ctx/.git"
 
 # 3. The image.
 start=$SECONDS
 podman build --network host --layers -f "$here/deploy/container/Containerfile" \
-  --build-arg "VERSION=$version" -t "localhost/gut:$version" -t localhost/gut:latest "$ctx"
-rm -rf "$ctx"
+  --build-arg "VERSION=$version" --build-arg "GUT_BUILD_KEY=$(printf '%s' "$here" | sha256sum | cut -c1-16)" -t "localhost/gut:$version" -t localhost/gut:latest "$ctx"
 size="$(podman image inspect --format '{{.Size}}' "localhost/gut:$version")"
 echo "build-image: localhost/gut:$version (and :latest) built in $((SECONDS - start)) s; size $((size / 1000000)) MB ($size bytes)"

@@ -16,8 +16,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="${1:-$here/build/container}"
 tarball="$cache/bookworm-minbase.tar"
 if [[ -s "$tarball" ]]; then
-  echo "$tarball"
-  exit 0
+  if tar -tvf "$tarball" --no-recursion ./ 2>/dev/null | head -n 1 | grep -q '^drwxr-xr-x'; then
+    echo "$tarball"
+    exit 0
+  fi
+  echo "make-base: $tarball has a / that is not 0755 (made by an older make-base.sh); making it again" >&2
+  rm -f "$tarball" "$tarball.sha256"
 fi
 [[ $(id -u) -eq 0 ]] || { echo "make-base: debootstrap needs root" >&2; exit 2; }
 command -v debootstrap >/dev/null ||
@@ -49,6 +53,8 @@ fi
 # Small and reproducible: no package lists, no downloaded archives, no logs of the bootstrap.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
   "$root"/var/log/bootstrap.log "$root"/debootstrap
+# mktemp made the root 0700: a root file system's / is 0755, or nothing but root can run in it.
+chmod 0755 "$root"
 tar -C "$root" --numeric-owner -cf "$tarball.tmp" .
 mv "$tarball.tmp" "$tarball"
 echo "$tarball"

@@ -5,7 +5,7 @@
 # common name NAME (gut uses it as the agent's identity), valid for 30 days, usable as server and
 # client, with subject alternative names localhost, 127.0.0.1 and NAME (extra SANs: set
 # GUT_CERT_SANS="DNS:host.example,IP:10.0.0.5"). Keys are readable by their owner only. Nothing
-# here is meant to outlive the run: production deployments bring their own CA (docs/operations.md).
+# here is meant to outlive the run: production deployments bring their own CA (docs/operations/edge.md).
 set -euo pipefail
 [[ $# -ge 2 ]] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 command -v openssl >/dev/null || { echo "make-certs: openssl not found (apt-get install openssl)" >&2; exit 2; }

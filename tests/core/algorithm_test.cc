@@ -1,4 +1,4 @@
-// The GUT family and baselines against ALGORITHMS.md §7: reference traces and long-run values of
+// The GUT family and baselines against docs/algorithms.md §7: reference traces and long-run values of
 // the heterogeneous quadratic (§7.3), the tracking invariant, reductions, the first iteration,
 // stability and the final gossip rounds (§7.2). Everything runs through the same Algorithm code
 // as training, in double precision.

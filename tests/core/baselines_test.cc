@@ -1,4 +1,4 @@
-// The baselines of ALGORITHMS.md §2 on the heterogeneous quadratic of §7.3: the bias-correcting
+// The baselines of docs/algorithms.md §2 on the heterogeneous quadratic of §7.3: the bias-correcting
 // methods (GT, D², momentum tracking, RelaySGD) reach exact consensus at x*, the network-average
 // invariants hold round by round, the cross-gradient methods take the neighbourhood-averaged step,
 // CGA's QP satisfies its optimality conditions, and each method sends and keeps what §2's table

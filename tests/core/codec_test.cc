@@ -101,6 +101,7 @@ TEST_P(CodecRoundTrip, ErrorFeedbackDrivesTheReplicaToTheModel) {
 INSTANTIATE_TEST_SUITE_P(
     All, CodecRoundTrip,
     ::testing::Values(Case{CodecKind::kFp32, false}, Case{CodecKind::kBf16, false}, Case{CodecKind::kInt8, false},
+                      Case{CodecKind::kInt4, false}, Case{CodecKind::kInt4, true},
                       Case{CodecKind::kTopK, false}, Case{CodecKind::kTopK, false, ValueCoding::kBf16},
                       Case{CodecKind::kTopK, false, ValueCoding::kInt8}, Case{CodecKind::kRandK, false},
                       Case{CodecKind::kRandK, false, ValueCoding::kInt8}, Case{CodecKind::kSign, false},
@@ -133,6 +134,8 @@ TEST(Codec, WireSizesPerValue) {
   EXPECT_DOUBLE_EQ(ratio(CodecKind::kFp32), 1.0);
   EXPECT_DOUBLE_EQ(ratio(CodecKind::kBf16), 0.5);
   EXPECT_DOUBLE_EQ(ratio(CodecKind::kInt8), (p + 4.0 * 16) / (4.0 * p));  // 16 chunks of 4096
+  // int4: two values per byte (16 chunks of 4096, the last one odd-sized) and a scale per chunk.
+  EXPECT_DOUBLE_EQ(ratio(CodecKind::kInt4), (15 * (4 + 2048) + 4 + (p - 15 * 4096 + 1) / 2) / (4.0 * p));
   // topk: ~1 byte per index gap at 10 %, up to 2 at 1 %, plus the values.
   EXPECT_LE(ratio(CodecKind::kTopK, 0.01), 0.01 * (4 + 2) / 4 + 1e-4);
   EXPECT_LE(ratio(CodecKind::kTopK, 0.1, ValueCoding::kInt8), 0.1 * (1 + 1) / 4 + 1e-3);
@@ -226,29 +229,31 @@ TEST(Codec, Bf16RoundsToNearestEven) {
   for (float x : v) EXPECT_LE(std::abs(Bf16ToFloat(FloatToBf16(x)) - x), std::abs(x) / 256 + 1e-30f);
 }
 
-TEST(Codec, Int8IsUnbiasedAndBounded) {
-  CodecOptions o;
-  o.kind = CodecKind::kInt8;
-  o.int8_chunk = 64;
-  Codec c(o, 3);
-  std::vector<float> base = Values(64, 5);
-  const float scale = [&] {
-    float m = 0;
-    for (float x : base) m = std::max(m, std::abs(x));
-    return m / 127;
-  }();
-  std::vector<double> mean(64, 0.0);
-  const int reps = 4000;
-  for (int r = 0; r < reps; ++r) {
-    auto v = base;
-    std::string wire;
-    c.Encode(absl::MakeSpan(v), &wire, MessageTag{r, 0, -1});
-    for (size_t k = 0; k < 64; ++k) {
-      ASSERT_LE(std::abs(v[k] - base[k]), scale * 1.0001f);
-      mean[k] += v[k] / reps;
+TEST(Codec, Int8AndInt4AreUnbiasedAndBounded) {
+  for (const auto& [kind, levels] : {std::pair<CodecKind, int>{CodecKind::kInt8, 127}, {CodecKind::kInt4, 7}}) {
+    CodecOptions o;
+    o.kind = kind;
+    o.int8_chunk = 64;
+    Codec c(o, 3);
+    std::vector<float> base = Values(64, 5);
+    const float scale = [&, levels = levels] {
+      float m = 0;
+      for (float x : base) m = std::max(m, std::abs(x));
+      return m / levels;
+    }();
+    std::vector<double> mean(64, 0.0);
+    const int reps = 4000;
+    for (int r = 0; r < reps; ++r) {
+      auto v = base;
+      std::string wire;
+      c.Encode(absl::MakeSpan(v), &wire, MessageTag{r, 0, -1});
+      for (size_t k = 0; k < 64; ++k) {
+        ASSERT_LE(std::abs(v[k] - base[k]), scale * 1.0001f) << CodecName(kind);
+        mean[k] += v[k] / reps;
+      }
     }
+    for (size_t k = 0; k < 64; ++k) EXPECT_NEAR(mean[k], base[k], 4 * scale / std::sqrt(double(reps))) << CodecName(kind) << " " << k;
   }
-  for (size_t k = 0; k < 64; ++k) EXPECT_NEAR(mean[k], base[k], 4 * scale / std::sqrt(double(reps))) << k;
 }
 
 // A message's randomness comes from its key alone: the same (round, slot, receiver) encodes to the
@@ -304,6 +309,10 @@ TEST(Codec, GarbageIsRefusedWithAReason) {
   EXPECT_TRUE(has(decode(CodecKind::kTopK, std::string("\x01\x05", 2) + std::string(5, '\0')), "1 bytes after its 100 values"));
   EXPECT_TRUE(has(decode(CodecKind::kRandK, std::string(3, '\0')), "randk payload has 3 bytes, expected 4 for 1 of 100 values"));
   EXPECT_TRUE(has(decode(CodecKind::kSign, std::string(3, '\0')), "sign payload has 3 bytes, expected 17"));
+  // int4: 100 values are a scale and 50 bytes; the nibble 0x8 (-8) is outside [-7, 7].
+  EXPECT_TRUE(has(decode(CodecKind::kInt4, std::string(53, '\0')), "int4 payload has 53 bytes, expected 54"));
+  EXPECT_TRUE(has(decode(CodecKind::kInt4, std::string(4, '\0') + "\x80" + std::string(49, '\0')),
+                  "int4 value 1 is -8, outside [-7, 7]"));
   std::string sign(17, '\0');
   const float bad_scale = -1.0f;
   std::memcpy(sign.data(), &bad_scale, 4);
@@ -319,7 +328,7 @@ TEST(Codec, GarbageIsRefusedWithAReason) {
   std::string int8(4 + 100, '\0');
   int8[4 + 17] = static_cast<char>(0x80);
   EXPECT_TRUE(has(decode(CodecKind::kInt8, int8), "value 17 is -128"));
-  EXPECT_TRUE(has(std::string(ParseCodecKind("fp8").status().message()), "allowed: fp32, bf16, int8, topk, randk, sign, lowrank"));
+  EXPECT_TRUE(has(std::string(ParseCodecKind("fp8").status().message()), "allowed: fp32, bf16, int8, int4, topk, randk, sign, lowrank"));
   EXPECT_TRUE(has(std::string(ParseValueCoding("fp16").status().message()), "allowed: fp32, bf16, int8"));
 }
 

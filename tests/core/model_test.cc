@@ -24,7 +24,7 @@ TEST(Models, LeNet5HasTheReferenceParameterCount) {
             std::string::npos);
 }
 
-// ALGORITHMS.md §5: the parameter counts of the reference code's models, exactly.
+// docs/algorithms.md §5: the parameter counts of the reference code's models, exactly.
 TEST(Models, ZooHasTheReferenceParameterCounts) {
   struct Row {
     std::string name;

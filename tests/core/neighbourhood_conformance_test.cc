@@ -218,8 +218,8 @@ TEST_P(NeighbourhoodConformance, ConcurrentAgentsAndByteCounts) {
 // With a lossy codec the sender's message is replaced by its decoded value, and that is exactly
 // what every receiver gets: replicas stay bit-identical. Bytes are the encoded sizes.
 TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
-  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kTopK, CodecKind::kRandK, CodecKind::kSign,
-                         CodecKind::kLowRank}) {
+  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kTopK, CodecKind::kRandK,
+                         CodecKind::kSign, CodecKind::kLowRank}) {
     CodecOptions o;
     o.kind = kind;
     o.topk_fraction = 0.25;
@@ -248,6 +248,7 @@ TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
       }).ok());
     }
     const int64_t expected = kind == CodecKind::kBf16 ? 2000 : kind == CodecKind::kInt8 ? 1004
+                             : kind == CodecKind::kInt4 ? 504
                              : kind == CodecKind::kRandK ? 4 * 250 : kind == CodecKind::kSign ? 4 + 125
                              : kind == CodecKind::kLowRank ? 4 * (10 + 100) : per_message;
     EXPECT_EQ(per_message, expected) << CodecName(kind);

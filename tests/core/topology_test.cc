@@ -54,7 +54,7 @@ TEST(Topology, CodeDyckStructure) {
   EXPECT_EQ(g->num_edges(), 48);
   EXPECT_TRUE(g->IsRegular());
   EXPECT_EQ(g->degree(0), 3);
-  // Explicit cross edges of ALGORITHMS.md §3.
+  // Explicit cross edges of docs/algorithms.md §3.
   for (auto [a, b] : std::vector<std::pair<int, int>>{{0, 8}, {2, 10}, {1, 17}, {7, 23}, {9, 25}, {15, 31}, {16, 24}, {22, 30}})
     EXPECT_TRUE(g->HasEdge(a, b)) << a << "-" << b;
   // Bipartite: 2-colour by BFS.

@@ -1,7 +1,8 @@
-# Packaging tests (included by tests/deploy/CMakeLists.txt): the systemd units, the container image
-# and the Debian packages. Each is a script that exits 77 (skipped) naming the missing tool when
-# podman, debootstrap, dpkg-deb or systemd-analyze is not installed, and runs by hand as
-#   tests/deploy/<script> BUILD_DIR        or   (cd build && ctest -R deploy --output-on-failure)
+# Packaging tests (included by tests/deploy/CMakeLists.txt): the systemd units (verify, and their
+# sandbox with real training under systemd), the container image and the Debian packages. Each is
+# a script that exits 77 (skipped), naming the missing tool, when podman, debootstrap, dpkg-deb or
+# systemd-analyze is not installed (or it is not run as root), and runs by hand as
+#   bash tests/deploy/<script> BUILD_DIR     or   (cd build && ctest -R deploy --output-on-failure)
 # The image and package tests need root and Debian's archive (the network), take minutes, and use
 # the whole machine: RUN_SERIAL.
 set(gut_deploy_dir ${CMAKE_CURRENT_LIST_DIR})
@@ -26,3 +27,11 @@ set_tests_properties(deploy.container_image PROPERTIES
 add_test(NAME deploy.deb_fresh_root
   COMMAND bash ${gut_deploy_dir}/deb-fresh-root.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(deploy.deb_fresh_root PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE TIMEOUT 900)
+
+# The units' sandbox with LibTorch training under it: systemd booted in a podman container of the
+# image (plus Debian's systemd), a coordinator and two agents as units, the coordinator killed
+# mid-run and resumed by Restart=on-failure.
+add_test(NAME deploy.systemd_sandbox
+  COMMAND bash ${gut_deploy_dir}/systemd-sandbox.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(deploy.systemd_sandbox PROPERTIES
+  SKIP_RETURN_CODE 77 RUN_SERIAL TRUE TIMEOUT 3600)

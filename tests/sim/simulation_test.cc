@@ -140,7 +140,7 @@ TEST_F(SimulationTest, MissingDataIsAClearError) {
 namespace gut::sim {
 namespace {
 
-// Every baseline of ALGORITHMS.md §2 trains through gut-sim on real (synthetic) images.
+// Every baseline of docs/algorithms.md §2 trains through gut-sim on real (synthetic) images.
 TEST_F(SimulationTest, EveryBaselineTrains) {
   for (const std::string algo : {"gt", "d2", "mt", "relaysgd", "ngm", "cga"}) {
     std::vector<std::string> sets = {"algorithm.name=" + algo, "algorithm.mu=0", "run.epochs=4", "algorithm.lr=0.1"};

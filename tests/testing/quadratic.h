@@ -1,4 +1,4 @@
-// Test fixtures for the algorithm tests: the heterogeneous quadratic of ALGORITHMS.md §7.3 as a
+// Test fixtures for the algorithm tests: the heterogeneous quadratic of docs/algorithms.md §7.3 as a
 // GradientOracle, and a lock-step driver that runs n agents of one Algorithm over an
 // InProcessExchange (the same phase protocol gut-sim uses).
 #ifndef GUT_TESTS_TESTING_QUADRATIC_H_
