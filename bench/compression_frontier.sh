@@ -47,6 +47,8 @@ settings=(
   "int8-zstd|exchange.codec=int8 exchange.zstd=true"
   "int4|exchange.codec=int4"
   "int4-zstd|exchange.codec=int4 exchange.zstd=true"
+  "int2-c16k-zstd|exchange.codec=int2 exchange.int8_chunk=16384 exchange.zstd=true"
+  "int2-c32k-zstd|exchange.codec=int2 exchange.int8_chunk=32768 exchange.zstd=true"
   "topk0.1-int8|exchange.codec=topk exchange.topk_fraction=0.1 exchange.sparse_values=int8"
   "topk0.2-int8|exchange.codec=topk exchange.topk_fraction=0.2 exchange.sparse_values=int8"
   "topk0.05-int8|exchange.codec=topk exchange.topk_fraction=0.05 exchange.sparse_values=int8"
@@ -64,6 +66,7 @@ gammas() {
   case "$1" in
     fp32 | bf16 | int8 | int8-zstd) echo "1" ;;
     int4 | int4-zstd) echo "${GAMMAS:-1 0.5}" ;;
+    int2*) echo "${GAMMAS:-0.5 0.3}" ;;
     *) echo "${GAMMAS:-1 0.5 0.2 0.1 0.05}" ;;
   esac
 }

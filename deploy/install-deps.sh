@@ -5,8 +5,26 @@
 # Also fetches promtool (from Debian's prometheus package, unpacked into .deps/bin without
 # installing the server) so that the tests can lint every /metrics page; without network access
 # that step only warns.
-# Usage: deploy/install-deps.sh [--check]   (--check: exit 1 if anything is missing, install nothing)
+# Usage: deploy/install-deps.sh [--check] [--with-test-tools]
+#   --check            exit 1 if anything is missing, install nothing
+#   --with-test-tools  also the tools of the deployment, security and operator-view tests (each of
+#                      those tests is skipped, naming the tool, where its tool is missing): podman,
+#                      runc, catatonit, buildah, debootstrap (container image, Kubernetes-as-pods and
+#                      .deb tests), openssl (certificates), prometheus and prometheus-alertmanager
+#                      (rules and live scrape), chromium (status page), python3-grpcio,
+#                      python3-grpc-tools and python3-yaml (the independent adversary client and the
+#                      manifest checks), clang-14 and libclang-rt-14-dev (libFuzzer), systemd
+#                      (systemd-analyze verify). kubectl is not in Debian 12 in a usable version
+#                      (kubernetes-client is 1.20); the Kubernetes tests use one from PATH.
 set -euo pipefail
+check=0 test_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) check=1 ;;
+    --with-test-tools) test_tools=1 ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 fetch_promtool() {
@@ -35,6 +53,10 @@ PACKAGES=(
   # data
   dataset-fashion-mnist
 )
+if [[ $test_tools == 1 ]]; then
+  PACKAGES+=(podman runc catatonit buildah debootstrap openssl prometheus prometheus-alertmanager chromium
+             python3-grpcio python3-grpc-tools python3-yaml clang-14 libclang-rt-14-dev systemd)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -44,10 +66,10 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  [[ "${1:-}" == "--check" ]] || fetch_promtool
+  [[ $check == 1 ]] || fetch_promtool
   exit 0
 fi
-if [[ "${1:-}" == "--check" ]]; then
+if [[ $check == 1 ]]; then
   echo "missing packages: ${missing[*]}" >&2
   exit 1
 fi

@@ -12,6 +12,7 @@ gut::v1::Codec WireCodec(core::CodecKind k) {
     case core::CodecKind::kSign: return gut::v1::CODEC_SIGN;
     case core::CodecKind::kLowRank: return gut::v1::CODEC_LOWRANK;
     case core::CodecKind::kInt4: return gut::v1::CODEC_INT4;
+    case core::CodecKind::kInt2: return gut::v1::CODEC_INT2;
   }
   return gut::v1::CODEC_UNSPECIFIED;
 }

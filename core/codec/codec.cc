@@ -15,7 +15,7 @@ using codec_internal::Reader;
 
 namespace {
 
-constexpr const char* kCodecNames = "fp32, bf16, int8, int4, topk, randk, sign, lowrank";
+constexpr const char* kCodecNames = "fp32, bf16, int8, int4, int2, topk, randk, sign, lowrank";
 // Keeps randk's index stream apart from the stochastic rounding stream of the same message.
 constexpr uint64_t kIndexSalt = 0x72616e646b696478ull;  // "randkidx"
 
@@ -28,8 +28,8 @@ uint64_t IndexSeed(uint64_t sender_seed, const MessageTag& tag) {
 }  // namespace
 
 absl::StatusOr<CodecKind> ParseCodecKind(const std::string& name) {
-  for (CodecKind k : {CodecKind::kFp32, CodecKind::kBf16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kTopK,
-                      CodecKind::kRandK, CodecKind::kSign, CodecKind::kLowRank}) {
+  for (CodecKind k : {CodecKind::kFp32, CodecKind::kBf16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kInt2,
+                      CodecKind::kTopK, CodecKind::kRandK, CodecKind::kSign, CodecKind::kLowRank}) {
     if (name == CodecName(k)) return k;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown codec '", name, "'; allowed: ", kCodecNames));
@@ -41,6 +41,7 @@ const char* CodecName(CodecKind kind) {
     case CodecKind::kBf16: return "bf16";
     case CodecKind::kInt8: return "int8";
     case CodecKind::kInt4: return "int4";
+    case CodecKind::kInt2: return "int2";
     case CodecKind::kTopK: return "topk";
     case CodecKind::kRandK: return "randk";
     case CodecKind::kSign: return "sign";
@@ -76,7 +77,8 @@ size_t Codec::MaxRawSize(size_t n) const {
     case CodecKind::kFp32: return 4 * n;
     case CodecKind::kBf16: return 2 * n;
     case CodecKind::kInt8: return codec_internal::Int8Size(n, o.int8_chunk);
-    case CodecKind::kInt4: return codec_internal::Int4Size(n, o.int8_chunk);
+    case CodecKind::kInt4: return codec_internal::LowBitSize(n, o.int8_chunk, 4);
+    case CodecKind::kInt2: return codec_internal::LowBitSize(n, o.int8_chunk, 2);
     case CodecKind::kTopK: {
       // A varint count, at most 5 bytes per index gap, the values.
       const size_t k = codec_internal::KeptValues(o, n);
@@ -102,7 +104,8 @@ void Codec::Encode(absl::Span<float> values, std::string* out, const MessageTag&
       break;
     case CodecKind::kBf16: codec_internal::EncodeBf16(values, raw); break;
     case CodecKind::kInt8: codec_internal::EncodeInt8(values, raw, o.int8_chunk, &rng); break;
-    case CodecKind::kInt4: codec_internal::EncodeInt4(values, raw, o.int8_chunk, &rng); break;
+    case CodecKind::kInt4: codec_internal::EncodeLowBit(values, raw, o.int8_chunk, 4, &rng); break;
+    case CodecKind::kInt2: codec_internal::EncodeLowBit(values, raw, o.int8_chunk, 2, &rng); break;
     case CodecKind::kTopK: codec_internal::EncodeTopK(o, values, raw, &rng); break;
     case CodecKind::kRandK: codec_internal::EncodeRandK(o, values, raw, IndexSeed(seed_, tag), &rng); break;
     case CodecKind::kSign: codec_internal::EncodeSign(values, raw, o.int8_chunk); break;
@@ -158,8 +161,9 @@ absl::Status Codec::Decode(absl::string_view bytes, absl::Span<float> out, uint6
       s = codec_internal::DecodeInt8(&in, out, o.int8_chunk);
       break;
     case CodecKind::kInt4:
+    case CodecKind::kInt2:
       if (bytes.size() != MaxRawSize(n)) return size_error(MaxRawSize(n));
-      s = codec_internal::DecodeInt4(&in, out, o.int8_chunk);
+      s = codec_internal::DecodeLowBit(&in, out, o.int8_chunk, o.kind == CodecKind::kInt4 ? 4 : 2);
       break;
     case CodecKind::kTopK: s = codec_internal::DecodeTopK(o, &in, out); break;
     case CodecKind::kRandK: s = codec_internal::DecodeRandK(o, &in, out, IndexSeed(sender_seed, tag)); break;

@@ -34,13 +34,13 @@
 
 namespace gut::core {
 
-enum class CodecKind { kFp32, kBf16, kInt8, kTopK, kRandK, kSign, kLowRank, kInt4 };
+enum class CodecKind { kFp32, kBf16, kInt8, kTopK, kRandK, kSign, kLowRank, kInt4, kInt2 };
 // How a sparse codec (topk, randk) writes the values it keeps.
 enum class ValueCoding { kFp32, kBf16, kInt8 };
 
 struct CodecOptions {
   CodecKind kind = CodecKind::kFp32;
-  int int8_chunk = 4096;        // values per int8, int4 or sign scale
+  int int8_chunk = 4096;        // values per int8, int4, int2 or sign scale
   double topk_fraction = 0.01;  // share of values topk and randk keep (at least 1)
   ValueCoding sparse_values = ValueCoding::kFp32;
   int lowrank_rank = 1;
@@ -51,7 +51,7 @@ struct CodecOptions {
   int zstd_level = 1;
 };
 
-// "fp32", "bf16", "int8", "int4", "topk", "randk", "sign", "lowrank".
+// "fp32", "bf16", "int8", "int4", "int2", "topk", "randk", "sign", "lowrank".
 absl::StatusOr<CodecKind> ParseCodecKind(const std::string& name);
 const char* CodecName(CodecKind kind);
 absl::StatusOr<ValueCoding> ParseValueCoding(const std::string& name);

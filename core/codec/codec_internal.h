@@ -54,11 +54,12 @@ absl::Status DecodeBf16(Reader* in, absl::Span<float> out);
 void EncodeInt8(absl::Span<float> v, std::string* out, int chunk, Rng64* rng);
 absl::Status DecodeInt8(Reader* in, absl::Span<float> out, int chunk);
 size_t Int8Size(size_t n, int chunk);
-// int4: per chunk a float32 scale (max |v| / 7), then the chunk's values two to a byte (low nibble
-// first), each q in [-7, 7] as a two's-complement nibble; -8 is refused.
-void EncodeInt4(absl::Span<float> v, std::string* out, int chunk, Rng64* rng);
-absl::Status DecodeInt4(Reader* in, absl::Span<float> out, int chunk);
-size_t Int4Size(size_t n, int chunk);
+// int4 (bits 4) and int2 (bits 2): per chunk a float32 scale (max |v| / L, L = 7 or 1), then the
+// chunk's values 8 / bits to a byte (lowest bits first), each q in [-L, L] in two's complement;
+// -(L + 1) is refused, as are non-zero padding bits after a chunk's last value.
+void EncodeLowBit(absl::Span<float> v, std::string* out, int chunk, int bits, Rng64* rng);
+absl::Status DecodeLowBit(Reader* in, absl::Span<float> out, int chunk, int bits);
+size_t LowBitSize(size_t n, int chunk, int bits);
 // Values in one of the three codings.
 void EncodeValues(ValueCoding c, absl::Span<float> v, std::string* out, int chunk, Rng64* rng);
 absl::Status DecodeValues(ValueCoding c, Reader* in, absl::Span<float> out, int chunk);

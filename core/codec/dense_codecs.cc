@@ -1,4 +1,4 @@
-// bf16, int8 and int4, and the value codings the sparse codecs reuse for the values they keep.
+// bf16, int8, int4 and int2, and the value codings the sparse codecs reuse for the values they keep.
 #include <algorithm>
 #include <cmath>
 
@@ -108,62 +108,93 @@ absl::Status DecodeInt8(Reader* in, absl::Span<float> out, int chunk_values) {
   return absl::OkStatus();
 }
 
-size_t Int4Size(size_t n, int chunk_values) {
-  const size_t chunk = static_cast<size_t>(chunk_values), full = n / chunk, rest = n % chunk;
-  return full * (4 + (chunk + 1) / 2) + (rest > 0 ? 4 + (rest + 1) / 2 : 0);
+namespace {
+
+// int4 and int2: `bits`-bit two's-complement codes q in [-L, L], L = 2^(bits-1) - 1 (7 or 1),
+// 8 / bits to a byte, lowest bits first; the code -(L + 1) is refused.
+int Levels(int bits) { return (1 << (bits - 1)) - 1; }
+
+}  // namespace
+
+size_t LowBitSize(size_t n, int chunk_values, int bits) {
+  const size_t chunk = static_cast<size_t>(chunk_values), per_byte = static_cast<size_t>(8 / bits);
+  const size_t full = n / chunk, rest = n % chunk;
+  return full * (4 + (chunk + per_byte - 1) / per_byte) + (rest > 0 ? 4 + (rest + per_byte - 1) / per_byte : 0);
 }
 
-// Like int8 with 15 levels instead of 255: stochastic rounding keeps each value unbiased, and the
-// error feedback of the replica methods (docs/algorithms.md §8.2) sends what rounding lost later.
-void EncodeInt4(absl::Span<float> v, std::string* out, int chunk_values, Rng64* rng) {
+// Like int8 with 2L + 1 levels instead of 255: stochastic rounding keeps each int4 value unbiased,
+// and the error feedback of the replica methods (docs/algorithms.md §8.2) sends what rounding lost
+// later. With int2 (L = 1) a value v becomes ±a with probability |v| / max|v| and 0 otherwise.
+void EncodeLowBit(absl::Span<float> v, std::string* out, int chunk_values, int bits, Rng64* rng) {
   const size_t n = v.size(), chunk = static_cast<size_t>(chunk_values);
-  out->reserve(out->size() + Int4Size(n, chunk_values));
+  const int levels = Levels(bits), per_byte = 8 / bits;
+  const uint8_t mask = static_cast<uint8_t>((1 << bits) - 1);
+  out->reserve(out->size() + LowBitSize(n, chunk_values, bits));
   for (size_t start = 0; start < n; start += chunk) {
     const size_t end = std::min(n, start + chunk);
     float maxabs = 0;
     for (size_t k = start; k < end; ++k)
       if (std::isfinite(v[k])) maxabs = std::max(maxabs, std::abs(v[k]));
-    const float scale = maxabs > 0 ? maxabs / 7.0f : 0.0f;
-    Put<float>(out, scale);
+    const float scale = maxabs > 0 ? maxabs / static_cast<float>(levels) : 0.0f;
+    // int2's decoded magnitude: unbiased ternary rounding (±max with probability |v| / max) has a
+    // variance larger than the chunk itself, which error feedback cannot absorb (CHOCO-SGD needs a
+    // compressor that shrinks the error). Decoding to ±a with a = Σv² / Σ|v| instead of ±max is the
+    // a that minimises E||decoded - v||², which is then (1 - Σv² / (max Σ|v|)) ||v||² < ||v||².
+    float wire_scale = scale;
+    if (bits == 2 && scale > 0) {
+      double sum1 = 0, sum2 = 0;
+      for (size_t k = start; k < end; ++k) {
+        if (!std::isfinite(v[k])) continue;
+        sum1 += std::abs(static_cast<double>(v[k]));
+        sum2 += static_cast<double>(v[k]) * v[k];
+      }
+      wire_scale = static_cast<float>(sum2 / sum1);
+    }
+    Put<float>(out, wire_scale);
     uint8_t byte = 0;
     for (size_t k = start; k < end; ++k) {
       int q = 0;
       if (scale > 0 && std::isfinite(v[k])) {
         q = static_cast<int>(std::floor(v[k] / static_cast<double>(scale) + rng->Uniform()));
-        q = std::clamp(q, -7, 7);
+        q = std::clamp(q, -levels, levels);
       }
-      v[k] = static_cast<float>(q) * scale;
-      const uint8_t nibble = static_cast<uint8_t>(q) & 0x0f;
-      if ((k - start) % 2 == 0) {
-        byte = nibble;
-      } else {
-        out->push_back(static_cast<char>(byte | (nibble << 4)));
+      v[k] = static_cast<float>(q) * wire_scale;
+      const int slot = static_cast<int>((k - start) % per_byte);
+      byte = static_cast<uint8_t>(byte | ((static_cast<uint8_t>(q) & mask) << (slot * bits)));
+      if (slot == per_byte - 1 || k + 1 == end) {
+        out->push_back(static_cast<char>(byte));
+        byte = 0;
       }
     }
-    if ((end - start) % 2 == 1) out->push_back(static_cast<char>(byte));
   }
 }
 
-absl::Status DecodeInt4(Reader* in, absl::Span<float> out, int chunk_values) {
+absl::Status DecodeLowBit(Reader* in, absl::Span<float> out, int chunk_values, int bits) {
   const size_t n = out.size(), chunk = static_cast<size_t>(chunk_values);
-  if (in->left() < Int4Size(n, chunk_values)) return absl::DataLossError("int4 values are truncated");
+  const int levels = Levels(bits), per_byte = 8 / bits;
+  const int mask = (1 << bits) - 1;
+  const char* name = bits == 4 ? "int4" : "int2";
+  if (in->left() < LowBitSize(n, chunk_values, bits)) return absl::DataLossError(absl::StrCat(name, " values are truncated"));
   for (size_t start = 0; start < n; start += chunk) {
     const size_t end = std::min(n, start + chunk);
     float scale;
     in->Read(&scale);
     if (!std::isfinite(scale) || scale < 0) {
-      return absl::DataLossError(absl::StrCat("int4 chunk at value ", start, " has scale ", scale));
+      return absl::DataLossError(absl::StrCat(name, " chunk at value ", start, " has scale ", scale));
     }
     uint8_t byte = 0;
     for (size_t k = start; k < end; ++k) {
-      if ((k - start) % 2 == 0) byte = static_cast<uint8_t>(*in->p++);
-      const uint8_t nibble = (k - start) % 2 == 0 ? (byte & 0x0f) : (byte >> 4);
-      const int q = nibble >= 8 ? static_cast<int>(nibble) - 16 : static_cast<int>(nibble);
-      if (q == -8) return absl::DataLossError(absl::StrCat("int4 value ", k, " is -8, outside [-7, 7]"));
+      const int slot = static_cast<int>((k - start) % per_byte);
+      if (slot == 0) byte = static_cast<uint8_t>(*in->p++);
+      const int code = (byte >> (slot * bits)) & mask;
+      const int q = code > levels ? code - (1 << bits) : code;
+      if (q < -levels) {
+        return absl::DataLossError(absl::StrCat(name, " value ", k, " is ", q, ", outside [-", levels, ", ", levels, "]"));
+      }
       out[k] = static_cast<float>(q) * scale;
-    }
-    if ((end - start) % 2 == 1 && (byte >> 4) != 0) {
-      return absl::DataLossError(absl::StrCat("int4 chunk at value ", start, " has a non-zero padding nibble"));
+      if (k + 1 == end && slot + 1 < per_byte && (byte >> ((slot + 1) * bits)) != 0) {
+        return absl::DataLossError(absl::StrCat(name, " chunk at value ", start, " has non-zero padding bits"));
+      }
     }
   }
   return absl::OkStatus();

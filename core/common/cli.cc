@@ -105,7 +105,20 @@ int Parse(CLI::App& app, int argc, char** argv) {
     std::cout << app.version() << "\n";
     return kExitDone;
   } catch (const CLI::ParseError& e) {
-    std::cerr << app.get_name() << ": " << e.what() << " (--help lists the flags)\n";
+    // CLI11 reports a missing required flag before an unknown one; a typo in a flag name is the
+    // likelier mistake, so name it first.
+    std::string unknown;
+    for (int i = 1; i < argc && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr; ++i) {
+      std::string a = argv[i];
+      if (a.size() < 2 || a[0] != '-' || a == "--") continue;
+      a = a.substr(0, a.find('='));
+      if (app.get_option_no_throw(a) == nullptr) unknown += (unknown.empty() ? "" : ", ") + a;
+    }
+    if (!unknown.empty()) {
+      std::cerr << app.get_name() << ": unknown flag " << unknown << " (--help lists the flags)\n";
+    } else {
+      std::cerr << app.get_name() << ": " << e.what() << " (--help lists the flags)\n";
+    }
     return kExitBadInput;
   }
   return -1;

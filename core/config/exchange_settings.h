@@ -14,8 +14,9 @@
 namespace gut::core {
 
 // exchange.consensus_step when the manifest says "auto" (or nothing): 1 for the dense codecs
-// (fp32, bf16, int8: plain gossip, as the paper), a smaller step for the sparse and one-bit ones,
-// measured on the shipped manifests (docs/algorithms.md §8.4, bench/results/compression.md).
+// (fp32, bf16, int8, int4: plain gossip, as the paper), a smaller step for the sparse, one-bit and
+// low-rank ones, measured on the shipped manifests (docs/algorithms.md §8.4,
+// bench/results/compression/README.md).
 double DefaultConsensusStep(const CodecOptions& codec);
 
 // The largest consensus step measured to converge with this codec on the shipped manifests (1 for

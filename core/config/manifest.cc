@@ -217,6 +217,8 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("exchange.int8_chunk must be >= 1, got ", c.codec.int8_chunk));
   if (c.codec.lowrank_rank < 1 || c.codec.lowrank_rank > 64)
     return bad(absl::StrCat("exchange.lowrank_rank must be in [1, 64], got ", c.codec.lowrank_rank));
+  if (c.codec.zstd_level < 1 || c.codec.zstd_level > 19)
+    return bad(absl::StrCat("exchange.zstd_level must be in [1, 19], got ", c.codec.zstd_level));
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     return bad(absl::StrCat("exchange.consensus_step must be in (0, 1] or auto, got ", c.consensus_step));
   if (c.consensus_step != 1 && c.hyper.algorithm == "relaysgd")
@@ -376,6 +378,7 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   std::string codec_name = CodecName(c.codec.kind);
   chain(ex.Get("codec", &codec_name));
   chain(ex.Get("zstd", &c.codec.zstd));
+  chain(ex.Get("zstd_level", &c.codec.zstd_level));
   chain(ex.Get("topk_fraction", &c.codec.topk_fraction));
   chain(ex.Get("int8_chunk", &c.codec.int8_chunk));
   std::string sparse_values = ValueCodingName(c.codec.sparse_values);
@@ -383,8 +386,8 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   chain(ex.Get("lowrank_rank", &c.codec.lowrank_rank));
   std::string consensus_step = "auto";
   chain(ex.Get("consensus_step", &consensus_step));
-  chain(ex.NoUnknownKeys("deadline_s, codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk, "
-                         "consensus_step"));
+  chain(ex.NoUnknownKeys("deadline_s, codec, zstd, zstd_level, topk_fraction, sparse_values, lowrank_rank, "
+                         "int8_chunk, consensus_step"));
 
   chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, checkpoint, fault, exchange"));
   if (!st.ok()) return st;
@@ -533,7 +536,8 @@ std::string ToYaml(const RunConfig& c) {
       << c.on_peer_loss << YAML::Key << "rejoin_timeout_s" << YAML::Value << c.rejoin_timeout_s << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
-      << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "topk_fraction"
+      << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "zstd_level" << YAML::Value
+      << c.codec.zstd_level << YAML::Key << "topk_fraction"
       << YAML::Value << c.codec.topk_fraction << YAML::Key << "sparse_values" << YAML::Value
       << ValueCodingName(c.codec.sparse_values) << YAML::Key << "lowrank_rank" << YAML::Value << c.codec.lowrank_rank
       << YAML::Key << "int8_chunk" << YAML::Value << c.codec.int8_chunk << YAML::Key << "consensus_step"

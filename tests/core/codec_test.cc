@@ -101,7 +101,8 @@ TEST_P(CodecRoundTrip, ErrorFeedbackDrivesTheReplicaToTheModel) {
 INSTANTIATE_TEST_SUITE_P(
     All, CodecRoundTrip,
     ::testing::Values(Case{CodecKind::kFp32, false}, Case{CodecKind::kBf16, false}, Case{CodecKind::kInt8, false},
-                      Case{CodecKind::kInt4, false}, Case{CodecKind::kInt4, true},
+                      Case{CodecKind::kInt4, false}, Case{CodecKind::kInt4, true}, Case{CodecKind::kInt2, false},
+                      Case{CodecKind::kInt2, true},
                       Case{CodecKind::kTopK, false}, Case{CodecKind::kTopK, false, ValueCoding::kBf16},
                       Case{CodecKind::kTopK, false, ValueCoding::kInt8}, Case{CodecKind::kRandK, false},
                       Case{CodecKind::kRandK, false, ValueCoding::kInt8}, Case{CodecKind::kSign, false},
@@ -136,6 +137,8 @@ TEST(Codec, WireSizesPerValue) {
   EXPECT_DOUBLE_EQ(ratio(CodecKind::kInt8), (p + 4.0 * 16) / (4.0 * p));  // 16 chunks of 4096
   // int4: two values per byte (16 chunks of 4096, the last one odd-sized) and a scale per chunk.
   EXPECT_DOUBLE_EQ(ratio(CodecKind::kInt4), (15 * (4 + 2048) + 4 + (p - 15 * 4096 + 1) / 2) / (4.0 * p));
+  // int2: four values per byte.
+  EXPECT_DOUBLE_EQ(ratio(CodecKind::kInt2), (15 * (4 + 1024) + 4 + (p - 15 * 4096 + 3) / 4) / (4.0 * p));
   // topk: ~1 byte per index gap at 10 %, up to 2 at 1 %, plus the values.
   EXPECT_LE(ratio(CodecKind::kTopK, 0.01), 0.01 * (4 + 2) / 4 + 1e-4);
   EXPECT_LE(ratio(CodecKind::kTopK, 0.1, ValueCoding::kInt8), 0.1 * (1 + 1) / 4 + 1e-3);
@@ -229,8 +232,9 @@ TEST(Codec, Bf16RoundsToNearestEven) {
   for (float x : v) EXPECT_LE(std::abs(Bf16ToFloat(FloatToBf16(x)) - x), std::abs(x) / 256 + 1e-30f);
 }
 
-TEST(Codec, Int8AndInt4AreUnbiasedAndBounded) {
-  for (const auto& [kind, levels] : {std::pair<CodecKind, int>{CodecKind::kInt8, 127}, {CodecKind::kInt4, 7}}) {
+TEST(Codec, IntegerCodecsAreUnbiasedAndBounded) {
+  for (const auto& [kind, levels] :
+       {std::pair<CodecKind, int>{CodecKind::kInt8, 127}, {CodecKind::kInt4, 7}}) {
     CodecOptions o;
     o.kind = kind;
     o.int8_chunk = 64;
@@ -254,6 +258,39 @@ TEST(Codec, Int8AndInt4AreUnbiasedAndBounded) {
     }
     for (size_t k = 0; k < 64; ++k) EXPECT_NEAR(mean[k], base[k], 4 * scale / std::sqrt(double(reps))) << CodecName(kind) << " " << k;
   }
+}
+
+// int2 trades unbiasedness for contraction: its decoded chunk is ±Σv²/Σ|v| where a value is kept
+// (probability |v| / max|v|), so the expected squared error is below the message's own norm (the
+// property error feedback needs), where unbiased ternary rounding's is above it.
+TEST(Codec, Int2ShrinksTheErrorOnAverage) {
+  CodecOptions o;
+  o.kind = CodecKind::kInt2;
+  o.int8_chunk = 256;
+  Codec c(o, 3);
+  std::vector<float> base = Values(256, 5);
+  base[17] = 4 * *std::max_element(base.begin(), base.end());  // one outlier makes max|v| large
+  double norm2 = 0, sum1 = 0, maxabs = 0;
+  for (float x : base) {
+    norm2 += double(x) * x;
+    sum1 += std::abs(x);
+    maxabs = std::max(maxabs, double(std::abs(x)));
+  }
+  double err2 = 0;
+  const int reps = 2000;
+  for (int r = 0; r < reps; ++r) {
+    auto v = base;
+    std::string wire;
+    c.Encode(absl::MakeSpan(v), &wire, MessageTag{r, 0, -1});
+    for (size_t k = 0; k < v.size(); ++k) {
+      err2 += (double(v[k]) - base[k]) * (double(v[k]) - base[k]) / reps;
+      ASSERT_TRUE(v[k] == 0 || std::abs(std::abs(v[k]) - norm2 / sum1) < 1e-5 * norm2 / sum1) << v[k];
+    }
+  }
+  const double expected = norm2 * (1 - norm2 / (maxabs * sum1));
+  EXPECT_NEAR(err2, expected, 0.05 * norm2);
+  EXPECT_LT(err2, 0.9 * norm2);
+  EXPECT_GT(maxabs * sum1 - norm2, norm2) << "unbiased rounding would not have shrunk this chunk";
 }
 
 // A message's randomness comes from its key alone: the same (round, slot, receiver) encodes to the
@@ -313,6 +350,9 @@ TEST(Codec, GarbageIsRefusedWithAReason) {
   EXPECT_TRUE(has(decode(CodecKind::kInt4, std::string(53, '\0')), "int4 payload has 53 bytes, expected 54"));
   EXPECT_TRUE(has(decode(CodecKind::kInt4, std::string(4, '\0') + "\x80" + std::string(49, '\0')),
                   "int4 value 1 is -8, outside [-7, 7]"));
+  // int2: 100 values are a scale and 25 bytes; the code 0b10 (-2) is outside [-1, 1].
+  EXPECT_TRUE(has(decode(CodecKind::kInt2, std::string(4, '\0') + "\x08" + std::string(24, '\0')),
+                  "int2 value 1 is -2, outside [-1, 1]"));
   std::string sign(17, '\0');
   const float bad_scale = -1.0f;
   std::memcpy(sign.data(), &bad_scale, 4);
@@ -328,7 +368,7 @@ TEST(Codec, GarbageIsRefusedWithAReason) {
   std::string int8(4 + 100, '\0');
   int8[4 + 17] = static_cast<char>(0x80);
   EXPECT_TRUE(has(decode(CodecKind::kInt8, int8), "value 17 is -128"));
-  EXPECT_TRUE(has(std::string(ParseCodecKind("fp8").status().message()), "allowed: fp32, bf16, int8, int4, topk, randk, sign, lowrank"));
+  EXPECT_TRUE(has(std::string(ParseCodecKind("fp8").status().message()), "allowed: fp32, bf16, int8, int4, int2, topk, randk, sign, lowrank"));
   EXPECT_TRUE(has(std::string(ParseValueCoding("fp16").status().message()), "allowed: fp32, bf16, int8"));
 }
 

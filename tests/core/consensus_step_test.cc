@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/config/exchange_settings.h"
 #include "core/config/manifest.h"
 #include "core/topology/drop.h"
 #include "gtest/gtest.h"
@@ -107,6 +108,60 @@ TEST(ConsensusStep, TopKConvergesToTheLosslessPoint) {
     // Every replica the compressed run's neighbours hold of agent i is close to x_i as well.
     EXPECT_LT(compressed.algo(0).replica_error(), 1e-5);
   }
+}
+
+// Momentum methods with γ < 1 take the gossip correction directly (docs/algorithms.md §8.4). The
+// manifest turns that form on exactly when γ < 1, so γ = 1 runs stay the reference's code path.
+TEST(ConsensusStep, DirectFormOnlyBelowOne) {
+  const std::string base =
+      "agents: {count: 4}\ntopology: {graph: ring}\nalgorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}\n"
+      "data: {path: " + ::testing::TempDir() + "}\n";
+  auto one = ParseManifest(base + "exchange: {codec: int8}\n", "m.yaml", {});
+  auto half = ParseManifest(base + "exchange: {codec: int8, consensus_step: 0.5}\n", "m.yaml", {});
+  auto topk = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.1}\n", "m.yaml", {});
+  ASSERT_TRUE(one.ok() && half.ok() && topk.ok()) << one.status() << half.status() << topk.status();
+  EXPECT_FALSE(one->hyper.direct_consensus);
+  EXPECT_TRUE(half->hyper.direct_consensus);
+  EXPECT_LT(topk->consensus_step, 1);
+  EXPECT_TRUE(topk->hyper.direct_consensus) << "top-k's default step is below 1";
+}
+
+// In the direct form the compressed run (top-k, error feedback) still converges to the lossless
+// run's point, with momentum and with GUT's tracking.
+TEST(ConsensusStep, DirectFormKeepsTheLosslessPoint) {
+  CodecOptions topk;
+  topk.kind = CodecKind::kTopK;
+  topk.topk_fraction = 0.5;
+  for (const auto& [name, beta, mu] : {std::tuple{"qg-dsgdm", 0.9, 0.0}, std::tuple{"qg-gutm", 0.5, 0.4}}) {
+    Hyperparameters h = Method(name, mu);
+    h.momentum = beta;
+    h.direct_consensus = true;
+    QuadraticRun lossless(h, RingWithStep(0.3));
+    QuadraticRun compressed(h, RingWithStep(0.3), topk);
+    lossless.Rounds(20000, 0.02);
+    compressed.Rounds(20000, 0.02);
+    for (int i = 0; i < 16; ++i)
+      for (int k = 0; k < 2; ++k) EXPECT_NEAR(compressed.x(i)[k], lossless.x(i)[k], 1e-5) << name << " agent " << i;
+  }
+}
+
+// A step above what a codec was measured to survive is warned about, naming the codec and γ; a
+// divergence under a lossy codec blames the compression, not the learning rate.
+TEST(ConsensusStep, RiskyStepsAreWarnedAboutAndDivergenceBlamesTheCodec) {
+  const std::string base =
+      "agents: {count: 4}\ntopology: {graph: ring}\nalgorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}\n"
+      "data: {path: " + ::testing::TempDir() + "}\n";
+  auto risky = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.01, consensus_step: 1}\n", "m.yaml", {});
+  auto fine = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.01}\n", "m.yaml", {});
+  ASSERT_TRUE(risky.ok() && fine.ok());
+  EXPECT_EQ(fine->consensus_step, DefaultConsensusStep(fine->codec));
+  EXPECT_TRUE(ExchangeWarnings(*fine).empty());
+  const auto warnings = ExchangeWarnings(*risky);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("exchange.consensus_step 1 with exchange.codec topk 0.01"), std::string::npos) << warnings[0];
+  const std::string advice = DivergenceAdvice(*risky);
+  EXPECT_NE(advice.find("compression is the likely cause"), std::string::npos) << advice;
+  EXPECT_EQ(advice.find("lower algorithm.lr"), std::string::npos) << advice;
 }
 
 }  // namespace

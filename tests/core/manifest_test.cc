@@ -80,7 +80,7 @@ TEST(Manifest, BadManifestsNameTheFieldAndAllowedValues) {
   ExpectError(Error(kGood, {"data.dataset=svhn"}), "data.dataset: unknown data set 'svhn'; allowed: fashion-mnist, mnist, cifar10, cifar100");
   ExpectError(Error(kGood, {"topology.weights=max-degree"}), "topology.weights: unknown weight rule 'max-degree'");
   ExpectError(Error(kGood, {"run.epochs=0"}), "run.epochs must be in [1, 100000], got 0");
-  ExpectError(Error(kGood, {"exchange.codec=fp8"}), "exchange.codec: unknown codec 'fp8'; allowed: fp32, bf16, int8, int4, topk");
+  ExpectError(Error(kGood, {"exchange.codec=fp8"}), "exchange.codec: unknown codec 'fp8'; allowed: fp32, bf16, int8, int4, int2, topk");
   ExpectError(Error(kGood, {"exchange.codec=topk", "exchange.topk_fraction=0"}), "exchange.topk_fraction must be in (0, 1]");
 }
 

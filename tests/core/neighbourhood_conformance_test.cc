@@ -218,7 +218,7 @@ TEST_P(NeighbourhoodConformance, ConcurrentAgentsAndByteCounts) {
 // With a lossy codec the sender's message is replaced by its decoded value, and that is exactly
 // what every receiver gets: replicas stay bit-identical. Bytes are the encoded sizes.
 TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
-  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kTopK, CodecKind::kRandK,
+  for (CodecKind kind : {CodecKind::kBf16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kInt2, CodecKind::kTopK, CodecKind::kRandK,
                          CodecKind::kSign, CodecKind::kLowRank}) {
     CodecOptions o;
     o.kind = kind;
@@ -248,7 +248,7 @@ TEST(InProcessCodec, SenderKeepsWhatReceiversDecode) {
       }).ok());
     }
     const int64_t expected = kind == CodecKind::kBf16 ? 2000 : kind == CodecKind::kInt8 ? 1004
-                             : kind == CodecKind::kInt4 ? 504
+                             : kind == CodecKind::kInt4 ? 504 : kind == CodecKind::kInt2 ? 254
                              : kind == CodecKind::kRandK ? 4 * 250 : kind == CodecKind::kSign ? 4 + 125
                              : kind == CodecKind::kLowRank ? 4 * (10 + 100) : per_message;
     EXPECT_EQ(per_message, expected) << CodecName(kind);

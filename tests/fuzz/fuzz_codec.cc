@@ -10,7 +10,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   InputReader p(data, size);
   gut::core::CodecOptions o;
-  o.kind = static_cast<gut::core::CodecKind>(p.Int(0, 7));
+  o.kind = static_cast<gut::core::CodecKind>(p.Int(0, 8));
   o.zstd = p.Bool();
   o.int8_chunk = static_cast<int>(p.Int(1, 64));
   o.topk_fraction = 0.001 + 0.999 * p.Fraction();

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# What the service costs per training round, measured side by side on one machine: each rep runs
+# every variant once, in turn, so load drifts hit all of them alike; the table gives each run's
+# training time per round (summary.json timing.ms_per_training_round; evaluation off until the
+# last epoch) and per-rep ratios, then the median ratio of each comparison:
+#
+#   tls        loopback cluster, mutual TLS (the launcher's default), checkpoints every epoch
+#   plain      the same with --insecure (plaintext gRPC)
+#   nockpt     mutual TLS with checkpoint.enabled=false
+#   sim        gut-sim on the same manifest (16 agents in one process)
+#   pair       a 2-agent cluster (mutual TLS, checkpoints) and pair-sim, gut-sim with 2 agents
+#
+#   bench/service_overhead.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR]
+#
+# Ratios: tls/plain (what mTLS costs), tls/nockpt (what checkpointing every epoch costs: on the
+# run's wall time, since a checkpoint is written between rounds and so is not in the per-round
+# time), tls/sim (the cluster against gut-sim), pair/pair-sim (two processes against one).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${GUT_BUILD_DIR:-$here/build}"
+manifest="$here/deploy/examples/fmnist-ring16-qggutm-quick.yaml"
+epochs=2 reps=3 out="$here/out/service-overhead"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --manifest) manifest=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+py=/usr/bin/python3
+ms() { $py -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['ms_per_training_round'])" "$1/summary.json"; }
+wall() { $py -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['wall_s'])" "$1/summary.json"; }
+ratio() { $py -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+sets=(--set "run.epochs=$epochs" --set "run.eval_every=$((epochs + 1))")
+pair=(--set agents.count=2 --set topology.graph=chain --set run.final_gossip_rounds=5)
+cluster() {  # DIR [launcher args]
+  local dir=$1; shift
+  rm -rf "$dir"
+  "$here/deploy/local/run-cluster.sh" --manifest "$manifest" --out "$dir" "${sets[@]}" "$@" >"$dir.log" 2>&1 ||
+    { tail -5 "$dir.log" >&2; echo "service_overhead: cluster run in $dir failed" >&2; exit 1; }
+}
+sim() {  # DIR [gut-sim args]
+  local dir=$1; shift
+  rm -rf "$dir"
+  "$build/sim/gut-sim" --manifest "$manifest" --out "$dir" "${sets[@]}" "$@" >"$dir.log" 2>&1
+}
+mkdir -p "$out"
+echo "# Service overhead per training round: $(basename "$manifest"), $epochs epochs, $reps reps, $(nproc) cores, $(date -u +%F)"
+echo
+echo "Command: \`bench/service_overhead.sh --epochs $epochs --reps $reps\`; ms per training round (evaluation excluded)."
+echo
+echo "| rep | tls | plain | nockpt | sim | pair | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | pair/pair-sim |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+r_tls=() r_ck=() r_sim=() r_pair=()
+for ((k = 1; k <= reps; k++)); do
+  cluster "$out/tls"
+  cluster "$out/plain" --insecure
+  cluster "$out/nockpt" --set checkpoint.enabled=false
+  sim "$out/sim"
+  cluster "$out/pair" "${pair[@]}"
+  sim "$out/pair-sim" "${pair[@]}"
+  t=$(ms "$out/tls") p=$(ms "$out/plain") n=$(ms "$out/nockpt") s=$(ms "$out/sim")
+  c2=$(ms "$out/pair") s2=$(ms "$out/pair-sim")
+  wt=$(wall "$out/tls") wn=$(wall "$out/nockpt")
+  a=$(ratio "$t" "$p") b=$(ratio "$wt" "$wn") c=$(ratio "$t" "$s") d=$(ratio "$c2" "$s2")
+  r_tls+=("$a") r_ck+=("$b") r_sim+=("$c") r_pair+=("$d")
+  echo "| $k | $t | $p | $n | $s | $c2 | $s2 | $wt | $wn | $a | $b | $c | $d |"
+done
+echo
+echo "median: tls/plain $(median "${r_tls[@]}"), tls/nockpt (wall) $(median "${r_ck[@]}"), tls/sim $(median "${r_sim[@]}"), pair/pair-sim $(median "${r_pair[@]}")"
