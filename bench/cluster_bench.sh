@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Per-round wall time of a loopback cluster (gut-coordinator + n gut-agentd processes) against
-# gut-sim on the same manifest, measured side by side: the two alternate, `reps` times each, and
-# the table reports each run's training time per round (evaluation excluded: run.eval_every is set
-# past the last epoch, so only the final epoch evaluates) and the median ratio. Then bytes on the
-# wire per round per edge for fp32, bf16 and int8, from the agents' last /metrics page.
-# Usage: bench/cluster_bench.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR]
+# What the service costs per training round against gut-sim, measured side by side on one machine
+# (bench/results/<date>-cluster-vs-sim.md keeps the tables). Each rep runs
+# every variant once, in turn, so load drifts hit all of them alike; the table gives each run's
+# training time per round (summary.json timing.ms_per_training_round; evaluation off until the
+# last epoch) and per-rep ratios, then the median ratio of each comparison:
+#
+#   tls        loopback cluster, mutual TLS (the launcher's default), checkpoints every epoch
+#   plain      the same with --insecure (plaintext gRPC)
+#   nockpt     mutual TLS with checkpoint.enabled=false
+#   sim        gut-sim on the same manifest (16 agents in one process)
+#   pair       a 2-agent cluster (mutual TLS, checkpoints) and pair-sim, gut-sim with 2 agents
+#
+#   bench/cluster_bench.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR]
+#
+# Ratios: tls/plain (what mTLS costs), tls/nockpt (what checkpointing every epoch costs: on the
+# run's wall time, since a checkpoint is written between rounds and so is not in the per-round
+# time), tls/sim (the cluster against gut-sim), pair/pair-sim (two processes against one). Then the
+# bytes on the wire per round per edge for fp32, bf16 and int8, from the agents' last /metrics page.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
@@ -16,27 +28,51 @@ while [[ $# -gt 0 ]]; do
     --epochs) epochs=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 py=/usr/bin/python3
-ms() { $py -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['ms_per_training_round'])" "$1"; }
+ms() { $py -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['ms_per_training_round'])" "$1/summary.json"; }
+wall() { $py -c "import json,sys; print('%.2f' % json.load(open(sys.argv[1]))['timing']['wall_s'])" "$1/summary.json"; }
+ratio() { $py -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 sets=(--set "run.epochs=$epochs" --set "run.eval_every=$((epochs + 1))")
-echo "# cluster vs gut-sim: $(basename "$manifest"), $epochs epochs, $reps reps, $(nproc) cores, $(date -u +%F)"
+pair=(--set agents.count=2 --set topology.graph=chain --set run.final_gossip_rounds=5)
+cluster() {  # DIR [launcher args]
+  local dir=$1; shift
+  rm -rf "$dir"
+  "$here/deploy/local/run-cluster.sh" --manifest "$manifest" --out "$dir" "${sets[@]}" "$@" >"$dir.log" 2>&1 ||
+    { tail -5 "$dir.log" >&2; echo "cluster_bench: cluster run in $dir failed" >&2; exit 1; }
+}
+sim() {  # DIR [gut-sim args]
+  local dir=$1; shift
+  rm -rf "$dir"
+  "$build/sim/gut-sim" --manifest "$manifest" --out "$dir" "${sets[@]}" "$@" >"$dir.log" 2>&1
+}
+mkdir -p "$out"
+echo "# Service overhead per training round: $(basename "$manifest"), $epochs epochs, $reps reps, $(nproc) cores, $(date -u +%F)"
 echo
-echo "| rep | gut-sim ms/round | cluster ms/round | ratio |"
-echo "|---|---|---|---|"
-ratios=()
+echo "Command: \`bench/cluster_bench.sh --epochs $epochs --reps $reps\`; ms per training round (evaluation excluded)."
+echo
+echo "| rep | tls | plain | nockpt | sim | pair | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | pair/pair-sim |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+r_tls=() r_ck=() r_sim=() r_pair=()
 for ((k = 1; k <= reps; k++)); do
-  "$build/sim/gut-sim" --manifest "$manifest" --out "$out/sim" "${sets[@]}" >/dev/null
-  "$here/deploy/local/run-cluster.sh" --manifest "$manifest" --out "$out/cluster" "${sets[@]}" >/dev/null 2>&1
-  s=$(ms "$out/sim/summary.json"); c=$(ms "$out/cluster/summary.json")
-  r=$($py -c "print('%.3f' % ($c / $s))")
-  ratios+=("$r")
-  echo "| $k | $s | $c | $r |"
+  cluster "$out/tls"
+  cluster "$out/plain" --insecure
+  cluster "$out/nockpt" --set checkpoint.enabled=false
+  sim "$out/sim"
+  cluster "$out/pair" "${pair[@]}"
+  sim "$out/pair-sim" "${pair[@]}"
+  t=$(ms "$out/tls") p=$(ms "$out/plain") n=$(ms "$out/nockpt") s=$(ms "$out/sim")
+  c2=$(ms "$out/pair") s2=$(ms "$out/pair-sim")
+  wt=$(wall "$out/tls") wn=$(wall "$out/nockpt")
+  a=$(ratio "$t" "$p") b=$(ratio "$wt" "$wn") c=$(ratio "$t" "$s") d=$(ratio "$c2" "$s2")
+  r_tls+=("$a") r_ck+=("$b") r_sim+=("$c") r_pair+=("$d")
+  echo "| $k | $t | $p | $n | $s | $c2 | $s2 | $wt | $wn | $a | $b | $c | $d |"
 done
 echo
-echo "median ratio: $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(((reps + 1) / 2))p")"
+echo "median: tls/plain $(median "${r_tls[@]}"), tls/nockpt (wall) $(median "${r_ck[@]}"), tls/sim $(median "${r_sim[@]}"), pair/pair-sim $(median "${r_pair[@]}")"
 echo
 echo "| codec | bytes per round per edge | / 4P |"
 echo "|---|---|---|"

@@ -3,6 +3,7 @@
 //
 //   frontier_report --csv bench/results/compression/frontier-full.csv
 //                   [--table FILE.md] [--plot FILE.svg] [--reference fp32]
+//                   [--reference-acc A --reference-from TEXT]
 //
 // The table lists every run by method, then by bytes (compression ratio: bytes on the wire over
 // the same messages in fp32), with its distance in points to the method's reference codec (fp32,
@@ -44,11 +45,15 @@ std::string Field(const std::vector<std::string>& r, int col) {
 
 int main(int argc, char** argv) {
   CLI::App app("Table and plot of bench/compression_frontier.sh's CSV");
-  std::string csv_path, table_path, plot_path, reference = "fp32";
+  std::string csv_path, table_path, plot_path, reference = "fp32", reference_from;
+  double reference_acc = NAN;
   app.add_option("--csv", csv_path, "the frontier CSV")->required();
   app.add_option("--table", table_path, "markdown table (default: the CSV's path with .md)");
   app.add_option("--plot", plot_path, "SVG plot (default: the CSV's path with .svg)");
   app.add_option("--reference", reference, "the codec each method is compared with");
+  app.add_option("--reference-acc", reference_acc,
+                 "the reference's final accuracy (0..1) when the CSV has no row for it, e.g. a run of another study");
+  app.add_option("--reference-from", reference_from, "where --reference-acc comes from (printed in the table)");
   CLI11_PARSE(app, argc, argv);
   const std::string stem = csv_path.substr(0, csv_path.rfind('.'));
   if (table_path.empty()) table_path = stem + ".md";
@@ -90,9 +95,14 @@ int main(int argc, char** argv) {
       "the end.\n\n| method | codec | gamma | ratio | final accuracy | Δ | replica error | status |\n"
       "|---|---|---|---:|---:|---:|---:|---|\n",
       csv_path, reference);
+  if (!std::isnan(reference_acc)) {
+    const size_t at = md.find("| method |");
+    md.insert(at, absl::StrFormat("Reference (%s at gamma 1, not in this CSV): %.2f %% from %s.\n\n", reference,
+                                  100 * reference_acc, reference_from.empty() ? "--reference-acc" : reference_from));
+  }
   std::vector<gut::report::Series> series;
   for (auto& [method, rows] : by_method) {
-    double ref = NAN;
+    double ref = reference_acc;
     for (const Row& r : rows)
       if (r.codec == reference && r.status == "finished") ref = r.acc;
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {

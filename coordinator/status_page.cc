@@ -82,7 +82,7 @@ const std::string& StatusPageHtml() {
   .bar > div { height: 100%; background: #2b8cbe; }
   #layout { display: flex; gap: 2em; align-items: flex-start; }
   table { border-collapse: collapse; font-size: 0.9em; }
-  th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+  th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
   th:nth-child(2), td:nth-child(2), th:nth-child(3), td:nth-child(3) { text-align: left; }
   .state { font-weight: bold; }
   .legend span { display: inline-block; margin-right: 1em; }

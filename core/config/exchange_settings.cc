@@ -12,43 +12,38 @@ bool Dense(CodecKind k) {
   return k == CodecKind::kFp32 || k == CodecKind::kBf16 || k == CodecKind::kInt8 || k == CodecKind::kInt4;
 }
 
-}  // namespace
-
 // Measured with bench/compression_frontier.sh (bench/results/compression/README.md; QG-GUTm,
 // 16-agent ring, Fashion-MNIST, alpha 0.1): the quick 3-epoch screen over gamma in {1, 0.5, 0.2,
 // 0.1, 0.05}, then the 100-epoch protocol for the candidates. The default is the best final
 // accuracy of the screen among the steps that did not diverge in a full run where one was made
 // (top-k 10 % at 0.5 was best on the screen and diverged at epoch 61 of the full run, so 0.2); the
 // stable step is the largest that has not diverged.
-double DefaultConsensusStep(const CodecOptions& codec) {
+
+struct Steps {
+  double by_default;  // what `auto` picks
+  double stable;      // the largest step that has not diverged
+};
+
+Steps MeasuredSteps(const CodecOptions& codec) {
+  const bool dense_k = codec.topk_fraction >= 0.1;
   switch (codec.kind) {
     case CodecKind::kFp32:
     case CodecKind::kBf16:
     case CodecKind::kInt8:
-    case CodecKind::kInt4: return 1.0;
-    case CodecKind::kInt2: return 0.5;
-    case CodecKind::kTopK: return codec.topk_fraction >= 0.1 ? 0.2 : 0.1;
-    case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.1 : 0.05;
-    case CodecKind::kSign: return 0.5;
-    case CodecKind::kLowRank: return 0.1;
+    case CodecKind::kInt4: return {1.0, 1.0};
+    case CodecKind::kInt2: return {0.3, 0.3};
+    case CodecKind::kTopK: return {dense_k ? 0.2 : 0.1, 0.2};
+    case CodecKind::kRandK: return dense_k ? Steps{0.1, 0.1} : Steps{0.05, 0.05};
+    case CodecKind::kSign: return {0.5, 0.5};
+    case CodecKind::kLowRank: return {0.1, 0.1};
   }
-  return 1.0;
+  return {1.0, 1.0};
 }
 
-double StableConsensusStep(const CodecOptions& codec) {
-  switch (codec.kind) {
-    case CodecKind::kFp32:
-    case CodecKind::kBf16:
-    case CodecKind::kInt8:
-    case CodecKind::kInt4: return 1.0;
-    case CodecKind::kInt2: return 0.5;
-    case CodecKind::kTopK: return 0.2;
-    case CodecKind::kRandK: return codec.topk_fraction >= 0.1 ? 0.1 : 0.05;
-    case CodecKind::kSign: return 0.5;
-    case CodecKind::kLowRank: return 0.1;
-  }
-  return 1.0;
-}
+}  // namespace
+
+double DefaultConsensusStep(const CodecOptions& codec) { return MeasuredSteps(codec).by_default; }
+double StableConsensusStep(const CodecOptions& codec) { return MeasuredSteps(codec).stable; }
 
 CodecOptions CodecForRun(const RunConfig& config, const ModelInfo& model) {
   CodecOptions o = config.codec;

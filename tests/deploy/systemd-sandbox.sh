@@ -13,22 +13,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="$(cd "${1:?usage: systemd-sandbox.sh BUILD_DIR}" && pwd)"
-skip() { echo "SKIP: $*"; exit 77; }
-[[ $(id -u) -eq 0 ]] || skip "needs root (podman as root)"
-command -v podman >/dev/null || skip "podman not installed (apt-get install --no-install-recommends podman runc catatonit)"
-command -v runc >/dev/null || skip "runc not installed"
-if [[ ! -s "$build/container/bookworm-minbase.tar" ]] && ! command -v debootstrap >/dev/null; then
-  skip "debootstrap not installed (apt-get install debootstrap)"
-fi
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/deploy/container/containers.conf}"
-t0=$SECONDS
-log() { printf '[%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
-fail() { echo "FAIL: $*"; exit 1; }
-
-log "deploy/container/build-image.sh (cached)"
-"$here/deploy/container/build-image.sh" --cache-dir "$build/container" >"$build/container/build-image.log" 2>&1 ||
-  { tail -n 40 "$build/container/build-image.log"; fail "build-image.sh"; }
-version="$(sed -n 's/^project(gut VERSION \([0-9][0-9.]*\).*/\1/p' "$here/CMakeLists.txt")"
+. "$here/tests/deploy/image-test-lib.sh"
 
 work="$(mktemp -d)"
 name="gut-systemd-sandbox-$$"
