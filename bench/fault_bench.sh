@@ -133,7 +133,9 @@ if want resume; then
   start "$dir"
   wait_for "$dir/logs/coordinator.log" "epoch   2/" 300
   sleep $((RANDOM % 5))
-  kill -INT "$LPID"; wait "$LPID"; rc1=$?
+  # Ctrl-C stand-in: SIGTERM, which the launcher handles as it handles SIGINT (a background job
+  # of a non-interactive shell starts with SIGINT ignored, so kill -INT would not reach it).
+  kill -TERM "$LPID"; wait "$LPID"; rc1=$?
   bash "$launcher" --manifest "$manifest" --out "$dir" --resume >>"$dir.log" 2>&1; rc=$?
   s=$(elapsed "$t0")
   row "resume,resume,fp32,Ctrl-C then --resume,exit $rc1 then $rc,$s,$ref_s,,$(identical "$dir" "$out/ref")/16,"

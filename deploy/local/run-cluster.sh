@@ -104,7 +104,12 @@ log_start=$(( $(stat -c %s "$out/logs/coordinator.log" 2>/dev/null || echo 0) + 
 if [[ $resume == 1 ]]; then start_coordinator 127.0.0.1:0 --resume; else start_coordinator 127.0.0.1:0; fi
 for _ in $(seq 300); do
   [[ -s "$out/coordinator.port" ]] && break
-  kill -0 "$coord" 2>/dev/null || { cat "$out/logs/coordinator.log" >&2; exit 2; }
+  if ! kill -0 "$coord" 2>/dev/null; then
+    # A coordinator that exits 0 before listening had nothing to do (--resume of a finished run).
+    wait "$coord" && { tail -n 1 "$out/logs/coordinator.log" >&2; exit 0; }
+    cat "$out/logs/coordinator.log" >&2
+    exit 2
+  fi
   sleep 0.1
 done
 port="$(cat "$out/coordinator.port" 2>/dev/null)"
