@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
@@ -544,7 +545,26 @@ int Agent::Run() {
     spdlog::error("{}", std::string(s.message()));
     return 2;
   }
+  // Joining and loading the data set (seconds when many agents start at once) check no stop
+  // flag; a SIGTERM then still ends the process within --stop-timeout-s, leaving before training
+  // with nothing to save (the coordinator sees a lost agent, as after a crash).
+  std::atomic<bool> started{false};
+  std::thread startup_watch([&] {
+    while (!started && !stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto give_up = std::chrono::steady_clock::now() +
+                         std::chrono::duration<double>(std::max(0.0, o_.stop_timeout_s - 0.5));
+    while (!started && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (started) return;
+    spdlog::info("stop requested during start-up: leaving before training, nothing to save");
+    spdlog::shutdown();
+    std::_Exit(0);
+  });
+  auto end_startup = [&] {
+    started = true;
+    startup_watch.join();
+  };
   if (auto s = Join(); !s.ok()) {
+    end_startup();
     if (stopping()) {
       spdlog::info("stop requested before the run started");
       return 0;
@@ -552,9 +572,11 @@ int Agent::Run() {
     spdlog::error("{}", std::string(s.message()));
     return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  if (auto s = Prepare(); !s.ok()) {
-    spdlog::error("rank {}: {}", join_.rank(), std::string(s.message()));
-    Leave(true, false, std::string(s.message()));
+  const absl::Status ready = Prepare();
+  end_startup();
+  if (!ready.ok()) {
+    spdlog::error("rank {}: {}", join_.rank(), std::string(ready.message()));
+    Leave(true, false, std::string(ready.message()));
     return 2;
   }
   const int code = Train();

@@ -38,22 +38,22 @@ out="| target | executions | seconds | executions/s | coverage (edges) | corpus 
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "$tree/corpus/$t" "$tree/crashes/$t"
-  log="$tree/fuzz_$t.log"
+  log="$tree/fuzz_${t}_${runs}.log"  # per run length: a smoke run beside a long one keeps its own log
   set +e
   (cd "$tree/crashes/$t" && "$tree/tests/fuzz/fuzz_$t" -runs="$runs" -max_len=16384 -rss_limit_mb=2048 \
       -print_final_stats=1 "$tree/corpus/$t" "$here/tests/fuzz/corpus/$t") >"$log" 2>&1
   rc=$?
   set -e
-  done_line="$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 || true)"
+  done_line="$(grep -aE '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 || true)"
   n="$(echo "$done_line" | awk '{print $2}')"
   s="$(echo "$done_line" | awk '{print $5}')"
-  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)"
-  corpus="$(grep -oE 'corp: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)"
+  cov="$(grep -aoE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)"
+  corpus="$(grep -aoE 'corp: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)"
   result="ok"
   if [[ $rc != 0 || -z "$n" ]]; then
     result="**FAILED** (exit $rc, see $log)"
     status=1
-    grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5 >&2 || true
+    grep -aE 'ERROR|SUMMARY|runtime error' "$log" | head -5 >&2 || true
   fi
   rate="$(awk -v n="${n:-0}" -v s="${s:-0}" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }')"
   out+="| fuzz_$t | ${n:-0} | ${s:-?} | $rate | ${cov:-?} | ${corpus:-?} | $result |\n"
