@@ -551,8 +551,10 @@ int Agent::Run() {
   std::atomic<bool> started{false};
   std::thread startup_watch([&] {
     while (!started && !stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Leave room for the exit itself: tearing down a LibTorch process took up to 0.8 s with 16
+    // agents on 2 cores.
     const auto give_up = std::chrono::steady_clock::now() +
-                         std::chrono::duration<double>(std::max(0.0, o_.stop_timeout_s - 0.5));
+                         std::chrono::duration<double>(std::max(o_.stop_timeout_s / 2, o_.stop_timeout_s - 2));
     while (!started && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (started) return;
     spdlog::info("stop requested during start-up: leaving before training, nothing to save");

@@ -1,6 +1,6 @@
 // Run manifest: one YAML file that names a run (agents, graph, weights, algorithm and
 // hyperparameters, data and partition, model, exchange deadlines). gut-sim reads it, and so will
-// the coordinator. Schema and defaults: docs/manifest.md. Every key is checked: an unknown key, a
+// the coordinator. Schema and defaults: the README table of manifest keys. Every key is checked: an unknown key, a
 // value of the wrong type or out of range is an error naming the key path (and the line), and the
 // allowed values.
 #ifndef GUT_CORE_CONFIG_MANIFEST_H_
@@ -60,7 +60,7 @@ struct RunConfig {
   double rejoin_timeout_s = 60;       // how long a lost agent may take to come back
   // exchange
   double deadline_s = 60;
-  // exchange.codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk (docs/manifest.md).
+  // exchange.codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk (README, manifest keys; docs/algorithms.md §8).
   // codec.tensors stays empty here: CodecForRun (exchange_settings.h) fills it from the model.
   CodecOptions codec;
   // exchange.consensus_step gamma in (0, 1]: replicas mix with (1 - gamma) I + gamma W. Resolved
