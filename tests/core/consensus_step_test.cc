@@ -32,6 +32,14 @@ Hyperparameters Method(const std::string& name, double mu = 0) {
   return h;
 }
 
+// A 4-agent QG-GUTm manifest with the given exchange section.
+absl::StatusOr<RunConfig> Parse(const std::string& exchange) {
+  return ParseManifest(
+      "agents: {count: 4}\ntopology: {graph: ring}\nalgorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}\n"
+      "data: {path: " + ::testing::TempDir() + "}\n" + exchange,
+      "m.yaml", {});
+}
+
 TEST(ConsensusStep, IsTheLazyMixingMatrix) {
   const MixingMatrix w = MixingMatrix::Build(*MakeRing(16), WeightRule::kUniform);
   const MixingMatrix g = RingWithStep(0.3);
@@ -113,12 +121,9 @@ TEST(ConsensusStep, TopKConvergesToTheLosslessPoint) {
 // Momentum methods with γ < 1 take the gossip correction directly (docs/algorithms.md §8.4). The
 // manifest turns that form on exactly when γ < 1, so γ = 1 runs stay the reference's code path.
 TEST(ConsensusStep, DirectFormOnlyBelowOne) {
-  const std::string base =
-      "agents: {count: 4}\ntopology: {graph: ring}\nalgorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}\n"
-      "data: {path: " + ::testing::TempDir() + "}\n";
-  auto one = ParseManifest(base + "exchange: {codec: int8}\n", "m.yaml", {});
-  auto half = ParseManifest(base + "exchange: {codec: int8, consensus_step: 0.5}\n", "m.yaml", {});
-  auto topk = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.1}\n", "m.yaml", {});
+  auto one = Parse("exchange: {codec: int8}\n");
+  auto half = Parse("exchange: {codec: int8, consensus_step: 0.5}\n");
+  auto topk = Parse("exchange: {codec: topk, topk_fraction: 0.1}\n");
   ASSERT_TRUE(one.ok() && half.ok() && topk.ok()) << one.status() << half.status() << topk.status();
   EXPECT_FALSE(one->hyper.direct_consensus);
   EXPECT_TRUE(half->hyper.direct_consensus);
@@ -148,11 +153,8 @@ TEST(ConsensusStep, DirectFormKeepsTheLosslessPoint) {
 // A step above what a codec was measured to survive is warned about, naming the codec and γ; a
 // divergence under a lossy codec blames the compression, not the learning rate.
 TEST(ConsensusStep, RiskyStepsAreWarnedAboutAndDivergenceBlamesTheCodec) {
-  const std::string base =
-      "agents: {count: 4}\ntopology: {graph: ring}\nalgorithm: {name: qg-gutm, lr: 0.1, momentum: 0.9, mu: 0.01}\n"
-      "data: {path: " + ::testing::TempDir() + "}\n";
-  auto risky = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.01, consensus_step: 1}\n", "m.yaml", {});
-  auto fine = ParseManifest(base + "exchange: {codec: topk, topk_fraction: 0.01}\n", "m.yaml", {});
+  auto risky = Parse("exchange: {codec: topk, topk_fraction: 0.01, consensus_step: 1}\n");
+  auto fine = Parse("exchange: {codec: topk, topk_fraction: 0.01}\n");
   ASSERT_TRUE(risky.ok() && fine.ok());
   EXPECT_EQ(fine->consensus_step, DefaultConsensusStep(fine->codec));
   EXPECT_TRUE(ExchangeWarnings(*fine).empty());
