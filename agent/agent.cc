@@ -148,6 +148,7 @@ absl::Status Agent::Serve() {
     auto m = services::MetricsEndpoint::Start(o_.metrics_address);
     if (!m.ok()) return m.status();
     endpoint_ = std::move(*m);
+    endpoint_->AddCollectable(RejectionCollector(&peer_service_));  // peer_service_ outlives endpoint_
     if (o_.metrics_advertise.empty()) {
       const std::string host = o_.metrics_address.substr(0, o_.metrics_address.rfind(':'));
       o_.metrics_advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", endpoint_->port());
@@ -315,7 +316,6 @@ absl::Status Agent::Prepare() {
   parts.trainer = trainer_.get();
   parts.test = &data_.test;
   parts.exchange = exchange_.get();
-  parts.peer_service = &peer_service_;
   parts.client = client_.get();
   parts.metrics = metrics_.get();
   parts.store = store_ ? &*store_ : nullptr;

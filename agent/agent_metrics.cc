@@ -20,7 +20,33 @@ prometheus::Histogram& Histogram(prometheus::Registry& r, const std::string& nam
   return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, services::DurationBuckets());
 }
 
+class Rejections final : public prometheus::Collectable {
+ public:
+  explicit Rejections(const services::PeerService* svc) : svc_(svc) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily f;
+    f.name = "gut_agent_frames_rejected_total";
+    f.help = "Frames or streams refused on the peer port, by reason.";
+    f.type = prometheus::MetricType::Counter;
+    for (int k = 0; k < static_cast<int>(services::Reject::kCount); ++k) {
+      const auto reason = static_cast<services::Reject>(k);
+      prometheus::ClientMetric m;
+      m.label.push_back({"reason", services::RejectName(reason)});
+      m.counter.value = static_cast<double>(svc_->rejected(reason));
+      f.metric.push_back(std::move(m));
+    }
+    return {std::move(f)};
+  }
+
+ private:
+  const services::PeerService* svc_;
+};
+
 }  // namespace
+
+std::shared_ptr<prometheus::Collectable> RejectionCollector(const services::PeerService* svc) {
+  return std::make_shared<Rejections>(svc);
+}
 
 AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, const AgentIdentity& id,
                            const std::vector<int>& peers, int64_t rounds_per_epoch)
@@ -80,11 +106,6 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
     peers_.emplace(p, PeerSeries{RunningTotal(&sent.Add(label)), RunningTotal(&recv.Add(label)),
                                  RunningTotal(&connects.Add(label)), RunningTotal(&wait.Add(label)), &up.Add(label)});
   }
-  auto& rej = prometheus::BuildCounter().Name("gut_agent_frames_rejected_total")
-                  .Help("Frames or streams refused on the peer port, by reason.").Register(r);
-  for (int k = 0; k < static_cast<int>(services::Reject::kCount); ++k) {
-    rejected_.push_back(&rej.Add({{"reason", services::RejectName(static_cast<services::Reject>(k))}}));
-  }
 }
 
 void AgentMetrics::Round(int64_t rounds_done, double seconds, double wait, double lr, double progress, double eta_s) {
@@ -123,7 +144,7 @@ void AgentMetrics::Recovery(uint64_t generation) {
   generation_.Set(static_cast<double>(generation));
 }
 
-void AgentMetrics::Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t fallbacks) {
+void AgentMetrics::Sync(const services::ExchangeStats& s, int64_t fallbacks) {
   Bump(&solver_fallbacks_, static_cast<double>(fallbacks));
   std::map<int, bool> seen;
   for (const auto& p : s.peers) {
@@ -138,9 +159,6 @@ void AgentMetrics::Sync(const services::ExchangeStats& s, const services::PeerSe
   }
   for (auto& [rank, series] : peers_)
     if (!seen.count(rank)) series.up->Set(0);  // no longer a neighbour (dropped)
-  for (size_t k = 0; k < rejected_.size(); ++k) {
-    Bump(rejected_[k], static_cast<double>(svc.rejected(static_cast<services::Reject>(k))));
-  }
   unacked_.Set(static_cast<double>(s.unacknowledged));
 }
 

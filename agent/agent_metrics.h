@@ -9,9 +9,11 @@
 #define GUT_AGENT_AGENT_METRICS_H_
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -20,6 +22,7 @@
 #include "core/config/manifest.h"
 #include "services/grpc_exchange.h"
 #include "services/metrics.h"
+#include "services/peer_service.h"
 
 namespace gut::agent {
 
@@ -45,6 +48,12 @@ class RunningTotal {
   double base_ = 0, last_ = 0;
 };
 
+// gut_agent_frames_rejected_total{reason}, read from the peer service at every scrape: refusals
+// happen on gRPC threads at any time (also before the agent has joined a run, when no training
+// loop syncs anything), and a scrape right after an attack must already count all of it.
+// `svc` must outlive the endpoint the collector is added to.
+std::shared_ptr<prometheus::Collectable> RejectionCollector(const services::PeerService* svc);
+
 class AgentMetrics {
  public:
   AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, const AgentIdentity& id,
@@ -61,8 +70,8 @@ class AgentMetrics {
   void Recovery(uint64_t generation);
   // The generation the agent starts in (1 for a fresh run, as the coordinator counts).
   void SetGeneration(uint64_t generation) { generation_.Set(static_cast<double>(generation)); }
-  // Brings the counters up to the exchange's, the peer service's and the algorithm's totals.
-  void Sync(const services::ExchangeStats& s, const services::PeerService& svc, int64_t solver_fallbacks);
+  // Brings the counters up to the exchange's and the algorithm's totals.
+  void Sync(const services::ExchangeStats& s, int64_t solver_fallbacks);
   // running, finished, failed, stopped; "finished" also sets the progress to 1 (the final gossip
   // rounds are in the denominator but are not training rounds).
   void SetStatus(const std::string& status);
@@ -93,7 +102,6 @@ class AgentMetrics {
     prometheus::Gauge* up;
   };
   std::map<int, PeerSeries> peers_;  // by the neighbour's rank
-  std::vector<prometheus::Counter*> rejected_;
   std::map<std::string, prometheus::Gauge*> status_;
 };
 

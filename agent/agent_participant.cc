@@ -179,7 +179,7 @@ absl::Status AgentParticipant::Finish(int64_t rounds) {
 
 void AgentParticipant::SyncMetrics() {
   if (p_.metrics != nullptr) {
-    p_.metrics->Sync(p_.exchange->Stats(), *p_.peer_service, algorithm_->solver_fallbacks());
+    p_.metrics->Sync(p_.exchange->Stats(), algorithm_->solver_fallbacks());
   }
 }
 

@@ -47,7 +47,6 @@ struct ParticipantParts {
   core::Trainer* trainer = nullptr;
   const core::Dataset* test = nullptr;
   services::GrpcExchange* exchange = nullptr;
-  services::PeerService* peer_service = nullptr;
   services::CoordinatorClient* client = nullptr;
   AgentMetrics* metrics = nullptr;        // null: no /metrics
   core::CheckpointStore* store = nullptr;  // null: no checkpoints

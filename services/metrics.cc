@@ -120,9 +120,21 @@ MetricsEndpoint::~MetricsEndpoint() {
     if (fd >= 0) close(fd);
 }
 
+void MetricsEndpoint::AddCollectable(std::shared_ptr<prometheus::Collectable> c) {
+  std::lock_guard<std::mutex> l(pages_mu_);
+  collectables_.push_back(std::move(c));
+}
+
 std::string MetricsEndpoint::Render() const {
   auto families = registry_->Collect();
   for (auto& f : process_->Collect()) families.push_back(std::move(f));
+  std::vector<std::shared_ptr<prometheus::Collectable>> extra;
+  {
+    std::lock_guard<std::mutex> l(pages_mu_);
+    extra = collectables_;
+  }
+  for (const auto& c : extra)
+    for (auto& f : c->Collect()) families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -24,6 +24,7 @@
 #include <prometheus/gauge.h>
 
 namespace prometheus {
+class Collectable;
 class Registry;
 }  // namespace prometheus
 
@@ -35,6 +36,9 @@ class MetricsEndpoint {
   // (content type, body). Called on the endpoint's thread: keep it quick and thread-safe.
   using Page = std::function<std::pair<std::string, std::string>()>;
   void Serve(const std::string& path, Page page);
+  // A collector read at every render (values that must be current at scrape time, not at the
+  // last Sync). It must outlive the endpoint or the process.
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> c);
 
   // Serves http://ADDRESS/metrics (IPv4 "host:port"; port 0 picks a free one, see port()).
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& address);
@@ -48,8 +52,9 @@ class MetricsEndpoint {
   MetricsEndpoint() = default;
   void Loop();
   std::shared_ptr<prometheus::Registry> registry_;
-  std::mutex pages_mu_;  // lock order: a leaf (a page is called after it is released)
+  mutable std::mutex pages_mu_;  // lock order: a leaf (a page is called after it is released)
   std::map<std::string, Page> pages_;  // guarded by pages_mu_
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // guarded by pages_mu_
   std::shared_ptr<class ProcessCollector> process_;
   int fd_ = -1, wake_[2] = {-1, -1};
   int port_ = 0;

@@ -135,12 +135,14 @@ done
 tail -c "+$log_start" -f "$out/logs/coordinator.log" --pid="$$" &
 tail_pid=$!
 
-# Exit status of a finished child ("" while it runs). A death by signal reads 128 + the signal.
-reap() { if kill -0 "$1" 2>/dev/null; then echo ""; else wait "$1"; echo $?; fi; }
+# Sets rc to the exit status of a finished child ("" while it runs); a death by signal reads
+# 128 + the signal. Not a $(...) function: a command substitution is a subshell, whose wait
+# cannot collect the parent's children and answers -1 (exit 255) when the child has just ended.
+reap() { rc=""; if ! kill -0 "$1" 2>/dev/null; then wait "$1"; rc=$?; fi; }
 
 status=0
 while :; do
-  rc="$(reap "$coord")"
+  reap "$coord"
   if [[ -n "$rc" ]]; then
     if [[ $restart == 1 && $rc -gt 128 ]]; then
       echo "run-cluster: the coordinator died (status $rc); starting it again on port $port" >&2
@@ -153,7 +155,7 @@ while :; do
   for ((r = 0; r < n; r++)); do
     p="${agent_pids[$r]}"
     [[ -z "$p" ]] && continue
-    rc="$(reap "$p")"
+    reap "$p"
     [[ -z "$rc" ]] && continue
     agent_pids[$r]=""
     if [[ $restart == 1 && ( $rc -gt 128 || ( $rc == 0 && ! -f "$(agent_dir "$r")/params-final.f32" ) ) ]]; then
