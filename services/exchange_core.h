@@ -90,7 +90,7 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   // Waits for every neighbour's (round, slot) message and decodes each (decoded(k)). `n`, if not
   // zero, is the element count the caller expects.
   absl::Status Collect(int64_t round, int slot, size_t n) ABSL_LOCKS_EXCLUDED(mu_);
-  const std::vector<float>& decoded(int k) const { return decoded_[k]; }
+  absl::Span<const float> decoded(int k) const { return views_[k]; }
   absl::Status WaitConnected(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Flush(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   // Sends a Goodbye on every connected stream (a planned stop).
@@ -118,6 +118,8 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   void BuildEdges(const std::vector<PeerAddress>& neighbours) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int EdgeOf(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DialLoop();
+  // Sends the acks owed on every connected edge for at least `older_than` (zero: all of them).
+  void SendOwedAcks(absl::Duration older_than) ABSL_LOCKS_EXCLUDED(mu_);
   std::string MissingDescription(int64_t round, int slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   GrpcExchangeOptions opt_;  // neighbours and generation change only in Reset
@@ -130,6 +132,8 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   core::Codec codec_;
   std::vector<core::NeighbourInfo> infos_;
   std::vector<std::vector<float>> decoded_;
+  std::vector<std::string> kept_;               // plain fp32: the payloads themselves
+  std::vector<absl::Span<const float>> views_;  // neighbour k's message: into decoded_ or kept_
   uint64_t sequence_ = 0;
   std::string wire_;
 

@@ -1,17 +1,16 @@
 #include "services/frame_assembly.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/common/crc32.h"
 
 namespace gut::services {
 
 using gut::v1::PeerFrame;
 
 uint32_t Crc32(absl::string_view s) {
-  return static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
+  return core::Crc32(0, s.data(), s.size());
 }
 
 std::vector<FramePtr> CutIntoFrames(const RoundHeader& h, std::string* bytes, size_t chunk) {

@@ -36,6 +36,7 @@ absl::Status StreamTuning::Validate() const {
                                                    max_frame_bytes, ") >= chunk_bytes (", chunk_bytes,
                                                    ") + 1024 for the frame header"));
   }
+  if (ack_every < 1 || ack_delay_ms < 1) return absl::InvalidArgumentError("need ack_every >= 1 and ack_delay_ms >= 1");
   if (hello_timeout_ms <= 0 || max_pending_streams < 1) {
     return absl::InvalidArgumentError("need hello_timeout_ms > 0 and max_pending_streams >= 1");
   }

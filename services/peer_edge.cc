@@ -60,12 +60,36 @@ std::shared_ptr<PeerStream> PeerEdge::Queue(const std::vector<FramePtr>& frames,
 
 void PeerEdge::Acknowledged(int64_t round, int slot) {
   unacked_.erase(std::remove_if(unacked_.begin(), unacked_.end(),
-                                [&](const FramePtr& p) { return p->round().round() == round && p->round().slot() == slot; }),
+                                [&](const FramePtr& p) { return p->round().round() <= round && p->round().slot() == slot; }),
                  unacked_.end());
+}
+
+void PeerEdge::OweAck(int64_t round, int slot, absl::Time now) {
+  auto [it, fresh] = owed_.emplace(slot, round);
+  if (!fresh) it->second = std::max(it->second, round);
+  if (owed_count_++ == 0) owed_since_ = now;
+}
+
+std::vector<FramePtr> PeerEdge::TakeOwedAcks() {
+  std::vector<FramePtr> out;
+  for (const auto& [slot, round] : owed_) {
+    auto f = std::make_shared<gut::v1::PeerFrame>();
+    f->mutable_ack()->set_round(round);
+    f->mutable_ack()->set_slot(slot);
+    stats_.frame_bytes_sent += static_cast<int64_t>(f->ByteSizeLong());
+    out.push_back(std::move(f));
+  }
+  owed_.clear();
+  owed_count_ = 0;
+  owed_since_ = absl::InfiniteFuture();
+  return out;
 }
 
 void PeerEdge::Forget() {
   unacked_.clear();
+  owed_.clear();
+  owed_count_ = 0;
+  owed_since_ = absl::InfiniteFuture();
   in_.Clear();
 }
 

@@ -11,6 +11,7 @@
 #define GUT_SERVICES_PEER_EDGE_H_
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,8 +76,18 @@ class PeerEdge {
   // --- sending ---
   // Keeps `frames` until acknowledged; returns the stream to write them on now (may be null).
   std::shared_ptr<PeerStream> Queue(const std::vector<FramePtr>& frames, int64_t payload_bytes);
+  // Acks are cumulative per slot: (round, slot) covers every earlier round of that slot as well,
+  // since one stream delivers a slot's messages in order and a reconnect resends every
+  // unacknowledged one in order.
   void Acknowledged(int64_t round, int slot);
   size_t unacknowledged() const { return unacked_.size(); }
+
+  // --- acknowledging what we received (delayed: docs/protocol.md "Acknowledgements") ---
+  void OweAck(int64_t round, int slot, absl::Time now);
+  int owed_acks() const { return owed_count_; }  // complete messages no ack has covered yet
+  absl::Time owed_since() const { return owed_since_; }
+  // One Ack frame per slot with owed messages (their bytes counted); nothing is owed afterwards.
+  std::vector<FramePtr> TakeOwedAcks();
 
   // --- receiving ---
   MessageAssembler& in() { return in_; }
@@ -102,6 +113,9 @@ class PeerEdge {
   absl::Time down_since_ = absl::Now();
   int backoff_ms_;
   std::deque<FramePtr> unacked_;
+  std::map<int, int64_t> owed_;  // slot -> the latest round received and not acknowledged yet
+  int owed_count_ = 0;
+  absl::Time owed_since_ = absl::InfiniteFuture();
   MessageAssembler in_;
   PeerStats stats_;
 };

@@ -1,7 +1,5 @@
 #include "core/checkpoint/checkpoint_store.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/common/atomic_file.h"
+#include "core/common/crc32.h"
 
 namespace gut::core {
 namespace {
@@ -23,7 +22,7 @@ constexpr char kSuffix[] = ".gutckpt";
 constexpr char kStopTag[] = "-stop";
 
 uint32_t Crc(absl::string_view b) {
-  return static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(b.data()), static_cast<uInt>(b.size())));
+  return Crc32(0, b.data(), b.size());
 }
 
 template <typename U>

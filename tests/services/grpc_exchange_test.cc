@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -333,6 +334,54 @@ TEST(GrpcExchange, WireBytesPerCodec) {
     const double bytes = static_cast<double>(ring[0].exchange->Stats().peers[0].frame_bytes_sent - before);
     EXPECT_LE(bytes, bound * 4 * p) << core::CodecName(kind);
     EXPECT_GT(bytes, (bound - 0.1) * 4 * p) << core::CodecName(kind);
+  }
+}
+
+// Acks are batched (every ack_every-th message, or after ack_delay_ms): what a sender keeps for
+// resending stays bounded during a run, and Flush still ends with nothing unacknowledged, soon.
+TEST(GrpcExchange, BatchedAcksBoundWhatIsKeptAndFlushEmptiesIt) {
+  Ring ring(3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ring[i].exchange->WaitConnected(absl::Seconds(10)).ok());
+  const int every = StreamTuning::ForTests().ack_every;
+  int64_t most = 0;
+  for (int64_t r = 0; r < 40; ++r) {
+    ring.Round(r);
+    for (int i = 0; i < 3; ++i) most = std::max(most, ring[i].exchange->Stats().unacknowledged);
+  }
+  // Two neighbours each; a receiver's ack can be one message behind its own count.
+  EXPECT_LE(most, 2 * (every + 1));
+  EXPECT_GT(most, 2) << "acks are batched, not sent per message";
+  const absl::Time t0 = absl::Now();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(ring[i].exchange->Flush(absl::Seconds(5)).ok());
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ring[i].exchange->Stats().unacknowledged, 0);
+}
+
+// A message holding NaN or infinity is refused by the receiver, which names the sender and counts
+// it; the lossless codec (viewed in place, not decoded) and bf16 (decoded) alike.
+TEST(GrpcExchange, NonFiniteMessagesAreRefusedAndTheSenderNamed) {
+  for (auto kind : {core::CodecKind::kFp32, core::CodecKind::kBf16}) {
+    core::CodecOptions o;
+    o.kind = kind;
+    Ring ring(3, o);
+    std::vector<std::thread> ts;
+    std::vector<absl::Status> got(3);
+    for (int i = 0; i < 3; ++i) {
+      ts.emplace_back([&, i] {
+        std::vector<float> m(64, 1.0f), out(64);
+        if (i == 0) m[17] = kind == core::CodecKind::kFp32 ? std::numeric_limits<float>::infinity() : std::nanf("");
+        EXPECT_TRUE(ring[i].exchange->Broadcast(0, 0, absl::MakeSpan(m)).ok());
+        got[i] = ring[i].exchange->ReceiveWeightedSum(0, 0, absl::MakeSpan(out));
+      });
+    }
+    for (auto& t : ts) t.join();
+    EXPECT_TRUE(got[0].ok()) << got[0];
+    for (int i : {1, 2}) {
+      EXPECT_EQ(got[i].code(), absl::StatusCode::kDataLoss) << core::CodecName(kind) << ": " << got[i];
+      EXPECT_NE(got[i].message().find("from agent 0"), std::string::npos) << got[i];
+      EXPECT_NE(got[i].message().find("NaN or infinity"), std::string::npos) << got[i];
+      EXPECT_EQ(ring[i].service->rejected(Reject::kNonFinite), 1);
+    }
   }
 }
 
