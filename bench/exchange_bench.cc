@@ -38,12 +38,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double CpuSeconds(int who) {
-  rusage u{};
-  getrusage(who, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 struct Options {
   int64_t params = 61706;
   int rounds = 2000;
@@ -132,7 +126,7 @@ absl::StatusOr<Result> RunGrpc(const Options& o) {
     if (kids[rank] == 0) {
       auto w = rank == 0 ? GrpcSide(o, 0, b[0], a[1]) : GrpcSide(o, 1, a[0], b[1]);
       if (!w.ok()) std::fprintf(stderr, "exchange_bench: agent %d: %s\n", rank, w.status().ToString().c_str());
-      const double got[2] = {w.ok() ? *w : -1, CpuSeconds(RUSAGE_SELF)};
+      const double got[2] = {w.ok() ? *w : -1, gut::core::CpuSeconds()};
       (void)!write(res[1], got, sizeof(got));
       _exit(w.ok() ? 0 : 1);
     }
@@ -161,7 +155,7 @@ absl::StatusOr<Result> RunInProcess(const Options& o) {
   codec.kind = *kind;
   const auto w = gut::core::MixingMatrix::Build(*gut::core::MakeChain(2), gut::core::WeightRule::kUniform);
   gut::core::InProcessExchange<float> hub(w, absl::Seconds(60), codec, 1);
-  const double cpu0 = CpuSeconds(RUSAGE_SELF);
+  const double cpu0 = gut::core::CpuSeconds();
   const auto t0 = Clock::now();
   absl::Status st[2];
   std::vector<std::thread> ts;
@@ -170,7 +164,7 @@ absl::StatusOr<Result> RunInProcess(const Options& o) {
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   for (const auto& s : st)
     if (!s.ok()) return s;
-  return Result{1e6 * wall / o.rounds, 1e6 * (CpuSeconds(RUSAGE_SELF) - cpu0) / 2 / o.rounds};
+  return Result{1e6 * wall / o.rounds, 1e6 * (gut::core::CpuSeconds() - cpu0) / 2 / o.rounds};
 }
 
 double Median(std::vector<double> v) {

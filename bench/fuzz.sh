@@ -4,22 +4,25 @@
 # round trip (fuzz_codec), the run manifest (fuzz_manifest), the data readers (fuzz_data: IDX,
 # CIFAR, JPEG image folders) and checkpoint files (fuzz_checkpoint). Harnesses: tests/fuzz/.
 #
-#   bench/fuzz.sh [--runs N] [--smoke] [--table FILE]
+#   bench/fuzz.sh [--runs N] [--smoke] [--targets a,b,...] [--table FILE]
 #
 # Configures a separate clang tree (build-fuzz/, -DGUT_FUZZ=ON, clang-14 and libclang-rt-14-dev from
 # Debian), builds the targets, and runs each from the committed seed corpus (tests/fuzz/corpus/) for
 # N executions (default 1000000; --smoke: 20000, what the test suite runs). New inputs that add
 # coverage land in build-fuzz/corpus/ (not committed); a crash writes its input there too and fails
-# the script. Prints a markdown table (and writes it to --table FILE).
+# the script. --targets picks some of frame, codec, manifest, data, checkpoint (default: all).
+# Prints a markdown table (and writes it to --table FILE).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs=1000000 table=""
+targets=(frame codec manifest data checkpoint)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --smoke) runs=20000; shift ;;
     --table) table="$2"; shift 2 ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --targets) IFS=, read -r -a targets <<<"$2"; shift 2 ;;
+    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 for tool in clang-14 clang++-14; do
@@ -31,7 +34,6 @@ tree="$here/build-fuzz"
 if [[ ! -f "$tree/CMakeCache.txt" ]]; then
   CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$tree" -DGUT_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 fi
-targets=(frame codec manifest data checkpoint)
 cmake --build "$tree" -j "$(nproc 2>/dev/null || echo 2)" --target "${targets[@]/#/fuzz_}" >"$tree/build.log" 2>&1 ||
   { tail -30 "$tree/build.log" >&2; exit 1; }
 out="| target | executions | seconds | executions/s | coverage (edges) | corpus | result |\n|---|---|---|---|---|---|---|\n"

@@ -33,12 +33,6 @@
 
 namespace {
 
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -112,7 +106,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>> wall(names.size()), cpu(names.size());
   for (int rep = 0; rep < reps; ++rep) {
     for (size_t k = 0; k < names.size(); ++k) {
-      const double c0 = CpuSeconds();
+      const double c0 = gut::core::CpuSeconds();
       const auto t0 = std::chrono::steady_clock::now();
       if (auto s = sims[k]->RunTrainingRounds(rounds); !s.ok()) {
         std::fprintf(stderr, "%s: %s\n", names[k].c_str(), std::string(s.status().message()).c_str());
@@ -120,7 +114,7 @@ int main(int argc, char** argv) {
       }
       const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       wall[k].push_back(1e3 * w / rounds);
-      cpu[k].push_back(1e3 * (CpuSeconds() - c0) / (double(rounds) * n));
+      cpu[k].push_back(1e3 * (gut::core::CpuSeconds() - c0) / (double(rounds) * n));
     }
     std::fprintf(stderr, "rep %d/%d done\n", rep + 1, reps);
   }

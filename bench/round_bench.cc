@@ -34,12 +34,6 @@
 
 namespace {
 
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 struct Sample {
   double wall_ms_per_round = 0;
   double cpu_ms_per_step = 0;
@@ -52,11 +46,11 @@ double Median(std::vector<double> v) {
 
 template <typename F>
 Sample Time(int rounds, int agents, F&& run) {
-  const double c0 = CpuSeconds();
+  const double c0 = gut::core::CpuSeconds();
   const auto t0 = std::chrono::steady_clock::now();
   run(rounds);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double cpu = CpuSeconds() - c0;
+  const double cpu = gut::core::CpuSeconds() - c0;
   return {1e3 * wall / rounds, 1e3 * cpu / (double(rounds) * agents)};
 }
 

@@ -69,17 +69,10 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, "coordinator");
 
-  auto config = gut::core::LoadManifest(manifest, overrides);
-  if (!config.ok()) {
-    spdlog::error("invalid manifest: {}", std::string(config.status().message()));
-    return 2;
-  }
-  if (print_config) {
-    std::cout << gut::core::ToYaml(*config) << "\n";
-    return 0;
-  }
+  gut::core::RunConfig config;
+  if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;
   if (print_num_agents) {
-    std::cout << config->num_agents << "\n";
+    std::cout << config.num_agents << "\n";
     return 0;
   }
   if (out_dir.empty()) {
@@ -119,7 +112,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto svc = gut::coordinator::CoordinatorService::Create(*config, opt);
+  auto svc = gut::coordinator::CoordinatorService::Create(config, opt);
   if (!svc.ok()) {
     if (svc.status().code() == absl::StatusCode::kAlreadyExists) {
       spdlog::info("{}", std::string(svc.status().message()));
@@ -139,7 +132,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     metrics = std::move(*m);
-    gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), *config, service.run_id(),
+    gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), config, service.run_id(),
                                                                       gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
     metrics->Serve("/", [] { return std::make_pair(std::string("text/html; charset=utf-8"), gut::coordinator::StatusPageHtml()); });
@@ -178,10 +171,10 @@ int main(int argc, char** argv) {
   }
   if (!port_file.empty()) (void)gut::core::AtomicWrite(port_file, absl::StrCat(port, "\n"));
   spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
-               config->num_agents, config->graph, config->hyper.algorithm, config->epochs, port,
+               config.num_agents, config.graph, config.hyper.algorithm, config.epochs, port,
                tls ? " (mutual TLS)" : " (plaintext)", resume ? " (resumed)" : "");
-  spdlog::info("exchange: {}", gut::core::DescribeExchange(*config));
-  for (const auto& w : gut::core::ExchangeWarnings(*config)) spdlog::warn("{}", w);
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(config));
+  for (const auto& w : gut::core::ExchangeWarnings(config)) spdlog::warn("{}", w);
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -44,27 +44,20 @@ int main(int argc, char** argv) {
   gut::core::SetupLogging(log, "gut-sim");
   gut::core::TuneAllocator();
 
-  auto config = gut::core::LoadManifest(manifest, overrides);
-  if (!config.ok()) {
-    spdlog::error("invalid manifest: {}", std::string(config.status().message()));
-    return 2;
-  }
-  if (print_config) {
-    std::cout << gut::core::ToYaml(*config) << "\n";
-    return 0;
-  }
+  gut::core::RunConfig config;
+  if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) {
     spdlog::error("cannot create output directory '{}': {}", out_dir, ec.message());
     return 2;
   }
-  spdlog::info("{}: {} agents, {} graph, {} (lr {}, momentum {}, mu {}), {} alpha {}, {} epochs", config->name,
-               config->num_agents, config->graph, config->hyper.algorithm, config->hyper.lr, config->hyper.momentum,
-               config->hyper.mu, config->dataset, config->alpha, config->epochs);
-  spdlog::info("exchange: {}", gut::core::DescribeExchange(*config));
-  for (const auto& w : gut::core::ExchangeWarnings(*config)) spdlog::warn("{}", w);
-  auto sim = gut::sim::Simulation::Create(*config);
+  spdlog::info("{}: {} agents, {} graph, {} (lr {}, momentum {}, mu {}), {} alpha {}, {} epochs", config.name,
+               config.num_agents, config.graph, config.hyper.algorithm, config.hyper.lr, config.hyper.momentum,
+               config.hyper.mu, config.dataset, config.alpha, config.epochs);
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(config));
+  for (const auto& w : gut::core::ExchangeWarnings(config)) spdlog::warn("{}", w);
+  auto sim = gut::sim::Simulation::Create(config);
   if (!sim.ok()) {
     spdlog::error("{}", std::string(sim.status().message()));
     return sim.status().code() == absl::StatusCode::kInvalidArgument || sim.status().code() == absl::StatusCode::kNotFound ||
@@ -75,7 +68,7 @@ int main(int argc, char** argv) {
   spdlog::info("{} parameters per agent, {} rounds per epoch, {} algorithm buffers per agent", (*sim)->num_params(),
                (*sim)->rounds_per_epoch(), (*sim)->algorithm_buffers());
   gut::sim::SimRunOptions run_options;
-  if (config->checkpoint_enabled || resume) {
+  if (config.checkpoint_enabled || resume) {
     run_options.checkpoint_dir =
         checkpoint_dir.empty() ? (std::filesystem::path(out_dir) / "checkpoints").string() : checkpoint_dir;
   }
@@ -92,7 +85,7 @@ int main(int argc, char** argv) {
     seen.push_back(r);
     if (auto s = gut::report::WriteMetricsCsv(csv, seen); !s.ok())
       spdlog::error("{}", std::string(s.message()));
-    if (auto s = gut::report::WritePlot(svg, config->name, seen); !s.ok())
+    if (auto s = gut::report::WritePlot(svg, config.name, seen); !s.ok())
       spdlog::error("{}", std::string(s.message()));
   }, run_options);
   if (!summary.ok()) {
@@ -105,18 +98,18 @@ int main(int argc, char** argv) {
     return summary.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
   }
   const std::string json = (std::filesystem::path(out_dir) / "summary.json").string();
-  if (auto s = gut::report::WriteSummaryJson(json, *config, *summary); !s.ok()) {
+  if (auto s = gut::report::WriteSummaryJson(json, config, *summary); !s.ok()) {
     spdlog::error("{}", std::string(s.message()));
     return 1;
   }
   spdlog::info("final (after {} gossip rounds): test accuracy mean {:.2f}% min {:.2f}% max {:.2f}%, consensus {:.3e} "
                "-> {:.3e}, wall {:.1f}s, {:.1f} MB sent",
-               config->final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
+               config.final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
                100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
                summary->wall_s, summary->bytes_sent / 1e6);
   if (summary->solver_fallbacks > 0) {
     spdlog::warn("{} could not solve its per-round subproblem {} times (non-finite data; the previous solution was "
-                 "reused each time)", config->hyper.algorithm, summary->solver_fallbacks);
+                 "reused each time)", config.hyper.algorithm, summary->solver_fallbacks);
   }
   // Every agent's final model, in the cluster's layout (agents/rank-NN/params-final.f32, raw
   // little-endian float32), so that a cluster's results can be compared with cmp.

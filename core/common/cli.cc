@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/manifest.h"
 
 namespace gut::core {
 namespace {
@@ -145,6 +146,21 @@ void SetupLogging(const LogOptions& log, const std::string& name) {
   logger->set_level(spdlog::level::from_str(log.level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
+}
+
+int LoadManifestForMain(const std::string& path, const std::vector<std::string>& overrides, bool print_config,
+                        RunConfig* out) {
+  auto config = LoadManifest(path, overrides);
+  if (!config.ok()) {
+    spdlog::error("invalid manifest: {}", std::string(config.status().message()));
+    return kExitBadInput;
+  }
+  if (print_config) {
+    std::cout << ToYaml(*config) << "\n";
+    return kExitDone;
+  }
+  *out = std::move(*config);
+  return -1;
 }
 
 }  // namespace gut::core

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -20,6 +21,8 @@ extern const char* const kRevision;
 }  // namespace gut
 
 namespace gut::core {
+
+struct RunConfig;
 
 constexpr int kExitDone = 0;
 constexpr int kExitFailed = 1;
@@ -38,6 +41,12 @@ void AddCommonFlags(CLI::App& app, const std::string& program, LogOptions* log);
 // Parses; returns -1 to go on, else the exit code (0 after --help or --version, 2 for a bad flag,
 // with the error printed).
 int Parse(CLI::App& app, int argc, char** argv);
+
+// For a binary's main (gut-sim, gut-coordinator): LoadManifest (core/config/manifest.h) into
+// `out`. Returns -1 to go on, or the exit code: 2 after logging why the manifest is invalid, 0
+// after printing the resolved YAML when `print_config` is set.
+int LoadManifestForMain(const std::string& path, const std::vector<std::string>& overrides, bool print_config,
+                        RunConfig* out);
 
 // Sets up the process's logger; `name` is what the logs call this process.
 void SetupLogging(const LogOptions& log, const std::string& name);

@@ -9,6 +9,9 @@ namespace gut::core {
 // evaluation several times slower and spent most of it in the kernel.
 void TuneAllocator();
 
+// The CPU seconds (user + system) this process has used so far (benchmarks).
+double CpuSeconds();
+
 }  // namespace gut::core
 
 #endif  // GUT_CORE_COMMON_PROCESS_H_
