@@ -18,28 +18,19 @@ class D2 final : public detail::WholeVectorMethod<T> {
       : detail::WholeVectorMethod<T>("d2", x0, self_weight), lazy_(lazy), psi_(x0.begin(), x0.end()) {}
   int persistent_buffers() const override { return 1; }
 
-  absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
-    const size_t n = this->x_.size();
-    if (phase == 0) {
-      if (auto s = this->GradientAtX(ctx); !s.ok()) return s;
-      const T* __restrict g = ctx.oracle->gradient().data();
-      this->send_.resize(n);
-      T* __restrict v = this->send_.data();
-      T* __restrict psi = psi_.data();
-      const T* __restrict x = this->x_.data();
-      const T lr = static_cast<T>(ctx.lr);
-      for (size_t k = 0; k < n; ++k) {
-        const T p = x[k] - lr * g[k];
-        v[k] = p + x[k] - psi[k];
-        psi[k] = p;
-      }
-      return ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(this->send_));
+  void LocalStep(const T* __restrict g, T lr) override {
+    T* __restrict v = this->send_.data();
+    T* __restrict psi = psi_.data();
+    const T* __restrict x = this->x_.data();
+    for (size_t k = 0; k < this->x_.size(); ++k) {
+      const T p = x[k] - lr * g[k];
+      v[k] = p + x[k] - psi[k];
+      psi[k] = p;
     }
-    const absl::Span<T> r = this->Scratch(ctx);
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, r); !s.ok()) return s;
+  }
+  void Combine(int, const T* r, T) override {
     const RawMix<T> mix = lazy_ ? RawMix<T>::Lazy(this->w_self_) : RawMix<T>::Plain(this->w_self_);
-    mix.Apply(this->send_.data(), r.data(), this->x_.data(), n);
-    return absl::OkStatus();
+    mix.Apply(this->send_.data(), r, this->x_.data(), this->x_.size());
   }
 
  private:

@@ -18,32 +18,25 @@ class GradientTracking final : public detail::WholeVectorMethod<T> {
       : detail::WholeVectorMethod<T>("gt", x0, self_weight), y_(x0.size(), T(0)), g_prev_(x0.size(), T(0)) {}
   int persistent_buffers() const override { return 2; }
 
-  absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
-    const size_t n = this->x_.size();
-    if (phase == 0) {
-      if (auto s = this->GradientAtX(ctx); !s.ok()) return s;
-      const T* __restrict g = ctx.oracle->gradient().data();
-      this->send_.resize(n);
-      T* __restrict v = this->send_.data();
-      T* __restrict y = y_.data();
-      T* __restrict gp = g_prev_.data();
-      const T* __restrict x = this->x_.data();
-      const T lr = static_cast<T>(ctx.lr);
-      for (size_t k = 0; k < n; ++k) {
-        y[k] += g[k] - gp[k];
-        gp[k] = g[k];
-        v[k] = x[k] - lr * y[k];
-      }
-      if (auto s = ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(this->send_)); !s.ok()) return s;
-      return ctx.nbh->Broadcast(ctx.round, 1, absl::MakeSpan(y_));
+  void LocalStep(const T* __restrict g, T lr) override {
+    T* __restrict v = this->send_.data();
+    T* __restrict y = y_.data();
+    T* __restrict gp = g_prev_.data();
+    const T* __restrict x = this->x_.data();
+    for (size_t k = 0; k < this->x_.size(); ++k) {
+      y[k] += g[k] - gp[k];
+      gp[k] = g[k];
+      v[k] = x[k] - lr * y[k];
     }
-    const absl::Span<T> r = this->Scratch(ctx);
+  }
+  std::vector<T>* SecondMessage() override { return &y_; }
+  void Combine(int slot, const T* r, T) override {
     const RawMix<T> mix = RawMix<T>::Plain(this->w_self_);
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, r); !s.ok()) return s;
-    mix.Apply(this->send_.data(), r.data(), this->x_.data(), n);
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 1, r); !s.ok()) return s;
-    mix.Apply(y_.data(), r.data(), y_.data(), n);
-    return absl::OkStatus();
+    if (slot == 0) {
+      mix.Apply(this->send_.data(), r, this->x_.data(), this->x_.size());
+    } else {
+      mix.Apply(y_.data(), r, y_.data(), y_.size());
+    }
   }
 
  private:

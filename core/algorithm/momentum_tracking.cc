@@ -19,41 +19,30 @@ class MomentumTracking final : public detail::WholeVectorMethod<T> {
         u_(x0.size(), T(0)), c_(x0.size(), T(0)) {}
   int persistent_buffers() const override { return 2; }
 
-  absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
-    const size_t n = this->x_.size();
-    if (phase == 0) {
-      if (auto s = this->GradientAtX(ctx); !s.ok()) return s;
-      const T* __restrict g = ctx.oracle->gradient().data();
-      T* __restrict u = u_.data();
-      T* __restrict c = c_.data();
-      const T beta = beta_;
-      for (size_t k = 0; k < n; ++k) {
-        u[k] = beta * u[k] + g[k];
-        c[k] -= u[k];
-      }
-      this->send_.assign(this->x_.begin(), this->x_.end());
-      if (auto s = ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(this->send_)); !s.ok()) return s;
-      return ctx.nbh->Broadcast(ctx.round, 1, absl::MakeSpan(c_));
+  void LocalStep(const T* __restrict g, T) override {
+    T* __restrict u = u_.data();
+    T* __restrict c = c_.data();
+    const T beta = beta_;
+    for (size_t k = 0; k < u_.size(); ++k) {
+      u[k] = beta * u[k] + g[k];
+      c[k] -= u[k];
     }
-    const absl::Span<T> r = this->Scratch(ctx);
-    const RawMix<T> mix = RawMix<T>::Plain(this->w_self_);
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, r); !s.ok()) return s;
-    {
+    std::copy(this->x_.begin(), this->x_.end(), this->send_.begin());
+  }
+  std::vector<T>* SecondMessage() override { return &c_; }
+  void Combine(int slot, const T* __restrict r, T lr) override {
+    const T a = RawMix<T>::Plain(this->w_self_).a;
+    const size_t n = u_.size();
+    if (slot == 0) {
       const T* __restrict v = this->send_.data();
-      const T* __restrict rr = r.data();
       const T* __restrict q = c_.data();
       T* __restrict x = this->x_.data();
-      const T lr = static_cast<T>(ctx.lr);
-      for (size_t k = 0; k < n; ++k) x[k] = mix.a * v[k] + rr[k] + lr * q[k];
-    }
-    if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 1, r); !s.ok()) return s;
-    {
-      const T* __restrict rr = r.data();
+      for (size_t k = 0; k < n; ++k) x[k] = a * v[k] + r[k] + lr * q[k];
+    } else {
       const T* __restrict u = u_.data();
       T* __restrict c = c_.data();
-      for (size_t k = 0; k < n; ++k) c[k] = mix.a * c[k] + rr[k] + u[k];
+      for (size_t k = 0; k < n; ++k) c[k] = a * c[k] + r[k] + u[k];
     }
-    return absl::OkStatus();
   }
 
  private:
