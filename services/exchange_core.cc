@@ -1,7 +1,6 @@
 #include "services/exchange_core.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include <grpcpp/create_channel.h>

@@ -93,7 +93,6 @@ class PeerEdge {
   MessageAssembler& in() { return in_; }
   const MessageAssembler& in() const { return in_; }
   void CountReceived(int64_t frame_bytes) { stats_.frame_bytes_received += frame_bytes; }
-  void CountSent(int64_t frame_bytes) { stats_.frame_bytes_sent += frame_bytes; }
   void CountPayloadReceived(int64_t bytes) { stats_.payload_bytes_received += bytes; }
   void AddWait(double seconds) { stats_.wait_seconds += seconds; }
 
