@@ -6,17 +6,20 @@
 # CSV into a table and a plot of final accuracy against bytes per round per edge.
 #
 #   bench/compression_frontier.sh [--quick] [--only REGEX] [--methods "qg-gutm dsgd"] [--list]
-#                                 [--csv FILE] [--runs DIR]
+#                                 [--csv FILE] [--runs DIR] [--set KEY=VALUE ...]
 #
 #   --quick   the 3-epoch quick manifest (a screen: which gamma each codec needs, minutes per run);
 #             default: the full 100-epoch protocol (about 7 minutes per run on 2 cores)
 #   --only    run only the settings whose tag matches REGEX (e.g. 'topk' or 'g0\.2$')
+#   --set     a further manifest override for every run (repeatable); the tag gets "-<last key
+#             part><value>", e.g. --set algorithm.mu=0.05 tags "...-g0.3-mu0.05"
+#   GAMMAS    environment: the gamma grid for every codec family instead of its default grid
 # Resumable: a tag already in the CSV is skipped (runs are deterministic). A run that diverges is
 # recorded with status "failed" and its error.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
-quick=0 only="" methods="qg-gutm dsgd" list=0 csv="" runs=""
+quick=0 only="" methods="qg-gutm dsgd" list=0 csv="" runs="" extra=() suffix=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -25,6 +28,9 @@ while [[ $# -gt 0 ]]; do
     --list) list=1; shift ;;
     --csv) csv=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --set)
+      [[ $2 == *=* ]] || { echo "--set wants KEY=VALUE, got '$2'" >&2; exit 2; }
+      extra+=(--set "$2") k=${2%%=*}; suffix+="-${k##*.}${2#*=}"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -64,7 +70,7 @@ settings=(
 # The gamma grid per codec family (dense codecs: plain gossip only).
 gammas() {
   case "$1" in
-    fp32 | bf16 | int8 | int8-zstd) echo "1" ;;
+    fp32 | bf16 | int8 | int8-zstd) echo "${GAMMAS:-1}" ;;
     int4 | int4-zstd) echo "${GAMMAS:-1 0.5}" ;;
     int2*) echo "${GAMMAS:-0.5 0.3}" ;;
     *) echo "${GAMMAS:-1 0.5 0.2 0.1 0.05}" ;;
@@ -76,7 +82,7 @@ for method in $methods; do
   for s in "${settings[@]}"; do
     name=${s%%|*} overrides=${s#*|}
     for g in $(gammas "$name"); do
-      tag="$method-$name-g$g"
+      tag="$method-$name-g$g$suffix"
       [[ -n $only && ! $tag =~ $only ]] && continue
       if grep -qx "$tag" <<<"$done_tags"; then
         ((list)) && echo "done   $tag"
@@ -86,6 +92,7 @@ for method in $methods; do
       sets=(--set "algorithm.name=$method" --set "exchange.consensus_step=$g")
       [[ $method == dsgd ]] && sets+=(--set algorithm.momentum=0 --set algorithm.mu=0)
       for o in $overrides; do sets+=(--set "$o"); done
+      sets+=("${extra[@]}")
       out="$runs/$tag"
       rm -rf "$out"
       cmd="build/sim/gut-sim --manifest ${manifest#"$here/"} --out OUT ${sets[*]}"

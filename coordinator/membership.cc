@@ -62,12 +62,7 @@ absl::StatusOr<JoinOutcome> Membership::Join(const JoinInfo& j, absl::Time now) 
     if (out.rank < 0) return absl::ResourceExhaustedError(absl::StrCat("the run already has its ", n, " agents"));
   }
   AgentRecord& a = agents_[out.rank];
-  a.name = j.name;
-  a.address = j.address;
-  a.metrics_address = j.metrics_address;
-  a.identity = j.identity;
-  a.local_samples = j.local_samples;
-  a.checkpoints = j.checkpoints;
+  static_cast<AgentHello&>(a) = j;  // a rejoin replaces all it said before
   a.incarnation += 1;
   a.state = AgentState::kAlive;
   a.last_seen = now;

@@ -47,9 +47,15 @@ enum class AgentState {
 };
 const char* AgentStateName(AgentState s);
 
-struct AgentRecord {
-  std::string name, address, metrics_address, identity;
+// What an agent says of itself when it joins; the coordinator keeps it in the agent's record.
+struct AgentHello {
+  std::string name, address, metrics_address;
+  std::string identity;  // the caller's TLS identity ("" without TLS)
   int64_t local_samples = 0;
+  std::vector<int64_t> checkpoints;  // durable rounds of this run, newest first
+};
+
+struct AgentRecord : AgentHello {
   uint32_t incarnation = 0;
   AgentState state = AgentState::kAlive;
   absl::Time last_seen = absl::InfinitePast();
@@ -58,19 +64,14 @@ struct AgentRecord {
   int epoch = 0;
   double loss = std::numeric_limits<double>::quiet_NaN();
   double accuracy = std::numeric_limits<double>::quiet_NaN();
-  std::vector<int64_t> checkpoints;  // durable rounds, newest first
   uint64_t generation = 0;           // the generation it last said it runs in
   std::vector<int> peers_down;
   bool active() const { return state != AgentState::kDropped; }
   bool present() const { return state == AgentState::kAlive || state == AgentState::kFinished; }
 };
 
-struct JoinInfo {
-  std::string name, address, metrics_address;
-  std::string identity;  // the caller's TLS identity ("" without TLS)
+struct JoinInfo : AgentHello {
   int requested_rank = -1;
-  int64_t local_samples = 0;
-  std::vector<int64_t> checkpoints;  // of this run only
 };
 
 struct JoinOutcome {

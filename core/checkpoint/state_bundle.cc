@@ -19,11 +19,6 @@ void FromBytes(const std::string& b, std::vector<E>* v) {
   if (!b.empty()) std::memcpy(v->data(), b.data(), b.size());
 }
 
-template <typename T>
-constexpr char KindOf() {
-  return sizeof(T) == 4 ? 'f' : 'd';
-}
-
 void PutU64(std::string* out, uint64_t v) { out->append(reinterpret_cast<const char*>(&v), sizeof(v)); }
 
 }  // namespace
@@ -72,63 +67,16 @@ absl::Status StateBundle::Parse(absl::string_view bytes, StateBundle* out) {
   return absl::OkStatus();
 }
 
-// ---- saver -----------------------------------------------------------------------------------
+// ---- visitor ---------------------------------------------------------------------------------
 template <typename T>
-std::string StateSaver<T>::Key(absl::string_view name) const {
+std::string StateVisitor<T>::Key(absl::string_view name) const {
   if (prefix_.empty()) return std::string(name);
   return absl::StrCat(absl::StrJoin(prefix_, "/"), "/", name);
-}
-template <typename T>
-void StateSaver<T>::Values(absl::string_view name, std::vector<T>* v) {
-  out_->items[Key(name)] = {KindOf<T>(), Bytes(v->data(), v->size())};
-}
-template <typename T>
-void StateSaver<T>::Value(absl::string_view name, T* v) {
-  out_->items[Key(name)] = {KindOf<T>(), Bytes(v, 1)};
-}
-template <typename T>
-void StateSaver<T>::Double(absl::string_view name, double* v) {
-  out_->items[Key(name)] = {'d', Bytes(v, 1)};
-}
-template <typename T>
-void StateSaver<T>::Doubles(absl::string_view name, std::vector<double>* v) {
-  out_->items[Key(name)] = {'d', Bytes(v->data(), v->size())};
-}
-template <typename T>
-void StateSaver<T>::Integers(absl::string_view name, std::vector<int64_t>* v) {
-  out_->items[Key(name)] = {'i', Bytes(v->data(), v->size())};
-}
-template <typename T>
-void StateSaver<T>::Integer(absl::string_view name, int64_t* v) {
-  out_->items[Key(name)] = {'i', Bytes(v, 1)};
-}
-template <typename T>
-void StateSaver<T>::Flag(absl::string_view name, bool* v) {
-  out_->items[Key(name)] = {'b', std::string(1, *v ? '\1' : '\0')};
-}
-template <typename T>
-void StateSaver<T>::Text(absl::string_view name, std::string* v) {
-  out_->items[Key(name)] = {'t', *v};
-}
-template <typename T>
-void StateSaver<T>::Push(absl::string_view prefix) {
-  prefix_.emplace_back(prefix);
-}
-template <typename T>
-void StateSaver<T>::Pop() {
-  if (!prefix_.empty()) prefix_.pop_back();
 }
 
-// ---- loader ----------------------------------------------------------------------------------
 template <typename T>
-std::string StateLoader<T>::Key(absl::string_view name) const {
-  if (prefix_.empty()) return std::string(name);
-  return absl::StrCat(absl::StrJoin(prefix_, "/"), "/", name);
-}
-template <typename T>
-const std::string* StateLoader<T>::Find(absl::string_view name, char kind, size_t elem) {
+const std::string* StateVisitor<T>::Find(const std::string& key, char kind, size_t elem) {
   if (!status_.ok()) return nullptr;
-  const std::string key = Key(name);
   auto it = in_->items.find(key);
   if (it == in_->items.end()) {
     status_ = absl::DataLossError(absl::StrCat("checkpoint state has no item '", key, "'"));
@@ -142,74 +90,52 @@ const std::string* StateLoader<T>::Find(absl::string_view name, char kind, size_
   }
   return &it->second.bytes;
 }
+
 template <typename T>
-void StateLoader<T>::Values(absl::string_view name, std::vector<T>* v) {
-  if (const auto* b = Find(name, KindOf<T>(), sizeof(T))) FromBytes(*b, v);
-}
-template <typename T>
-void StateLoader<T>::Value(absl::string_view name, T* v) {
-  const auto* b = Find(name, KindOf<T>(), sizeof(T));
-  if (b == nullptr) return;
-  if (b->size() != sizeof(T)) {
-    status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "' is not one value"));
-    return;
+template <typename E>
+void StateVisitor<T>::List(absl::string_view name, char kind, std::vector<E>* v) {
+  if (out_ != nullptr) {
+    out_->items[Key(name)] = {kind, Bytes(v->data(), v->size())};
+  } else if (const std::string* b = Find(Key(name), kind, sizeof(E))) {
+    FromBytes(*b, v);
   }
-  std::memcpy(v, b->data(), sizeof(T));
-}
-template <typename T>
-void StateLoader<T>::Double(absl::string_view name, double* v) {
-  const auto* b = Find(name, 'd', sizeof(double));
-  if (b == nullptr) return;
-  if (b->size() != sizeof(double)) {
-    status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "' is not one value"));
-    return;
-  }
-  std::memcpy(v, b->data(), sizeof(double));
-}
-template <typename T>
-void StateLoader<T>::Doubles(absl::string_view name, std::vector<double>* v) {
-  if (const auto* b = Find(name, 'd', sizeof(double))) FromBytes(*b, v);
-}
-template <typename T>
-void StateLoader<T>::Integers(absl::string_view name, std::vector<int64_t>* v) {
-  if (const auto* b = Find(name, 'i', sizeof(int64_t))) FromBytes(*b, v);
-}
-template <typename T>
-void StateLoader<T>::Integer(absl::string_view name, int64_t* v) {
-  const auto* b = Find(name, 'i', sizeof(int64_t));
-  if (b == nullptr) return;
-  if (b->size() != sizeof(int64_t)) {
-    status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "' is not one integer"));
-    return;
-  }
-  std::memcpy(v, b->data(), sizeof(int64_t));
-}
-template <typename T>
-void StateLoader<T>::Flag(absl::string_view name, bool* v) {
-  const auto* b = Find(name, 'b', 1);
-  if (b == nullptr) return;
-  if (b->size() != 1) {
-    status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "' is not one flag"));
-    return;
-  }
-  *v = (*b)[0] != 0;
-}
-template <typename T>
-void StateLoader<T>::Text(absl::string_view name, std::string* v) {
-  if (const auto* b = Find(name, 't', 1)) *v = *b;
-}
-template <typename T>
-void StateLoader<T>::Push(absl::string_view prefix) {
-  prefix_.emplace_back(prefix);
-}
-template <typename T>
-void StateLoader<T>::Pop() {
-  if (!prefix_.empty()) prefix_.pop_back();
 }
 
-template class StateSaver<float>;
-template class StateSaver<double>;
-template class StateLoader<float>;
-template class StateLoader<double>;
+template <typename T>
+template <typename E>
+void StateVisitor<T>::One(absl::string_view name, char kind, E* v, const char* what) {
+  if (out_ != nullptr) {
+    out_->items[Key(name)] = {kind, Bytes(v, 1)};
+    return;
+  }
+  const std::string key = Key(name);
+  const std::string* b = Find(key, kind, sizeof(E));
+  if (b == nullptr) return;
+  if (b->size() != sizeof(E)) {
+    status_ = absl::DataLossError(absl::StrCat("checkpoint item '", key, "' is not one ", what));
+    return;
+  }
+  std::memcpy(v, b->data(), sizeof(E));
+}
+
+// A flag is one byte, 1 or 0; a loaded byte other than 0 reads as true (never copied into a bool).
+template <typename T>
+void StateVisitor<T>::Flag(absl::string_view name, bool* v) {
+  char byte = *v ? '\1' : '\0';
+  One(name, 'b', &byte, "flag");
+  if (in_ != nullptr && status_.ok()) *v = byte != 0;
+}
+
+template <typename T>
+void StateVisitor<T>::Text(absl::string_view name, std::string* v) {
+  if (out_ != nullptr) {
+    out_->items[Key(name)] = {'t', *v};
+  } else if (const std::string* b = Find(Key(name), 't', 1)) {
+    *v = *b;
+  }
+}
+
+template class StateVisitor<float>;
+template class StateVisitor<double>;
 
 }  // namespace gut::core

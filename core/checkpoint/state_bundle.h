@@ -28,23 +28,6 @@
 
 namespace gut::core {
 
-template <typename T>
-class StateVisitor {
- public:
-  virtual ~StateVisitor() = default;
-  virtual void Values(absl::string_view name, std::vector<T>* v) = 0;
-  virtual void Value(absl::string_view name, T* v) = 0;
-  virtual void Double(absl::string_view name, double* v) = 0;
-  virtual void Doubles(absl::string_view name, std::vector<double>* v) = 0;
-  virtual void Integers(absl::string_view name, std::vector<int64_t>* v) = 0;
-  virtual void Integer(absl::string_view name, int64_t* v) = 0;
-  virtual void Flag(absl::string_view name, bool* v) = 0;
-  virtual void Text(absl::string_view name, std::string* v) = 0;
-  // Items below this call are named "<prefix>/<name>" until the matching Pop.
-  virtual void Push(absl::string_view prefix) = 0;
-  virtual void Pop() = 0;
-};
-
 // Named, typed byte strings. The type tag is the element kind and size, so a float state is never
 // loaded into a double component.
 struct StateBundle {
@@ -59,57 +42,62 @@ struct StateBundle {
   static absl::Status Parse(absl::string_view bytes, StateBundle* out);
 };
 
+// The visitor a component's state function is called with. One class does both directions, so the
+// typed items are coded once: a StateSaver stores each item into a bundle, a StateLoader reads it
+// back (a mismatch is recorded in status(), the target left as it was).
 template <typename T>
-class StateSaver final : public StateVisitor<T> {
+class StateVisitor {
  public:
-  explicit StateSaver(StateBundle* out) : out_(out) {}
-  void Values(absl::string_view name, std::vector<T>* v) override;
-  void Value(absl::string_view name, T* v) override;
-  void Double(absl::string_view name, double* v) override;
-  void Doubles(absl::string_view name, std::vector<double>* v) override;
-  void Integers(absl::string_view name, std::vector<int64_t>* v) override;
-  void Integer(absl::string_view name, int64_t* v) override;
-  void Flag(absl::string_view name, bool* v) override;
-  void Text(absl::string_view name, std::string* v) override;
-  void Push(absl::string_view prefix) override;
-  void Pop() override;
-
- private:
-  std::string Key(absl::string_view name) const;
-  StateBundle* out_;
-  std::vector<std::string> prefix_;
-};
-
-template <typename T>
-class StateLoader final : public StateVisitor<T> {
- public:
-  explicit StateLoader(const StateBundle* in) : in_(in) {}
-  void Values(absl::string_view name, std::vector<T>* v) override;
-  void Value(absl::string_view name, T* v) override;
-  void Double(absl::string_view name, double* v) override;
-  void Doubles(absl::string_view name, std::vector<double>* v) override;
-  void Integers(absl::string_view name, std::vector<int64_t>* v) override;
-  void Integer(absl::string_view name, int64_t* v) override;
-  void Flag(absl::string_view name, bool* v) override;
-  void Text(absl::string_view name, std::string* v) override;
-  void Push(absl::string_view prefix) override;
-  void Pop() override;
-  // OK, or the first problem met (a missing item, a type mismatch, a bad length).
+  void Values(absl::string_view name, std::vector<T>* v) { List(name, KindOf(), v); }
+  void Value(absl::string_view name, T* v) { One(name, KindOf(), v, "value"); }
+  void Double(absl::string_view name, double* v) { One(name, 'd', v, "value"); }
+  void Doubles(absl::string_view name, std::vector<double>* v) { List(name, 'd', v); }
+  void Integers(absl::string_view name, std::vector<int64_t>* v) { List(name, 'i', v); }
+  void Integer(absl::string_view name, int64_t* v) { One(name, 'i', v, "integer"); }
+  void Flag(absl::string_view name, bool* v);
+  void Text(absl::string_view name, std::string* v);
+  // Items below this call are named "<prefix>/<name>" until the matching Pop.
+  void Push(absl::string_view prefix) { prefix_.emplace_back(prefix); }
+  void Pop() {
+    if (!prefix_.empty()) prefix_.pop_back();
+  }
+  // OK, or the first problem a loader met (a missing item, a type mismatch, a bad length).
   const absl::Status& status() const { return status_; }
 
+ protected:
+  // Exactly one of the two is set: saving into `out`, or loading from `in`.
+  StateVisitor(StateBundle* out, const StateBundle* in) : out_(out), in_(in) {}
+
  private:
+  static constexpr char KindOf() { return sizeof(T) == 4 ? 'f' : 'd'; }
   std::string Key(absl::string_view name) const;
-  // The item's bytes if present with this kind and a length that is a multiple of `elem`.
-  const std::string* Find(absl::string_view name, char kind, size_t elem);
+  // Loading: the item's bytes if present with this kind and a length that is a multiple of `elem`.
+  const std::string* Find(const std::string& key, char kind, size_t elem);
+  template <typename E>
+  void List(absl::string_view name, char kind, std::vector<E>* v);
+  template <typename E>
+  void One(absl::string_view name, char kind, E* v, const char* what);
+
+  StateBundle* out_;
   const StateBundle* in_;
   std::vector<std::string> prefix_;
   absl::Status status_;
 };
 
-extern template class StateSaver<float>;
-extern template class StateSaver<double>;
-extern template class StateLoader<float>;
-extern template class StateLoader<double>;
+template <typename T>
+class StateSaver final : public StateVisitor<T> {
+ public:
+  explicit StateSaver(StateBundle* out) : StateVisitor<T>(out, nullptr) {}
+};
+
+template <typename T>
+class StateLoader final : public StateVisitor<T> {
+ public:
+  explicit StateLoader(const StateBundle* in) : StateVisitor<T>(nullptr, in) {}
+};
+
+extern template class StateVisitor<float>;
+extern template class StateVisitor<double>;
 
 }  // namespace gut::core
 

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <initializer_list>
 #include <set>
 #include <sstream>
 
@@ -55,7 +57,7 @@ class MapReader {
 
   template <typename V>
   absl::Status Get(const std::string& key, V* out) {
-    used_.insert(key);
+    Use(key);
     if (!node_ || !node_.IsMap()) return absl::OkStatus();
     const YAML::Node v = node_[key];
     if (!v || v.IsNull()) return absl::OkStatus();
@@ -69,13 +71,15 @@ class MapReader {
   }
 
   YAML::Node Child(const std::string& key) {
-    used_.insert(key);
+    Use(key);
     if (!node_ || !node_.IsMap()) return YAML::Node();
     return node_[key];
   }
 
-  absl::Status NoUnknownKeys(const std::string& allowed) const {
+  // Refuses a key that no Get or Child has asked for; the message lists those, in asking order.
+  absl::Status NoUnknownKeys() const {
     if (!node_ || !node_.IsMap()) return absl::OkStatus();
+    const std::string allowed = absl::StrJoin(asked_, ", ");
     for (const auto& kv : node_) {
       const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
       if (!used_.count(k)) {
@@ -108,10 +112,35 @@ class MapReader {
     else return "a list";
   }
 
+  void Use(const std::string& key) {
+    if (used_.insert(key).second) asked_.push_back(key);
+  }
+
   YAML::Node node_;
   std::string path_, source_;
   std::set<std::string> used_;
+  std::vector<std::string> asked_;  // used_ in asking order, for the unknown-key message
 };
+
+// One key of a mapping and the field its value goes to (any type MapReader::Get reads).
+class Field {
+ public:
+  template <typename V>
+  Field(const char* key, V* out) : read_([key, out](MapReader& r) { return r.Get(key, out); }) {}
+  absl::Status Read(MapReader& r) const { return read_(r); }
+
+ private:
+  std::function<absl::Status(MapReader&)> read_;
+};
+
+// Checks the mapping and reads the fields in order; the first problem wins.
+absl::Status ReadFields(MapReader& r, std::initializer_list<Field> fields) {
+  if (auto s = r.Check(); !s.ok()) return s;
+  for (const Field& f : fields) {
+    if (auto s = f.Read(r); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
   const size_t eq = text.find('=');
@@ -260,6 +289,27 @@ absl::Status Validate(const RunConfig& c) {
 
 namespace {
 
+// topology.edges: a list of [a, b] rank pairs (graph: edges).
+absl::Status ReadEdges(MapReader& topo, std::vector<std::pair<int, int>>* edges) {
+  const YAML::Node e = topo.Child("edges");
+  if (!e || e.IsNull()) return absl::OkStatus();
+  if (!e.IsSequence()) {
+    return absl::InvalidArgumentError(absl::StrCat(topo.Where(e), "topology.edges must be a list of [a, b] pairs"));
+  }
+  for (size_t k = 0; k < e.size(); ++k) {
+    const YAML::Node p = e[k];
+    if (!p.IsSequence() || p.size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must be a pair [a, b]"));
+    }
+    try {
+      edges->emplace_back(p[0].as<int>(), p[1].as<int>());
+    } catch (const YAML::Exception&) {
+      return absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must hold two integer ranks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, const std::string& source,
                                                  const std::vector<std::string>& overrides) {
   YAML::Node root;
@@ -281,115 +331,50 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   auto chain = [&st](absl::Status s) { if (st.ok()) st = std::move(s); };
   chain(top.Check());
 
-  MapReader run(top.Child("run"), "run", source);
-  chain(run.Check());
-  chain(run.Get("name", &c.name));
-  chain(run.Get("seed", &c.seed));
-  chain(run.Get("epochs", &c.epochs));
-  chain(run.Get("final_gossip_rounds", &c.final_gossip_rounds));
-  chain(run.Get("eval_every", &c.eval_every));
-  chain(run.Get("threads", &c.threads));
-  chain(run.NoUnknownKeys("name, seed, epochs, final_gossip_rounds, eval_every, threads"));
-
-  MapReader agents(top.Child("agents"), "agents", source);
-  chain(agents.Check());
-  chain(agents.Get("count", &c.num_agents));
-  chain(agents.NoUnknownKeys("count"));
+  // A section with nothing but plain keys: read them, then refuse any other.
+  auto section = [&](const char* name, std::initializer_list<Field> fields) {
+    MapReader r(top.Child(name), name, source);
+    chain(ReadFields(r, fields));
+    chain(r.NoUnknownKeys());
+  };
+  section("run", {{"name", &c.name}, {"seed", &c.seed}, {"epochs", &c.epochs},
+                  {"final_gossip_rounds", &c.final_gossip_rounds}, {"eval_every", &c.eval_every},
+                  {"threads", &c.threads}});
+  section("agents", {{"count", &c.num_agents}});
 
   MapReader topo(top.Child("topology"), "topology", source);
-  chain(topo.Check());
-  chain(topo.Get("graph", &c.graph));
-  chain(topo.Get("rows", &c.rows));
-  chain(topo.Get("cols", &c.cols));
+  chain(ReadFields(topo, {{"graph", &c.graph}, {"rows", &c.rows}, {"cols", &c.cols}}));
+  chain(ReadEdges(topo, &c.edges));
   chain(topo.Get("weights", &c.weights));
-  {
-    const YAML::Node e = topo.Child("edges");
-    if (e && !e.IsNull()) {
-      if (!e.IsSequence()) {
-        chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(e), "topology.edges must be a list of [a, b] pairs")));
-      } else {
-        for (size_t k = 0; k < e.size() && st.ok(); ++k) {
-          const YAML::Node p = e[k];
-          if (!p.IsSequence() || p.size() != 2) {
-            chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must be a pair [a, b]")));
-            break;
-          }
-          try {
-            c.edges.emplace_back(p[0].as<int>(), p[1].as<int>());
-          } catch (const YAML::Exception&) {
-            chain(absl::InvalidArgumentError(absl::StrCat(topo.Where(p), "topology.edges[", k, "] must hold two integer ranks")));
-          }
-        }
-      }
-    }
-  }
-  chain(topo.NoUnknownKeys("graph, rows, cols, edges, weights"));
+  chain(topo.NoUnknownKeys());
 
   MapReader algo(top.Child("algorithm"), "algorithm", source);
-  chain(algo.Check());
-  chain(algo.Get("name", &c.hyper.algorithm));
-  chain(algo.Get("lr", &c.hyper.lr));
-  chain(algo.Get("momentum", &c.hyper.momentum));
-  chain(algo.Get("mu", &c.hyper.mu));
-  chain(algo.Get("nesterov", &c.hyper.nesterov));
-  chain(algo.Get("qgm_beta", &c.hyper.qgm_beta));
+  chain(ReadFields(algo, {{"name", &c.hyper.algorithm}, {"lr", &c.hyper.lr}, {"momentum", &c.hyper.momentum},
+                          {"mu", &c.hyper.mu}, {"nesterov", &c.hyper.nesterov}, {"qgm_beta", &c.hyper.qgm_beta}}));
   {
     MapReader sched(algo.Child("schedule"), "algorithm.schedule", source);
-    chain(sched.Check());
-    chain(sched.Get("milestones", &c.schedule.milestones));
-    chain(sched.Get("gamma", &c.schedule.gamma));
-    chain(sched.NoUnknownKeys("milestones, gamma"));
+    chain(ReadFields(sched, {{"milestones", &c.schedule.milestones}, {"gamma", &c.schedule.gamma}}));
+    chain(sched.NoUnknownKeys());
   }
-  chain(algo.NoUnknownKeys("name, lr, momentum, mu, nesterov, qgm_beta, schedule"));
+  chain(algo.NoUnknownKeys());
 
-  MapReader data(top.Child("data"), "data", source);
-  chain(data.Check());
-  chain(data.Get("dataset", &c.dataset));
-  chain(data.Get("path", &c.data_path));
-  chain(data.Get("partition", &c.partition));
-  chain(data.Get("alpha", &c.alpha));
-  chain(data.Get("batch_size", &c.batch_size));
-  chain(data.Get("test_batch_size", &c.test_batch_size));
-  chain(data.Get("shuffle", &c.shuffle));
-  chain(data.NoUnknownKeys("dataset, path, partition, alpha, batch_size, test_batch_size, shuffle"));
+  section("data", {{"dataset", &c.dataset}, {"path", &c.data_path}, {"partition", &c.partition},
+                   {"alpha", &c.alpha}, {"batch_size", &c.batch_size}, {"test_batch_size", &c.test_batch_size},
+                   {"shuffle", &c.shuffle}});
+  section("model", {{"name", &c.model}, {"init", &c.init}, {"norm", &c.norm}});
+  section("checkpoint", {{"enabled", &c.checkpoint_enabled}, {"every_rounds", &c.checkpoint_every_rounds}});
+  section("fault", {{"on_peer_loss", &c.on_peer_loss}, {"rejoin_timeout_s", &c.rejoin_timeout_s}});
 
-  MapReader model(top.Child("model"), "model", source);
-  chain(model.Check());
-  chain(model.Get("name", &c.model));
-  chain(model.Get("init", &c.init));
-  chain(model.Get("norm", &c.norm));
-  chain(model.NoUnknownKeys("name, init, norm"));
-
-  MapReader ck(top.Child("checkpoint"), "checkpoint", source);
-  chain(ck.Check());
-  chain(ck.Get("enabled", &c.checkpoint_enabled));
-  chain(ck.Get("every_rounds", &c.checkpoint_every_rounds));
-  chain(ck.NoUnknownKeys("enabled, every_rounds"));
-
-  MapReader fault(top.Child("fault"), "fault", source);
-  chain(fault.Check());
-  chain(fault.Get("on_peer_loss", &c.on_peer_loss));
-  chain(fault.Get("rejoin_timeout_s", &c.rejoin_timeout_s));
-  chain(fault.NoUnknownKeys("on_peer_loss, rejoin_timeout_s"));
-
-  MapReader ex(top.Child("exchange"), "exchange", source);
-  chain(ex.Check());
-  chain(ex.Get("deadline_s", &c.deadline_s));
+  // Codec names and "auto" are parsed after every key is read, so the first error is the YAML's.
   std::string codec_name = CodecName(c.codec.kind);
-  chain(ex.Get("codec", &codec_name));
-  chain(ex.Get("zstd", &c.codec.zstd));
-  chain(ex.Get("zstd_level", &c.codec.zstd_level));
-  chain(ex.Get("topk_fraction", &c.codec.topk_fraction));
-  chain(ex.Get("int8_chunk", &c.codec.int8_chunk));
   std::string sparse_values = ValueCodingName(c.codec.sparse_values);
-  chain(ex.Get("sparse_values", &sparse_values));
-  chain(ex.Get("lowrank_rank", &c.codec.lowrank_rank));
   std::string consensus_step = "auto";
-  chain(ex.Get("consensus_step", &consensus_step));
-  chain(ex.NoUnknownKeys("deadline_s, codec, zstd, zstd_level, topk_fraction, sparse_values, lowrank_rank, "
-                         "int8_chunk, consensus_step"));
+  section("exchange", {{"deadline_s", &c.deadline_s}, {"codec", &codec_name}, {"zstd", &c.codec.zstd},
+                       {"zstd_level", &c.codec.zstd_level}, {"topk_fraction", &c.codec.topk_fraction},
+                       {"int8_chunk", &c.codec.int8_chunk}, {"sparse_values", &sparse_values},
+                       {"lowrank_rank", &c.codec.lowrank_rank}, {"consensus_step", &consensus_step}});
 
-  chain(top.NoUnknownKeys("run, agents, topology, algorithm, data, model, checkpoint, fault, exchange"));
+  chain(top.NoUnknownKeys());
   if (!st.ok()) return st;
 
   c.schedule.lr0 = c.hyper.lr;

@@ -2,8 +2,10 @@
 // the heterogeneous quadratic (§7.3), the tracking invariant, reductions, the first iteration,
 // stability and the final gossip rounds (§7.2). Everything runs through the same Algorithm code
 // as training, in double precision.
+#include <array>
 #include <cmath>
 #include <ostream>
+#include <vector>
 
 #include "core/algorithm/algorithm.h"
 #include "core/algorithm/methods.h"
@@ -27,41 +29,54 @@ void ExpectPoint(absl::Span<const double> x, double a, double b, double tol = 1e
   EXPECT_NEAR(x[1], b, tol);
 }
 
-TEST(GutTraces, GutMu09MatchesReference) {
-  QuadraticRun run(H("gut", 0.9, 0, 0.05));
-  run.Round(0.05);
-  ExpectPoint(run.x(0), 1.2, -0.95);
-  ExpectPoint(run.x(5), 0.7086582838, -0.4380602337);
-  run.Round(0.05);
-  ExpectPoint(run.x(0), 1.4223285698, -0.8575848188);
-  ExpectPoint(run.x(5), 0.6149947815, -0.2005761464);
-  run.Round(0.05);
-  ExpectPoint(run.x(0), 1.6356683101, -0.7839289956);
-  ExpectPoint(run.x(5), 0.4172111061, 0.0865858849);
+// A reference trace (docs/algorithms.md §7.3): steps of `rounds` rounds at learning rate `lr`, after
+// each of which the listed agents stand at the listed points (agent, x[0], x[1]).
+struct TraceStep {
+  int rounds;
+  double lr;
+  std::vector<std::array<double, 3>> points;
+};
+struct Trace {
+  std::string label, name;
+  double mu, beta, lr;
+  std::vector<TraceStep> steps;
+};
+void PrintTo(const Trace& t, std::ostream* os) { *os << t.label; }
+
+class GutTraces : public ::testing::TestWithParam<Trace> {};
+
+TEST_P(GutTraces, MatchesReference) {
+  const Trace& t = GetParam();
+  QuadraticRun run(H(t.name, t.mu, t.beta, t.lr));
+  for (size_t k = 0; k < t.steps.size(); ++k) {
+    run.Rounds(t.steps[k].rounds, t.steps[k].lr);
+    for (const auto& [agent, a, b] : t.steps[k].points) {
+      SCOPED_TRACE(::testing::Message() << "step " << k << ", agent " << agent);
+      ExpectPoint(run.x(static_cast<int>(agent)), a, b);
+    }
+  }
 }
 
-TEST(GutTraces, QgGutmMatchesReference) {
-  QuadraticRun run(H("qg-gutm", 0.06, 0.9, 0.01));
-  run.Round(0.01);
-  ExpectPoint(run.x(0), 1.04, -0.99);
-  ExpectPoint(run.x(5), 0.9417316568, -0.8876120467);
-  run.Round(0.01);
-  ExpectPoint(run.x(0), 1.1192697295, -0.9660015200);
-  ExpectPoint(run.x(5), 0.8516633719, -0.7073218247);
-  run.Round(0.01);
-  ExpectPoint(run.x(0), 1.2397885286, -0.9239606897);
-  ExpectPoint(run.x(5), 0.7470356980, -0.4950918931);
-}
-
-TEST(GutTraces, LearningRateLagMatchesReference) {
-  QuadraticRun run(H("gut", 0.9, 0, 0.05));
-  run.Rounds(5, 0.05);
-  ExpectPoint(run.x(0), 1.8316033073, -0.6766872229);
-  run.Round(0.005);
-  ExpectPoint(run.x(0), 1.8298931438, -0.6727542222);
-  run.Round(0.005);
-  ExpectPoint(run.x(0), 1.7034020982, -0.6784911487);
-}
+INSTANTIATE_TEST_SUITE_P(
+    Reference, GutTraces,
+    ::testing::Values(
+        // GUT mu 0.9, eta 0.05: agents 0 and 5 after rounds 1, 2 and 3.
+        Trace{"GutMu09", "gut", 0.9, 0, 0.05,
+              {{1, 0.05, {{0, 1.2, -0.95}, {5, 0.7086582838, -0.4380602337}}},
+               {1, 0.05, {{0, 1.4223285698, -0.8575848188}, {5, 0.6149947815, -0.2005761464}}},
+               {1, 0.05, {{0, 1.6356683101, -0.7839289956}, {5, 0.4172111061, 0.0865858849}}}}},
+        // QG-GUTm mu 0.06, beta 0.9, eta 0.01: the same three rounds.
+        Trace{"QgGutm", "qg-gutm", 0.06, 0.9, 0.01,
+              {{1, 0.01, {{0, 1.04, -0.99}, {5, 0.9417316568, -0.8876120467}}},
+               {1, 0.01, {{0, 1.1192697295, -0.9660015200}, {5, 0.8516633719, -0.7073218247}}},
+               {1, 0.01, {{0, 1.2397885286, -0.9239606897}, {5, 0.7470356980, -0.4950918931}}}}},
+        // The learning-rate lag: five rounds at 0.05, then two at 0.005 (the tracker uses the
+        // previous round's rate).
+        Trace{"LearningRateLag", "gut", 0.9, 0, 0.05,
+              {{5, 0.05, {{0, 1.8316033073, -0.6766872229}}},
+               {1, 0.005, {{0, 1.8298931438, -0.6727542222}}},
+               {1, 0.005, {{0, 1.7034020982, -0.6784911487}}}}}),
+    [](const auto& info) { return info.param.label; });
 
 struct LongRun {
   std::string name;

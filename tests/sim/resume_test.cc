@@ -4,6 +4,7 @@
 // earlier scheduled checkpoint in the middle of an epoch.
 #include <atomic>
 #include <filesystem>
+#include <ostream>
 
 #include "gtest/gtest.h"
 #include "sim/simulation.h"
@@ -17,6 +18,7 @@ namespace fs = std::filesystem;
 struct Case {
   std::string name, algorithm, topology, codec;
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << c.algorithm << " on " << c.topology << ", " << c.codec; }
 
 class ResumeTest : public ::testing::TestWithParam<Case> {
  protected:
