@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "core/common/cli.h"
 #include "core/common/process.h"
+#include "services/library_logs.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, o.name.empty() ? "gut-agentd" : o.name);
+  gut::services::RouteLibraryLogsToSpdlog();
   gut::core::TuneAllocator();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

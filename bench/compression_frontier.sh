@@ -12,7 +12,7 @@
 #             default: the full 100-epoch protocol (about 7 minutes per run on 2 cores)
 #   --only    run only the settings whose tag matches REGEX (e.g. 'topk' or 'g0\.2$')
 #   --set     a further manifest override for every run (repeatable); the tag gets "-<last key
-#             part><value>", e.g. --set algorithm.mu=0.05 tags "...-g0.3-mu0.05"
+#             part>-<value>", e.g. --set algorithm.mu=0.05 tags "...-g0.3-mu-0.05"
 #   GAMMAS    environment: the gamma grid for every codec family instead of its default grid
 # Resumable: a tag already in the CSV is skipped (runs are deterministic). A run that diverges is
 # recorded with status "failed" and its error.
@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
     --runs) runs=$2; shift 2 ;;
     --set)
       [[ $2 == *=* ]] || { echo "--set wants KEY=VALUE, got '$2'" >&2; exit 2; }
-      extra+=(--set "$2") k=${2%%=*}; suffix+="-${k##*.}${2#*=}"; shift 2 ;;
+      extra+=(--set "$2") k=${2%%=*}; suffix+="-${k##*.}-${2#*=}"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -23,6 +23,7 @@
 #include "core/config/exchange_settings.h"
 #include "services/grpc_options.h"
 #include "services/health_server.h"
+#include "services/library_logs.h"
 #include "services/metrics.h"
 #include "services/tls.h"
 
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, "coordinator");
+  gut::services::RouteLibraryLogsToSpdlog();
 
   gut::core::RunConfig config;
   if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;

@@ -250,6 +250,8 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("exchange.zstd_level must be in [1, 19], got ", c.codec.zstd_level));
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     return bad(absl::StrCat("exchange.consensus_step must be in (0, 1] or auto, got ", c.consensus_step));
+  if (c.consensus_form != "auto" && c.consensus_form != "direct" && c.consensus_form != "reference")
+    return bad(absl::StrCat("exchange.consensus_form must be auto, direct or reference, got '", c.consensus_form, "'"));
   if (c.consensus_step != 1 && c.hyper.algorithm == "relaysgd")
     return bad(absl::StrCat("exchange.consensus_step: relaysgd relays exact sums over a spanning tree and has no "
                             "consensus step to shrink; use 1 (got ", c.consensus_step, ")"));
@@ -372,7 +374,8 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   section("exchange", {{"deadline_s", &c.deadline_s}, {"codec", &codec_name}, {"zstd", &c.codec.zstd},
                        {"zstd_level", &c.codec.zstd_level}, {"topk_fraction", &c.codec.topk_fraction},
                        {"int8_chunk", &c.codec.int8_chunk}, {"sparse_values", &sparse_values},
-                       {"lowrank_rank", &c.codec.lowrank_rank}, {"consensus_step", &consensus_step}});
+                       {"lowrank_rank", &c.codec.lowrank_rank}, {"consensus_step", &consensus_step},
+                       {"consensus_form", &c.consensus_form}});
 
   chain(top.NoUnknownKeys());
   if (!st.ok()) return st;
@@ -399,7 +402,8 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   if (auto s = Validate(c); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
   }
-  c.hyper.direct_consensus = c.consensus_step < 1;
+  c.hyper.direct_consensus =
+      c.consensus_form == "direct" || (c.consensus_form == "auto" && c.consensus_step < 1);
   if (c.hyper.algorithm == "d2") {
     // docs/algorithms.md §2.5: D² needs lambda_min(W) > -1/3; at or below it, mix with (I + W)/2.
     c.hyper.lazy_mixing = BuildMixingMatrix(c)->ComputeSpectrum().lambda_min <= -1.0 / 3 + 1e-9;
@@ -526,7 +530,8 @@ std::string ToYaml(const RunConfig& c) {
       << YAML::Value << c.codec.topk_fraction << YAML::Key << "sparse_values" << YAML::Value
       << ValueCodingName(c.codec.sparse_values) << YAML::Key << "lowrank_rank" << YAML::Value << c.codec.lowrank_rank
       << YAML::Key << "int8_chunk" << YAML::Value << c.codec.int8_chunk << YAML::Key << "consensus_step"
-      << YAML::Value << c.consensus_step << YAML::EndMap;
+      << YAML::Value << c.consensus_step << YAML::Key << "consensus_form" << YAML::Value << c.consensus_form
+      << YAML::EndMap;
   out << YAML::EndMap;
   return out.c_str();
 }

@@ -67,6 +67,10 @@ struct RunConfig {
   // from "auto" (DefaultConsensusStep) at parse time; consensus_step_auto records that it was.
   double consensus_step = 1.0;
   bool consensus_step_auto = true;
+  // exchange.consensus_form, for the momentum methods (docs/algorithms.md §8.4): "auto" (the direct
+  // form exactly when consensus_step < 1), "direct" or "reference" (the gossip correction through
+  // the momentum buffer, as the paper's code). Resolved into hyper.direct_consensus at parse time.
+  std::string consensus_form = "auto";
 };
 
 // Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.

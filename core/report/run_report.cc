@@ -97,6 +97,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
       {"topk_fraction", c.codec.topk_fraction}, {"sparse_values", core::ValueCodingName(c.codec.sparse_values)},
       {"lowrank_rank", c.codec.lowrank_rank}, {"consensus_step", c.consensus_step},
+      {"consensus_form", c.hyper.direct_consensus ? "direct" : "reference"},
       {"manifest_yaml", core::ToYaml(c)}};
   j["final"] = {{"test_acc_mean", s.final_acc_mean},
                 {"test_acc_min", s.final_acc_min},

@@ -131,6 +131,24 @@ TEST(ConsensusStep, DirectFormOnlyBelowOne) {
   EXPECT_TRUE(topk->hyper.direct_consensus) << "top-k's default step is below 1";
 }
 
+// exchange.consensus_form overrides the choice either way (the comparison of docs/algorithms.md
+// §8.4), survives the coordinator's YAML hand-over, and a misspelt form names the allowed ones.
+TEST(ConsensusStep, FormCanBeChosen) {
+  auto reference = Parse("exchange: {codec: topk, consensus_step: 0.1, consensus_form: reference}\n");
+  auto direct = Parse("exchange: {codec: fp32, consensus_form: direct}\n");
+  ASSERT_TRUE(reference.ok() && direct.ok()) << reference.status() << direct.status();
+  EXPECT_FALSE(reference->hyper.direct_consensus);
+  EXPECT_TRUE(direct->hyper.direct_consensus);
+  auto handed_over = ParseManifest(ToYaml(*reference), "coordinator", {});
+  ASSERT_TRUE(handed_over.ok()) << handed_over.status();
+  EXPECT_FALSE(handed_over->hyper.direct_consensus);
+  auto bad = Parse("exchange: {consensus_form: momentum}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("exchange.consensus_form must be auto, direct or reference, got 'momentum'"),
+            std::string::npos)
+      << bad.status();
+}
+
 // In the direct form the compressed run (top-k, error feedback) still converges to the lossless
 // run's point, with momentum and with GUT's tracking.
 TEST(ConsensusStep, DirectFormKeepsTheLosslessPoint) {

@@ -1,0 +1,20 @@
+// Routes the log lines of the libraries under the services (protobuf and gRPC core) into spdlog,
+// so that a daemon's log has one format, one destination and one level switch (--log-level),
+// instead of bare lines on stderr in two other formats.
+//
+// Levels: protobuf INFO -> debug, WARNING -> warn, ERROR and FATAL -> warn. Protobuf's ERROR
+// lines come from parsing a peer's bytes (a string field with invalid UTF-8 in a garbage frame);
+// the frame is refused, counted and logged by the exchange anyway, so they are not errors of this
+// process. gRPC DEBUG/INFO/ERROR map to debug/info/error; gRPC filters by GRPC_VERBOSITY (default
+// ERROR) before a line reaches us.
+#ifndef GUT_SERVICES_LIBRARY_LOGS_H_
+#define GUT_SERVICES_LIBRARY_LOGS_H_
+
+namespace gut::services {
+
+// Installs both handlers (process-wide; call once, after spdlog is set up). Idempotent.
+void RouteLibraryLogsToSpdlog();
+
+}  // namespace gut::services
+
+#endif  // GUT_SERVICES_LIBRARY_LOGS_H_
