@@ -16,10 +16,14 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "bench/study_csv.h"
 #include "core/report/plot.h"
@@ -29,7 +33,20 @@ namespace {
 struct Row {
   std::string tag, method, codec, gamma, status;
   double acc = NAN, ratio = NAN, replica_error = NAN;
+  std::string extra;  // further overrides (compression_frontier.sh --set), "key=value ..."; "" for none
 };
+
+// compression_frontier.sh tags a run "<method>-<codec>-g<gamma>" and then "-<key>-<value>" per
+// --set; this gives those pairs back as "key=value key=value".
+std::string ExtraSettings(const std::string& tag, const std::string& gamma) {
+  const std::string mark = "-g" + gamma;
+  const size_t at = tag.find(mark);
+  if (gamma.empty() || at == std::string::npos || at + mark.size() >= tag.size()) return "";
+  const std::vector<std::string> parts = absl::StrSplit(tag.substr(at + mark.size() + 1), '-');
+  std::string out;
+  for (size_t k = 0; k + 1 < parts.size(); k += 2) absl::StrAppend(&out, out.empty() ? "" : " ", parts[k], "=", parts[k + 1]);
+  return out;
+}
 
 double Number(const std::vector<std::string>& r, int col) {
   double v = NAN;
@@ -86,14 +103,16 @@ int main(int argc, char** argv) {
   for (const auto& r : table->rows) {
     Row row{Field(r, c_tag), Field(r, c_method), Field(r, c_codec), Field(r, c_gamma), Field(r, c_status),
             Number(r, c_acc), Number(r, c_ratio), Number(r, c_err)};
+    row.extra = ExtraSettings(row.tag, row.gamma);
     by_method[row.method].push_back(row);
   }
 
   std::string md = absl::StrFormat(
       "# Compression frontier\n\nFrom `%s` (bench/compression_frontier.sh). ratio: bytes per round per edge "
       "over fp32's; Δ: points against %s at gamma 1 of the same method; replica error: ||x - x̂|| / ||x|| at "
-      "the end.\n\n| method | codec | gamma | ratio | final accuracy | Δ | replica error | status |\n"
-      "|---|---|---|---:|---:|---:|---:|---|\n",
+      "the end; other settings: overrides beyond the codec's (the direct form is the default below gamma 1, "
+      "docs/algorithms.md §8.4).\n\n| method | codec | gamma | other settings | ratio | final accuracy | Δ | "
+      "replica error | status |\n|---|---|---|---|---:|---:|---:|---:|---|\n",
       csv_path, reference);
   if (!std::isnan(reference_acc)) {
     const size_t at = md.find("| method |");
@@ -104,14 +123,14 @@ int main(int argc, char** argv) {
   for (auto& [method, rows] : by_method) {
     double ref = reference_acc;
     for (const Row& r : rows)
-      if (r.codec == reference && r.status == "finished") ref = r.acc;
+      if (r.codec == reference && r.gamma == "1" && r.extra.empty() && r.status == "finished") ref = r.acc;
     std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
       const double ra = std::isnan(a.ratio) ? -1 : a.ratio, rb = std::isnan(b.ratio) ? -1 : b.ratio;
       return ra != rb ? ra > rb : a.tag < b.tag;
     });
     for (const Row& r : rows) {
       const bool ok = r.status == "finished" && !std::isnan(r.acc);
-      md += absl::StrFormat("| %s | %s | %s | %s | %s | %s | %s | %s |\n", method, r.codec, r.gamma,
+      md += absl::StrFormat("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", method, r.codec, r.gamma, r.extra,
                             std::isnan(r.ratio) ? "-" : absl::StrFormat("%.4f", r.ratio),
                             ok ? absl::StrFormat("%.2f %%", 100 * r.acc) : "-",
                             ok && !std::isnan(ref) ? absl::StrFormat("%+.2f", 100 * (r.acc - ref)) : "-",
