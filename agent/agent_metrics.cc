@@ -6,19 +6,11 @@
 namespace gut::agent {
 namespace {
 
-prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
-                                                   const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
-}
-prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return GaugeFamily(r, name, help).Add({});
-}
-prometheus::Counter& Counter(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
-}
-prometheus::Histogram& Histogram(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, services::DurationBuckets());
-}
+using services::MakeCounter;
+using services::MakeCounterFamily;
+using services::MakeGauge;
+using services::MakeGaugeFamily;
+using services::MakeHistogram;
 
 class Rejections final : public prometheus::Collectable {
  public:
@@ -50,57 +42,69 @@ std::shared_ptr<prometheus::Collectable> RejectionCollector(const services::Peer
 
 AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, const AgentIdentity& id,
                            const std::vector<int>& peers, int64_t rounds_per_epoch)
-    : round_(Gauge(r, "gut_agent_round", "Training and gossip rounds completed.")),
-      epoch_(Gauge(r, "gut_agent_epoch", "Epochs completed.")),
-      rounds_(Counter(r, "gut_agent_rounds_completed_total", "Training rounds completed (replays after a rollback count again).")),
-      round_seconds_(Histogram(r, "gut_agent_round_duration_seconds", "Wall time of one training round.")),
-      compute_seconds_(Histogram(r, "gut_agent_round_compute_seconds",
-                                 "Time of one round spent computing (round time minus waiting).")),
-      wait_seconds_(Histogram(r, "gut_agent_round_wait_seconds", "Time of one round spent waiting for neighbours' messages.")),
-      checkpoint_seconds_(Histogram(r, "gut_agent_checkpoint_duration_seconds", "Time to write one checkpoint durably.")),
-      checkpoints_(Counter(r, "gut_agent_checkpoints_total", "Checkpoints written.")),
-      last_checkpoint_round_(Gauge(r, "gut_agent_last_checkpoint_round", "Round of the newest durable checkpoint.")),
-      recoveries_(Counter(r, "gut_agent_recoveries_total", "Rollbacks to a checkpoint ordered by the coordinator.")),
-      generation_(Gauge(r, "gut_agent_recovery_generation", "The recovery generation the agent runs in.")),
-      unacked_(Gauge(r, "gut_agent_unacknowledged_frames", "Frames kept for resending until neighbours acknowledge them.")),
-      solver_fallbacks_(Counter(r, "gut_agent_solver_fallbacks_total",
-                                "Per-round subproblems the method could not solve and answered with a fallback (CGA: "
-                                "a tensor's QP had non-finite data; the previous weights were reused).")),
-      lr_(GaugeFamily(r, "gut_agent_learning_rate", "Learning rate of the current epoch.")),
-      progress_(GaugeFamily(r, "gut_agent_progress_ratio", "Share of the run's rounds completed, 0 to 1.")),
-      eta_(GaugeFamily(r, "gut_agent_eta_seconds", "Estimated seconds until the agent's last round.")),
-      train_loss_(GaugeFamily(r, "gut_agent_train_loss", "Mean minibatch loss over the last epoch.")),
-      test_accuracy_(GaugeFamily(r, "gut_agent_test_accuracy_ratio", "Test accuracy of this agent's model at the last evaluation.")),
-      test_loss_(GaugeFamily(r, "gut_agent_test_loss", "Test loss of this agent's model at the last evaluation.")),
-      consensus_(GaugeFamily(r, "gut_agent_consensus_distance_estimate",
-                             "Run-wide consensus distance, estimated by the coordinator from parameter sketches at "
-                             "the last complete epoch.")),
-      compression_(GaugeFamily(r, "gut_agent_compression_ratio",
-                               "Bytes this agent sent divided by what the same messages take as plain fp32 (1 for "
-                               "fp32; 0.25 for int8).")),
-      replica_error_(GaugeFamily(r, "gut_agent_replica_error_ratio",
-                                 "||x - x_hat|| / ||x|| at the last epoch: how far the public copy the neighbours hold "
-                                 "trails the model; a value that grows means compression is losing information.")) {
-  Gauge(r, "gut_agent_epochs", "Epochs the run trains for (run.epochs).").Set(c.epochs);
-  Gauge(r, "gut_agent_rounds_per_epoch", "Training rounds in one epoch.").Set(static_cast<double>(rounds_per_epoch));
-  GaugeFamily(r, "gut_agent_info", "Who this agent is (always 1): join other series on instance to get run and rank.")
+    : round_(MakeGauge(r, "gut_agent_round", "Training and gossip rounds completed.")),
+      epoch_(MakeGauge(r, "gut_agent_epoch", "Epochs completed.")),
+      rounds_(MakeCounter(r, "gut_agent_rounds_completed_total",
+                          "Training rounds completed (replays after a rollback count again).")),
+      round_seconds_(MakeHistogram(r, "gut_agent_round_duration_seconds", "Wall time of one training round.")),
+      compute_seconds_(MakeHistogram(r, "gut_agent_round_compute_seconds",
+                                     "Time of one round spent computing (round time minus waiting).")),
+      wait_seconds_(MakeHistogram(r, "gut_agent_round_wait_seconds",
+                                  "Time of one round spent waiting for neighbours' messages.")),
+      checkpoint_seconds_(MakeHistogram(r, "gut_agent_checkpoint_duration_seconds",
+                                        "Time to write one checkpoint durably.")),
+      checkpoints_(MakeCounter(r, "gut_agent_checkpoints_total", "Checkpoints written.")),
+      last_checkpoint_round_(MakeGauge(r, "gut_agent_last_checkpoint_round",
+                                       "Round of the newest durable checkpoint.")),
+      recoveries_(MakeCounter(r, "gut_agent_recoveries_total",
+                              "Rollbacks to a checkpoint ordered by the coordinator.")),
+      generation_(MakeGauge(r, "gut_agent_recovery_generation", "The recovery generation the agent runs in.")),
+      unacked_(MakeGauge(r, "gut_agent_unacknowledged_frames",
+                         "Frames kept for resending until neighbours acknowledge them.")),
+      solver_fallbacks_(MakeCounter(r, "gut_agent_solver_fallbacks_total",
+                                    "Per-round subproblems the method could not solve and answered with a fallback "
+                                    "(CGA: a tensor's QP had non-finite data; the previous weights were reused).")),
+      lr_(MakeGaugeFamily(r, "gut_agent_learning_rate", "Learning rate of the current epoch.")),
+      progress_(MakeGaugeFamily(r, "gut_agent_progress_ratio", "Share of the run's rounds completed, 0 to 1.")),
+      eta_(MakeGaugeFamily(r, "gut_agent_eta_seconds", "Estimated seconds until the agent's last round.")),
+      train_loss_(MakeGaugeFamily(r, "gut_agent_train_loss", "Mean minibatch loss over the last epoch.")),
+      test_accuracy_(MakeGaugeFamily(r, "gut_agent_test_accuracy_ratio",
+                                     "Test accuracy of this agent's model at the last evaluation.")),
+      test_loss_(MakeGaugeFamily(r, "gut_agent_test_loss", "Test loss of this agent's model at the last evaluation.")),
+      consensus_(MakeGaugeFamily(r, "gut_agent_consensus_distance_estimate",
+                                 "Run-wide consensus distance, estimated by the coordinator from parameter sketches at "
+                                 "the last complete epoch.")),
+      compression_(MakeGaugeFamily(r, "gut_agent_compression_ratio",
+                                   "Bytes this agent sent divided by what the same messages take as plain fp32 (1 for "
+                                   "fp32; 0.25 for int8).")),
+      replica_error_(MakeGaugeFamily(r, "gut_agent_replica_error_ratio",
+                                     "||x - x_hat|| / ||x|| at the last epoch: how far the public copy the neighbours "
+                                     "hold trails the model; a value that grows means compression is losing "
+                                     "information.")) {
+  MakeGauge(r, "gut_agent_epochs", "Epochs the run trains for (run.epochs).").Set(c.epochs);
+  MakeGauge(r, "gut_agent_rounds_per_epoch",
+            "Training rounds in one epoch.").Set(static_cast<double>(rounds_per_epoch));
+  MakeGaugeFamily(r, "gut_agent_info",
+                  "Who this agent is (always 1): join other series on instance to get run and rank.")
       .Add({{"run_id", id.run_id}, {"rank", std::to_string(id.rank)}, {"name", id.name},
             {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)}})
       .Set(1);
-  GaugeFamily(r, "gut_build_info", "Version of the running binary (always 1).").Add({{"version", id.version}}).Set(1);
-  auto& status = GaugeFamily(r, "gut_agent_status", "1 for the agent's current status (running, finished, failed, stopped).");
+  MakeGaugeFamily(r, "gut_build_info",
+                  "Version of the running binary (always 1).").Add({{"version", id.version}}).Set(1);
+  auto& status = MakeGaugeFamily(r, "gut_agent_status",
+                                 "1 for the agent's current status (running, finished, failed, stopped).");
   for (const char* s : {"running", "finished", "failed", "stopped"}) status_[s] = &status.Add({{"status", s}});
   status_["running"]->Set(1);
-  auto& sent = prometheus::BuildCounter().Name("gut_agent_peer_sent_bytes_total")
-                   .Help("Bytes of frames sent to a neighbour (payload and headers).").Register(r);
-  auto& recv = prometheus::BuildCounter().Name("gut_agent_peer_received_bytes_total")
-                   .Help("Bytes of frames received from a neighbour (payload and headers).").Register(r);
-  auto& up = prometheus::BuildGauge().Name("gut_agent_peer_up").Help("1 while the stream to a neighbour is established.").Register(r);
-  auto& connects = prometheus::BuildCounter().Name("gut_agent_peer_connects_total")
-                       .Help("Handshakes completed with a neighbour (first connection and reconnects).").Register(r);
-  auto& wait = prometheus::BuildCounter().Name("gut_agent_peer_wait_seconds_total")
-                   .Help("Time the agent waited for this neighbour's messages (the neighbour it waits on grows fastest).")
-                   .Register(r);
+  auto& sent = MakeCounterFamily(r, "gut_agent_peer_sent_bytes_total",
+                                 "Bytes of frames sent to a neighbour (payload and headers).");
+  auto& recv = MakeCounterFamily(r, "gut_agent_peer_received_bytes_total",
+                                 "Bytes of frames received from a neighbour (payload and headers).");
+  auto& up = MakeGaugeFamily(r, "gut_agent_peer_up", "1 while the stream to a neighbour is established.");
+  auto& connects = MakeCounterFamily(r, "gut_agent_peer_connects_total",
+                                     "Handshakes completed with a neighbour (first connection and reconnects).");
+  auto& wait = MakeCounterFamily(r, "gut_agent_peer_wait_seconds_total",
+                                 "Time the agent waited for this neighbour's messages (the neighbour it waits on "
+                                 "grows fastest).");
   for (int p : peers) {
     const std::map<std::string, std::string> label = {{"peer", std::to_string(p)}};
     peers_.emplace(p, PeerSeries{RunningTotal(&sent.Add(label)), RunningTotal(&recv.Add(label)),

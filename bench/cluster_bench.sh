@@ -7,16 +7,20 @@
 #
 #   tls        loopback cluster, mutual TLS (the launcher's default), checkpoints every epoch
 #   plain      the same with --insecure (plaintext gRPC)
+#   plain8     plaintext with exchange.codec=int8 (a quarter of the bytes: is the cost per byte?)
 #   nockpt     mutual TLS with checkpoint.enabled=false
 #   sim        gut-sim on the same manifest (16 agents in one process)
 #   pair       a 2-agent cluster (mutual TLS, checkpoints) and pair-sim, gut-sim with 2 agents
+#   pair-plain the 2-agent cluster with --insecure
 #
 #   bench/cluster_bench.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR]
 #
 # Ratios: tls/plain (what mTLS costs), tls/nockpt (what checkpointing every epoch costs: on the
 # run's wall time, since a checkpoint is written between rounds and so is not in the per-round
-# time), tls/sim (the cluster against gut-sim), pair/pair-sim (two processes against one). Then the
-# bytes on the wire per round per edge for fp32, bf16 and int8, from the agents' last /metrics page.
+# time), tls/sim and plain/sim (the cluster against gut-sim), pair/pair-sim and pair-plain/pair-sim
+# (two processes against one), with the pair agents' own split of a round into compute and waiting
+# for the neighbour's message (gut_agent_round_{compute,wait}_seconds). Then the bytes on the wire
+# per round per edge for fp32, bf16 and int8, from the agents' last /metrics page.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
@@ -28,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --epochs) epochs=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 py=/usr/bin/python3
@@ -54,25 +58,37 @@ echo "# Service overhead per training round: $(basename "$manifest"), $epochs ep
 echo
 echo "Command: \`bench/cluster_bench.sh --epochs $epochs --reps $reps\`; ms per training round (evaluation excluded)."
 echo
-echo "| rep | tls | plain | nockpt | sim | pair | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | pair/pair-sim |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-r_tls=() r_ck=() r_sim=() r_pair=()
+echo "| rep | tls | plain | plain8 | nockpt | sim | pair | pair-plain | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | plain/sim | plain8/sim | pair/pair-sim | pair-plain/pair-sim | pair-plain compute / wait |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+r_tls=() r_ck=() r_sim=() r_plain=() r_pair=() r_pplain=()
+# A pair agent's mean compute and wait per round, ms (rank 0), from its last /metrics page.
+split() { $py - "$1/agents/rank-00/metrics.prom" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+n = float(re.search(r"^gut_agent_round_compute_seconds_count (\S+)", t, re.M).group(1))
+s = lambda k: float(re.search(r"^gut_agent_round_%s_seconds_sum (\S+)" % k, t, re.M).group(1))
+print("%.2f / %.2f" % (1000 * s("compute") / n, 1000 * s("wait") / n))
+PY
+}
 for ((k = 1; k <= reps; k++)); do
   cluster "$out/tls"
   cluster "$out/plain" --insecure
+  cluster "$out/plain8" --insecure --set exchange.codec=int8
   cluster "$out/nockpt" --set checkpoint.enabled=false
   sim "$out/sim"
   cluster "$out/pair" "${pair[@]}"
+  cluster "$out/pair-plain" --insecure "${pair[@]}"
   sim "$out/pair-sim" "${pair[@]}"
-  t=$(ms "$out/tls") p=$(ms "$out/plain") n=$(ms "$out/nockpt") s=$(ms "$out/sim")
-  c2=$(ms "$out/pair") s2=$(ms "$out/pair-sim")
+  t=$(ms "$out/tls") p=$(ms "$out/plain") p8=$(ms "$out/plain8") n=$(ms "$out/nockpt") s=$(ms "$out/sim")
+  c2=$(ms "$out/pair") p2=$(ms "$out/pair-plain") s2=$(ms "$out/pair-sim")
   wt=$(wall "$out/tls") wn=$(wall "$out/nockpt")
-  a=$(ratio "$t" "$p") b=$(ratio "$wt" "$wn") c=$(ratio "$t" "$s") d=$(ratio "$c2" "$s2")
-  r_tls+=("$a") r_ck+=("$b") r_sim+=("$c") r_pair+=("$d")
-  echo "| $k | $t | $p | $n | $s | $c2 | $s2 | $wt | $wn | $a | $b | $c | $d |"
+  a=$(ratio "$t" "$p") b=$(ratio "$wt" "$wn") c=$(ratio "$t" "$s") e=$(ratio "$p" "$s") f=$(ratio "$p8" "$s")
+  d=$(ratio "$c2" "$s2") g=$(ratio "$p2" "$s2")
+  r_tls+=("$a") r_ck+=("$b") r_sim+=("$c") r_plain+=("$e") r_pair+=("$d") r_pplain+=("$g")
+  echo "| $k | $t | $p | $p8 | $n | $s | $c2 | $p2 | $s2 | $wt | $wn | $a | $b | $c | $e | $f | $d | $g | $(split "$out/pair-plain") |"
 done
 echo
-echo "median: tls/plain $(median "${r_tls[@]}"), tls/nockpt (wall) $(median "${r_ck[@]}"), tls/sim $(median "${r_sim[@]}"), pair/pair-sim $(median "${r_pair[@]}")"
+echo "median: tls/plain $(median "${r_tls[@]}"), tls/nockpt (wall) $(median "${r_ck[@]}"), tls/sim $(median "${r_sim[@]}"), plain/sim $(median "${r_plain[@]}"), pair/pair-sim $(median "${r_pair[@]}"), pair-plain/pair-sim $(median "${r_pplain[@]}")"
 echo
 echo "| codec | bytes per round per edge | / 4P |"
 echo "|---|---|---|"

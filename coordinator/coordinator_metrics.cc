@@ -3,16 +3,14 @@
 #include <algorithm>
 
 #include "core/codec/codec.h"
+#include "services/metrics.h"
 
 namespace gut::coordinator {
 namespace {
 
-prometheus::Family<prometheus::Gauge>& Family(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
-}
-prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
-  return Family(r, name, help).Add({});
-}
+using services::MakeCounterFamily;
+using services::MakeGauge;
+using services::MakeGaugeFamily;
 
 }  // namespace
 
@@ -20,40 +18,42 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
                                        const std::string& version)
     : registry_(r),
       config_(c),
-      joined_(Gauge(r, "gut_coordinator_agents_joined", "Agents that have joined the run.")),
-      expected_(Gauge(r, "gut_coordinator_agents_expected", "Agents the manifest asks for.")),
-      active_(Gauge(r, "gut_coordinator_agents_active", "Agents still part of the run (not dropped).")),
-      left_(Gauge(r, "gut_coordinator_agents_left", "Agents that have finished, failed or stopped.")),
-      epoch_(Gauge(r, "gut_coordinator_epoch", "Last epoch every active agent has reported.")),
-      epochs_(Gauge(r, "gut_coordinator_epochs", "Epochs the run trains for (run.epochs).")),
-      progress_(Gauge(r, "gut_coordinator_progress_ratio", "Share of the run's epochs completed, 0 to 1.")),
-      generation_(Gauge(r, "gut_coordinator_recovery_generation",
-                        "Recovery generation: increases with every rollback or dropped rank.")),
-      dropped_(Gauge(r, "gut_coordinator_agents_dropped", "Ranks removed from the run (fault.on_peer_loss: drop).")),
-      rounds_per_epoch_(Family(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
-      eta_(Family(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
-      acc_mean_(Family(r, "gut_coordinator_test_accuracy_ratio",
-                       "Test accuracy over agents at the last evaluated epoch (stat = mean, min, max)."),
+      joined_(MakeGauge(r, "gut_coordinator_agents_joined", "Agents that have joined the run.")),
+      expected_(MakeGauge(r, "gut_coordinator_agents_expected", "Agents the manifest asks for.")),
+      active_(MakeGauge(r, "gut_coordinator_agents_active", "Agents still part of the run (not dropped).")),
+      left_(MakeGauge(r, "gut_coordinator_agents_left", "Agents that have finished, failed or stopped.")),
+      epoch_(MakeGauge(r, "gut_coordinator_epoch", "Last epoch every active agent has reported.")),
+      epochs_(MakeGauge(r, "gut_coordinator_epochs", "Epochs the run trains for (run.epochs).")),
+      progress_(MakeGauge(r, "gut_coordinator_progress_ratio", "Share of the run's epochs completed, 0 to 1.")),
+      generation_(MakeGauge(r, "gut_coordinator_recovery_generation",
+                            "Recovery generation: increases with every rollback or dropped rank.")),
+      dropped_(MakeGauge(r, "gut_coordinator_agents_dropped",
+                         "Ranks removed from the run (fault.on_peer_loss: drop).")),
+      rounds_per_epoch_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
+      eta_(MakeGaugeFamily(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
+      acc_mean_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio",
+                                "Test accuracy over agents at the last evaluated epoch (stat = mean, min, max)."),
                 {{"stat", "mean"}}),
-      acc_min_(Family(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "min"}}),
-      acc_max_(Family(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "max"}}),
-      loss_(Family(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
-      consensus_(Family(r, "gut_coordinator_consensus_distance",
-                        "Consensus distance estimated from the agents' parameter sketches at the last epoch.")),
-      rps_(Family(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
-      agent_up_(prometheus::BuildGauge().Name("gut_coordinator_agent_up")
-                    .Help("1 while the agent of this rank sends heartbeats (or has finished).").Register(r)),
-      agent_round_(prometheus::BuildGauge().Name("gut_coordinator_agent_round")
-                       .Help("Rounds the agent of this rank has completed (last heartbeat).").Register(r)) {
-  auto& status = prometheus::BuildGauge().Name("gut_coordinator_run_status")
-                     .Help("1 for the run's current status (joining, running, finished, failed, stopped).").Register(r);
+      acc_min_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "min"}}),
+      acc_max_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "max"}}),
+      loss_(MakeGaugeFamily(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
+      consensus_(MakeGaugeFamily(r, "gut_coordinator_consensus_distance",
+                                 "Consensus distance estimated from the agents' parameter sketches at the last "
+                                 "epoch.")),
+      rps_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
+      agent_up_(MakeGaugeFamily(r, "gut_coordinator_agent_up",
+                                "1 while the agent of this rank sends heartbeats (or has finished).")),
+      agent_round_(MakeGaugeFamily(r, "gut_coordinator_agent_round",
+                                   "Rounds the agent of this rank has completed (last heartbeat).")) {
+  auto& status = MakeGaugeFamily(r, "gut_coordinator_run_status",
+                                 "1 for the run's current status (joining, running, finished, failed, stopped).");
   for (const char* s : {"joining", "running", "finished", "failed", "stopped"}) status_[s] = &status.Add({{"status", s}});
-  auto& refused = prometheus::BuildCounter().Name("gut_coordinator_requests_refused_total")
-                      .Help("Calls the coordinator refused, by reason.").Register(r);
+  auto& refused = MakeCounterFamily(r, "gut_coordinator_requests_refused_total",
+                                    "Calls the coordinator refused, by reason.");
   for (int k = 0; k < static_cast<int>(Refusal::kCount); ++k) {
     refused_.push_back(&refused.Add({{"reason", RefusalName(static_cast<Refusal>(k))}}));
   }
-  prometheus::BuildGauge().Name("gut_run_info").Help("The run this coordinator serves (always 1).").Register(r)
+  MakeGaugeFamily(r, "gut_run_info", "The run this coordinator serves (always 1).")
       .Add({{"run_id", run_id}, {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)},
             {"graph", c.graph}, {"agents", std::to_string(c.num_agents)}, {"version", version}})
       .Set(1);

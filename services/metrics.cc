@@ -207,4 +207,22 @@ std::vector<double> DurationBuckets() {
   return b;
 }
 
+prometheus::Family<prometheus::Gauge>& MakeGaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+prometheus::Gauge& MakeGauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return MakeGaugeFamily(r, name, help).Add({});
+}
+prometheus::Family<prometheus::Counter>& MakeCounterFamily(prometheus::Registry& r, const std::string& name,
+                                                           const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+prometheus::Counter& MakeCounter(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return MakeCounterFamily(r, name, help).Add({});
+}
+prometheus::Histogram& MakeHistogram(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, DurationBuckets());
+}
+
 }  // namespace gut::services

@@ -8,20 +8,21 @@
 #ifndef GUT_SERVICES_METRICS_H_
 #define GUT_SERVICES_METRICS_H_
 
-#include <memory>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include "absl/status/statusor.h"
-
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
+#include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include "absl/status/statusor.h"
 
 namespace prometheus {
 class Collectable;
@@ -80,6 +81,17 @@ class LazyGauge {
 
 // Histogram buckets for durations: 1 ms to 60 s, six per decade.
 std::vector<double> DurationBuckets();
+
+// Registering one metric by name and help text, for the agent's and the coordinator's metric
+// types. A family takes its labels later; the others are the one unlabelled series of their family.
+prometheus::Family<prometheus::Gauge>& MakeGaugeFamily(prometheus::Registry& r, const std::string& name,
+                                                       const std::string& help);
+prometheus::Gauge& MakeGauge(prometheus::Registry& r, const std::string& name, const std::string& help);
+prometheus::Family<prometheus::Counter>& MakeCounterFamily(prometheus::Registry& r, const std::string& name,
+                                                           const std::string& help);
+prometheus::Counter& MakeCounter(prometheus::Registry& r, const std::string& name, const std::string& help);
+prometheus::Histogram& MakeHistogram(prometheus::Registry& r, const std::string& name,
+                                     const std::string& help);  // DurationBuckets
 
 }  // namespace gut::services
 
