@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::vector<Row>> by_method;
   for (const auto& r : table->rows) {
     Row row{Field(r, c_tag), Field(r, c_method), Field(r, c_codec), Field(r, c_gamma), Field(r, c_status),
-            Number(r, c_acc), Number(r, c_ratio), Number(r, c_err)};
+            Number(r, c_acc), Number(r, c_ratio), Number(r, c_err), ""};
     row.extra = ExtraSettings(row.tag, row.gamma);
     by_method[row.method].push_back(row);
   }

@@ -94,7 +94,7 @@ absl::Status DecodeInt8(Reader* in, absl::Span<float> out, int chunk_values) {
   if (in->left() < Int8Size(n, chunk_values)) return absl::DataLossError("int8 values are truncated");
   for (size_t start = 0; start < n; start += chunk) {
     const size_t end = std::min(n, start + chunk);
-    float scale;
+    float scale = 0;
     in->Read(&scale);
     if (!std::isfinite(scale) || scale < 0) {
       return absl::DataLossError(absl::StrCat("int8 chunk at value ", start, " has scale ", scale));
@@ -177,7 +177,7 @@ absl::Status DecodeLowBit(Reader* in, absl::Span<float> out, int chunk_values, i
   if (in->left() < LowBitSize(n, chunk_values, bits)) return absl::DataLossError(absl::StrCat(name, " values are truncated"));
   for (size_t start = 0; start < n; start += chunk) {
     const size_t end = std::min(n, start + chunk);
-    float scale;
+    float scale = 0;
     in->Read(&scale);
     if (!std::isfinite(scale) || scale < 0) {
       return absl::DataLossError(absl::StrCat(name, " chunk at value ", start, " has scale ", scale));

@@ -57,7 +57,7 @@ class GrpcGroup final : public ExchangeGroup {
       o.rank = i;
       o.self_weight = w.self_weight(i);
       const auto& nb = w.graph().neighbours(i);
-      for (size_t k = 0; k < nb.size(); ++k) o.neighbours.push_back({nb[k], w.weight(i, k), addr[nb[k]]});
+      for (size_t k = 0; k < nb.size(); ++k) o.neighbours.push_back({nb[k], w.weight(i, k), addr[nb[k]], ""});
       o.layout_hash = 42;
       o.num_params = 1024;
       o.deadline = d;

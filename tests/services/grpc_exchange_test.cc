@@ -63,7 +63,7 @@ class Ring {
       const auto& nb = w_->graph().neighbours(i);
       for (size_t k = 0; k < nb.size(); ++k) {
         const std::string addr = dial_override.count(nb[k]) ? dial_override[nb[k]] : nodes_[nb[k]].address;
-        o.neighbours.push_back({nb[k], w_->weight(i, k), addr});
+        o.neighbours.push_back({nb[k], w_->weight(i, k), addr, ""});  // "": any identity
       }
       o.layout_hash = 77;
       o.num_params = num_params_;
