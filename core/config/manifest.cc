@@ -530,8 +530,11 @@ std::string ToYaml(const RunConfig& c) {
       << YAML::Value << c.codec.topk_fraction << YAML::Key << "sparse_values" << YAML::Value
       << ValueCodingName(c.codec.sparse_values) << YAML::Key << "lowrank_rank" << YAML::Value << c.codec.lowrank_rank
       << YAML::Key << "int8_chunk" << YAML::Value << c.codec.int8_chunk << YAML::Key << "consensus_step"
-      << YAML::Value << c.consensus_step << YAML::Key << "consensus_form" << YAML::Value << c.consensus_form
-      << YAML::EndMap;
+      << YAML::Value << c.consensus_step;
+  // Left out at its default, so that agents of a build without the key still read runs that do not
+  // use it (docs/protocol.md §7, manifest hand-over).
+  if (c.consensus_form != "auto") out << YAML::Key << "consensus_form" << YAML::Value << c.consensus_form;
+  out << YAML::EndMap;
   out << YAML::EndMap;
   return out.c_str();
 }

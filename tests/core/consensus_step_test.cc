@@ -142,6 +142,11 @@ TEST(ConsensusStep, FormCanBeChosen) {
   auto handed_over = ParseManifest(ToYaml(*reference), "coordinator", {});
   ASSERT_TRUE(handed_over.ok()) << handed_over.status();
   EXPECT_FALSE(handed_over->hyper.direct_consensus);
+  // At its default the key is not handed over, so older agents still read the manifest.
+  auto plain = Parse("exchange: {codec: int8}\n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(ToYaml(*plain).find("consensus_form"), std::string::npos);
+  EXPECT_NE(ToYaml(*reference).find("consensus_form: reference"), std::string::npos);
   auto bad = Parse("exchange: {consensus_form: momentum}\n");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(std::string(bad.status().message()).find("exchange.consensus_form must be auto, direct or reference, got 'momentum'"),
