@@ -176,17 +176,38 @@ TEST(ConsensusStep, DirectFormKeepsTheLosslessPoint) {
 // A step above what a codec was measured to survive is warned about, naming the codec and γ; a
 // divergence under a lossy codec blames the compression, not the learning rate.
 TEST(ConsensusStep, RiskyStepsAreWarnedAboutAndDivergenceBlamesTheCodec) {
-  auto risky = Parse("exchange: {codec: topk, topk_fraction: 0.01, consensus_step: 1}\n");
-  auto fine = Parse("exchange: {codec: topk, topk_fraction: 0.01}\n");
+  auto risky = Parse("exchange: {codec: topk, topk_fraction: 0.1, consensus_step: 1}\n");
+  auto fine = Parse("exchange: {codec: topk, topk_fraction: 0.1}\n");
   ASSERT_TRUE(risky.ok() && fine.ok());
   EXPECT_EQ(fine->consensus_step, DefaultConsensusStep(fine->codec));
   EXPECT_TRUE(ExchangeWarnings(*fine).empty());
   const auto warnings = ExchangeWarnings(*risky);
   ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("exchange.consensus_step 1 with exchange.codec topk 0.01"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("exchange.consensus_step 1 with exchange.codec topk 0.1"), std::string::npos) << warnings[0];
   const std::string advice = DivergenceAdvice(*risky);
   EXPECT_NE(advice.find("compression is the likely cause"), std::string::npos) << advice;
+  EXPECT_NE(advice.find("lower exchange.consensus_step (0.2"), std::string::npos) << advice;
   EXPECT_EQ(advice.find("lower algorithm.lr"), std::string::npos) << advice;
+}
+
+// Codecs that diverged at every step tried over the 100-epoch protocol (top-k 1 %, int2) are
+// warned about at their default step too, and a divergence points to a denser codec rather than
+// to another step.
+TEST(ConsensusStep, CodecsThatDivergedInEveryLongRunAreWarnedAbout) {
+  for (const char* exchange : {"exchange: {codec: topk, topk_fraction: 0.01}\n", "exchange: {codec: int2}\n"}) {
+    auto c = Parse(exchange);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->consensus_step, DefaultConsensusStep(c->codec)) << exchange;
+    const auto warnings = ExchangeWarnings(*c);
+    ASSERT_EQ(warnings.size(), 1u) << exchange;
+    EXPECT_NE(warnings[0].find("diverged in every long run measured"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find(c->codec.kind == CodecKind::kTopK ? "exchange.codec topk 0.01" : "exchange.codec int2"),
+              std::string::npos)
+        << warnings[0];
+    const std::string advice = DivergenceAdvice(*c);
+    EXPECT_NE(advice.find("use a denser codec"), std::string::npos) << advice;
+    EXPECT_EQ(advice.find("lower exchange.consensus_step"), std::string::npos) << advice;
+  }
 }
 
 }  // namespace
