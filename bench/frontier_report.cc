@@ -44,7 +44,9 @@ std::string ExtraSettings(const std::string& tag, const std::string& gamma) {
   if (gamma.empty() || at == std::string::npos || at + mark.size() >= tag.size()) return "";
   const std::vector<std::string> parts = absl::StrSplit(tag.substr(at + mark.size() + 1), '-');
   std::string out;
-  for (size_t k = 0; k + 1 < parts.size(); k += 2) absl::StrAppend(&out, out.empty() ? "" : " ", parts[k], "=", parts[k + 1]);
+  for (size_t k = 0; k + 1 < parts.size(); k += 2) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", parts[k], "=", parts[k + 1]);
+  }
   return out;
 }
 
@@ -102,8 +104,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::vector<Row>> by_method;
   for (const auto& r : table->rows) {
     Row row{Field(r, c_tag), Field(r, c_method), Field(r, c_codec), Field(r, c_gamma), Field(r, c_status),
-            Number(r, c_acc), Number(r, c_ratio), Number(r, c_err), ""};
-    row.extra = ExtraSettings(row.tag, row.gamma);
+            Number(r, c_acc), Number(r, c_ratio), Number(r, c_err),
+            ExtraSettings(Field(r, c_tag), Field(r, c_gamma))};
     by_method[row.method].push_back(row);
   }
 

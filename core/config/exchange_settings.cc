@@ -26,6 +26,7 @@ struct Steps {
   // codec serves short runs (the 3-epoch screen converges: its learning rate decays after 1.5
   // epochs) but not 50 epochs at lr 0.1.
   const char* long_runs_diverged = "";
+  bool DivergedInLongRuns() const { return *long_runs_diverged != '\0'; }
 };
 
 Steps MeasuredSteps(const CodecOptions& codec) {
@@ -69,19 +70,19 @@ CodecOptions CodecForRun(const RunConfig& config, const ModelInfo& model) {
 
 std::vector<std::string> ExchangeWarnings(const RunConfig& c) {
   std::vector<std::string> out;
-  const double stable = StableConsensusStep(c.codec);
-  if (c.consensus_step > stable) {
+  const Steps steps = MeasuredSteps(c.codec);
+  if (c.consensus_step > steps.stable) {
     out.push_back(absl::StrFormat(
         "exchange.consensus_step %g with exchange.codec %s is above %g, the largest step measured to converge with "
         "this codec; expect divergence or lost accuracy (leave consensus_step at auto for %g)",
-        c.consensus_step, DescribeExchange(c), stable, DefaultConsensusStep(c.codec)));
+        c.consensus_step, DescribeExchange(c), steps.stable, steps.by_default));
   }
-  if (const char* tried = MeasuredSteps(c.codec).long_runs_diverged; *tried != '\0') {
+  if (steps.DivergedInLongRuns()) {
     out.push_back(absl::StrFormat(
         "exchange.codec %s diverged in every long run measured (QG-GUTm, 16-agent ring, Fashion-MNIST, 100 epochs "
         "at lr 0.1: %s); short runs converge, but for a long one use a denser codec (int4 with exchange.zstd: "
         "0.08 of fp32's bytes, within 0.2 points of fp32)",
-        DescribeExchange(c), tried));
+        DescribeExchange(c), steps.long_runs_diverged));
   }
   // The methods that gossip replica differences with error feedback (ReplicaGossip).
   const std::string& a = c.hyper.algorithm;
@@ -109,7 +110,7 @@ std::string DescribeExchange(const RunConfig& c) {
 
 std::string DivergenceAdvice(const RunConfig& c) {
   if (!Dense(c.codec.kind)) {
-    if (*MeasuredSteps(c.codec).long_runs_diverged != '\0') {
+    if (MeasuredSteps(c.codec).DivergedInLongRuns()) {
       return absl::StrCat("the exchange's compression is the likely cause (exchange.codec ", DescribeExchange(c),
                           "; it diverged in every long run measured, whatever the step): use a denser codec, "
                           "e.g. int4 with exchange.zstd");
