@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "agent/agent_data.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_participant.h"
 #include "core/checkpoint/checkpoint_store.h"
@@ -175,10 +176,9 @@ absl::Status Agent::Join() {
     req.set_join_token(token->substr(0, token->find_first_of("\r\n")));
   }
   if (o_.local_data) {
-    auto d = core::LoadDataset(core::DetectDataset(o_.data_dir), o_.data_dir);
-    if (!d.ok()) return d.status();
-    req.set_local_samples(d->train.size());
-    data_ = std::move(*d);
+    auto n = LocalSampleCount(o_.data_dir);
+    if (!n.ok()) return n.status();
+    req.set_local_samples(*n);
   }
   if (!o_.checkpoint_dir.empty()) {
     auto store = core::CheckpointStore::Open(o_.checkpoint_dir + "/checkpoints", {});
@@ -210,37 +210,25 @@ absl::Status Agent::Join() {
 }
 
 absl::Status Agent::Prepare() {
-  auto c = core::ParseManifest(join_.manifest_yaml(), "the coordinator's manifest", {});
+  // The coordinator's data.path means nothing here when this agent brings its own (--data-dir).
+  std::vector<std::string> overrides;
+  if (!o_.data_dir.empty()) overrides.push_back("data.path=" + o_.data_dir);
+  auto c = core::ParseManifest(join_.manifest_yaml(), "the coordinator's manifest", overrides);
   if (!c.ok()) return c.status();
   config_ = std::move(*c);
-  if (!o_.data_dir.empty()) config_.data_path = o_.data_dir;
-  auto model = core::ModelForRun(config_);
-  if (!model.ok()) return model.status();
-  model_ = std::move(*model);
-  if (o_.local_data && (data_.train.num_classes != model_.num_classes ||
-                        data_.train.sample_size() != model_.input_shape[0] * model_.input_shape[1] * model_.input_shape[2])) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--local-data ", o_.data_dir, " holds ", data_.train.num_classes, " classes of ", data_.train.channels, "x",
-        data_.train.height, "x", data_.train.width, " images; the run's data set ", config_.dataset, " for model ",
-        model_.name, " has ", model_.num_classes, " classes of ", model_.input_shape[0], "x", model_.input_shape[1], "x",
-        model_.input_shape[2]));
+  std::optional<core::ModelFile> file;
+  if (config_.model == "torchscript") {
+    auto f = RunModelFile(o_, join_, client_.get());
+    if (!f.ok()) return f.status();
+    file = std::move(*f);
   }
   const int rank = join_.rank();
-  std::vector<int64_t> shard;
-  if (o_.local_data) {
-    shard.resize(data_.train.size());
-    for (int64_t k = 0; k < data_.train.size(); ++k) shard[k] = k;
-  } else {
-    auto d = core::LoadDataset(config_.dataset, config_.data_path);
-    if (!d.ok()) return d.status();
-    data_ = std::move(*d);
-    auto shards = config_.partition == "iid"
-                      ? core::IidPartition(data_.train.size(), config_.num_agents, config_.seed)
-                      : core::DirichletPartition(data_.train.labels, data_.train.num_classes, config_.num_agents,
-                                                 config_.alpha, config_.seed);
-    if (!shards.ok()) return shards.status();
-    shard = std::move((*shards)[rank]);
-  }
+  auto loaded = LoadAgentData(config_, o_, rank, file ? &*file : nullptr);
+  if (!loaded.ok()) return loaded.status();
+  file.reset();
+  data_ = std::move(loaded->data);
+  model_ = std::move(loaded->model);
+  std::vector<int64_t> shard = std::move(loaded->shard);
   // Keep only this agent's samples (edge devices: the full training set is not needed after the
   // partition).
   shard_ = core::Subset(data_.train, shard);
@@ -261,7 +249,7 @@ absl::Status Agent::Prepare() {
   plan_.schedule = config_.schedule;
 
   if (!o_.checkpoint_dir.empty()) {
-    auto store = core::CheckpointStore::Open(o_.checkpoint_dir + "/checkpoints", {join_.run_id(), model_.layout_hash()});
+    auto store = core::CheckpointStore::Open(o_.checkpoint_dir + "/checkpoints", {join_.run_id(), model_.identity_hash()});
     if (!store.ok()) return store.status();
     store_.emplace(std::move(*store));
     plan_.checkpoint_every_rounds = core::CheckpointInterval(config_, rounds_per_epoch_);
@@ -274,6 +262,8 @@ absl::Status Agent::Prepare() {
   xo.self_weight = cmd.topology().self_weight();
   xo.neighbours = Neighbours(cmd.topology());
   xo.layout_hash = model_.layout_hash();
+  xo.layout = model_.LayoutDescription();
+  if (model_.is_script()) xo.model_sha256 = model_.script->sha256;
   xo.num_params = model_.num_params();
   xo.codec = core::CodecForRun(config_, model_);
   xo.codec_seed = config_.seed;

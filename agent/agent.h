@@ -16,8 +16,11 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:0";  // Peer service + health; port 0 picks a free one
   std::string advertise;             // host:port neighbours dial (default: the listen address)
   std::string data_dir;              // overrides the manifest's data.path
+  // model.name: torchscript: this agent's own copy of the run's model file (it must be the one the
+  // coordinator serves); empty: the coordinator hands the file over.
+  std::string model_file;
   bool local_data = false;           // train on all of data_dir's training set (edge use)
-  std::string checkpoint_dir;        // checkpoints, params-final.f32, metrics.csv of this agent
+  std::string checkpoint_dir;        // checkpoints, params-final.f32, model-final.pt, metrics.csv
   std::string metrics_address;       // Prometheus /metrics; empty: off
   std::string metrics_advertise;     // host:port the coordinator lists as scrape target
   std::string name;                  // default: hostname-pid

@@ -68,8 +68,13 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
       progress_(MakeGaugeFamily(r, "gut_agent_progress_ratio", "Share of the run's rounds completed, 0 to 1.")),
       eta_(MakeGaugeFamily(r, "gut_agent_eta_seconds", "Estimated seconds until the agent's last round.")),
       train_loss_(MakeGaugeFamily(r, "gut_agent_train_loss", "Mean minibatch loss over the last epoch.")),
-      test_accuracy_(MakeGaugeFamily(r, "gut_agent_test_accuracy_ratio",
-                                     "Test accuracy of this agent's model at the last evaluation.")),
+      // The test metric under its own name (model.loss): accuracy, or a regression's RMSE.
+      test_accuracy_(core::MetricName(c) == "rmse"
+                         ? MakeGaugeFamily(r, "gut_agent_test_rmse",
+                                           "Test RMSE (root mean squared error) of this agent's model at the last "
+                                           "evaluation.")
+                         : MakeGaugeFamily(r, "gut_agent_test_accuracy_ratio",
+                                           "Test accuracy of this agent's model at the last evaluation.")),
       test_loss_(MakeGaugeFamily(r, "gut_agent_test_loss", "Test loss of this agent's model at the last evaluation.")),
       consensus_(MakeGaugeFamily(r, "gut_agent_consensus_distance_estimate",
                                  "Run-wide consensus distance, estimated by the coordinator from parameter sketches at "
@@ -87,7 +92,8 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
   MakeGaugeFamily(r, "gut_agent_info",
                   "Who this agent is (always 1): join other series on instance to get run and rank.")
       .Add({{"run_id", id.run_id}, {"rank", std::to_string(id.rank)}, {"name", id.name},
-            {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)}})
+            {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)}, {"model", c.model},
+            {"metric", core::MetricName(c)}})
       .Set(1);
   MakeGaugeFamily(r, "gut_build_info",
                   "Version of the running binary (always 1).").Add({{"version", id.version}}).Set(1);

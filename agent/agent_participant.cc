@@ -12,6 +12,7 @@
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "core/common/sketch.h"
+#include "core/report/run_report.h"
 
 namespace gut::agent {
 
@@ -19,8 +20,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-constexpr char kCsvHeader[] =
-    "epoch,final,round,lr,train_loss,test_acc,test_loss,compute_s,wait_s,wall_s,bytes_sent,bytes_received\n";
+// The agent's own metrics.csv; the test metric's column is test_acc or test_rmse (model.loss).
+std::string CsvHeader(const report::Metric& m) {
+  return absl::StrCat("epoch,final,round,lr,train_loss,test_", m.key,
+                      ",test_loss,compute_s,wait_s,wall_s,bytes_sent,bytes_received\n");
+}
 }  // namespace
 
 AgentParticipant::AgentParticipant(ParticipantParts p) : p_(std::move(p)) {
@@ -98,7 +102,7 @@ gut::v1::EpochMetrics AgentParticipant::EpochReport(int epoch, double lr, double
   m.set_train_loss(train_loss);
   if (ev != nullptr) {
     m.set_evaluated(true);
-    m.set_test_accuracy(ev->accuracy);
+    m.set_test_accuracy(ev->metric);
     m.set_test_loss(ev->loss);
   }
   m.set_consensus_distance_estimate(p_.client->consensus());
@@ -115,7 +119,7 @@ gut::v1::EpochMetrics AgentParticipant::EpochReport(int epoch, double lr, double
   m.set_num_params(static_cast<int64_t>(algorithm_->params().size()));
   for (float v : core::SketchParams(algorithm_->params())) m.add_sketch(v);
   csv_rows_.push_back(absl::StrFormat("%d,%d,%d,%.6g,%.6f,%s,%s,%.3f,%.3f,%.3f,%d,%d", epoch, final ? 1 : 0, round_, lr,
-                                      train_loss, ev ? absl::StrFormat("%.6f", ev->accuracy) : std::string(),
+                                      train_loss, ev ? absl::StrFormat("%.6f", ev->metric) : std::string(),
                                       ev ? absl::StrFormat("%.6f", ev->loss) : std::string(), compute_s_, wait_s_,
                                       Elapsed(), p_.exchange->bytes_sent(), p_.exchange->bytes_received()));
   return m;
@@ -123,7 +127,7 @@ gut::v1::EpochMetrics AgentParticipant::EpochReport(int epoch, double lr, double
 
 void AgentParticipant::WriteLocalCsv() {
   if (p_.out_dir.empty()) return;
-  std::string out = kCsvHeader;
+  std::string out = CsvHeader(report::Metric::For(*p_.config));
   for (const auto& r : csv_rows_) absl::StrAppend(&out, r, "\n");
   if (auto s = core::AtomicWrite(p_.out_dir + "/metrics.csv", out, core::Durability::kRename); !s.ok()) {
     spdlog::warn("{}", s.ToString());
@@ -139,7 +143,7 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
   }
   p_.client->Report(EpochReport(e.epoch, e.lr, e.train_loss, ev ? &*ev : nullptr, false));
   WriteLocalCsv();
-  const double acc = ev ? ev->accuracy : 0, tl = ev ? ev->loss : 0;
+  const double acc = ev ? ev->metric : 0, tl = ev ? ev->loss : 0;
   UpdateProgress(e.epoch, e.train_loss, ev ? &acc : nullptr);
   if (p_.metrics != nullptr) {
     p_.metrics->Epoch(e.epoch, &e.train_loss, ev ? &acc : nullptr, ev ? &tl : nullptr, p_.client->consensus());
@@ -148,8 +152,9 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
   }
   const double rate = (round_ - start_round_) / std::max(1e-9, Since(start_));
   const double left = static_cast<double>(p_.config->epochs - e.epoch) * p_.rounds_per_epoch + p_.config->final_gossip_rounds;
-  spdlog::info("rank {} epoch {}/{}: lr {:.4g} loss {:.4f} acc {} | {:.1f} rounds/s, wait {:.0f}%, ETA {:.0f}s", p_.rank,
-               e.epoch, p_.config->epochs, e.lr, e.train_loss, ev ? absl::StrFormat("%.2f%%", 100 * ev->accuracy) : "-",
+  const report::Metric metric = report::Metric::For(*p_.config);
+  spdlog::info("rank {} epoch {}/{}: lr {:.4g} loss {:.4f} {} {} | {:.1f} rounds/s, wait {:.0f}%, ETA {:.0f}s", p_.rank,
+               e.epoch, p_.config->epochs, e.lr, e.train_loss, metric.key, ev ? metric.Format(ev->metric) : "-",
                rate, 100 * wait_s_ / std::max(1e-9, wait_s_ + compute_s_), left / std::max(1e-9, rate));
   return absl::OkStatus();
 }
@@ -166,10 +171,15 @@ absl::Status AgentParticipant::Finish(int64_t rounds) {
         !s.ok()) {
       return s;
     }
+    // The same model as a file PyTorch loads (README: "Take the model home").
+    auto pt = p_.trainer->ExportModel(x);
+    if (!pt.ok()) return pt.status();
+    if (auto s = core::AtomicWrite(p_.out_dir + "/model-final.pt", *pt); !s.ok()) return s;
   }
-  const double acc = ev->accuracy;
+  const double acc = ev->metric;
   UpdateProgress(p_.config->epochs, 0, &acc);
-  spdlog::info("rank {} done: final test accuracy {:.2f}% after {} rounds", p_.rank, 100 * ev->accuracy, rounds);
+  const report::Metric metric = report::Metric::For(*p_.config);
+  spdlog::info("rank {} done: final {} {} after {} rounds", p_.rank, metric.label, metric.Format(ev->metric), rounds);
   if (p_.metrics != nullptr) {
     p_.metrics->Epoch(p_.config->epochs, nullptr, &acc, &ev->loss, p_.client->consensus());
     SyncMetrics();
@@ -208,6 +218,9 @@ void AgentParticipant::Visit(core::StateVisitor<float>* v) {
   int64_t drawn = p_.trainer->batches_drawn();
   v->Integer("run/batches_drawn", &drawn);
   if (drawn != p_.trainer->batches_drawn()) p_.trainer->Rewind(drawn);
+  v->Push("trainer");
+  p_.trainer->VisitBuffers(v);
+  v->Pop();
   v->Push("algorithm");
   algorithm_->VisitState(v);
   v->Pop();
@@ -239,6 +252,7 @@ absl::Status AgentParticipant::RestoreInitial() {
   if (!a.ok()) return a.status();
   algorithm_ = std::move(*a);
   p_.trainer->Rewind(0);
+  p_.trainer->ResetBuffers();
   round_ = 0;
   loss_sum_ = train_s_ = compute_s_ = wait_s_ = wall_offset_ = 0;
   csv_rows_.clear();

@@ -34,8 +34,10 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", o.insecure, "allow plaintext on a non-loopback address");
   app.add_option("--join-token-file", o.join_token_file, "file holding the coordinator's join token");
   app.add_option("--data-dir", o.data_dir, "data set directory (overrides the manifest's data.path)");
+  app.add_option("--model", o.model_file,
+                 "model.name: torchscript: this agent's own copy of the run's model file (default: the coordinator's)");
   app.add_flag("--local-data", o.local_data, "train on all of --data-dir's training set instead of a partition share");
-  app.add_option("--checkpoint-dir", o.checkpoint_dir, "checkpoints, params-final.f32, metrics.csv, metrics.prom");
+  app.add_option("--checkpoint-dir", o.checkpoint_dir, "checkpoints, params-final.f32, model-final.pt, metrics.csv, metrics.prom");
   app.add_option("--metrics", o.metrics_address, "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9100");
   app.add_option("--metrics-advertise", o.metrics_advertise, "scrape address to register at the coordinator");
   app.add_option("--name", o.name, "agent name (default: the certificate's name, else hostname-pid); a rejoin under "

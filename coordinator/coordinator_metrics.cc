@@ -12,6 +12,10 @@ using services::MakeCounterFamily;
 using services::MakeGauge;
 using services::MakeGaugeFamily;
 
+std::string MetricFamily(const core::RunConfig& c) {
+  return core::MetricName(c) == "rmse" ? "gut_coordinator_test_rmse" : "gut_coordinator_test_accuracy_ratio";
+}
+
 }  // namespace
 
 CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunConfig& c, const std::string& run_id,
@@ -31,11 +35,14 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
                          "Ranks removed from the run (fault.on_peer_loss: drop).")),
       rounds_per_epoch_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
       eta_(MakeGaugeFamily(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
-      acc_mean_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio",
-                                "Test accuracy over agents at the last evaluated epoch (stat = mean, min, max)."),
+      // The test metric under its own name (model.loss): accuracy, or a regression's RMSE.
+      acc_mean_(MakeGaugeFamily(r, MetricFamily(c),
+                                core::MetricName(c) == "rmse"
+                                    ? "Test RMSE over agents at the last evaluated epoch (stat = mean, min, max)."
+                                    : "Test accuracy over agents at the last evaluated epoch (stat = mean, min, max)."),
                 {{"stat", "mean"}}),
-      acc_min_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "min"}}),
-      acc_max_(MakeGaugeFamily(r, "gut_coordinator_test_accuracy_ratio", ""), {{"stat", "max"}}),
+      acc_min_(MakeGaugeFamily(r, MetricFamily(c), ""), {{"stat", "min"}}),
+      acc_max_(MakeGaugeFamily(r, MetricFamily(c), ""), {{"stat", "max"}}),
       loss_(MakeGaugeFamily(r, "gut_coordinator_train_loss", "Mean train loss over agents at the last epoch.")),
       consensus_(MakeGaugeFamily(r, "gut_coordinator_consensus_distance",
                                  "Consensus distance estimated from the agents' parameter sketches at the last "
@@ -55,7 +62,8 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
   }
   MakeGaugeFamily(r, "gut_run_info", "The run this coordinator serves (always 1).")
       .Add({{"run_id", run_id}, {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)},
-            {"graph", c.graph}, {"agents", std::to_string(c.num_agents)}, {"version", version}})
+            {"graph", c.graph}, {"agents", std::to_string(c.num_agents)}, {"version", version},
+            {"model", c.model}, {"metric", core::MetricName(c)}})
       .Set(1);
   expected_.Set(c.num_agents);
   epochs_.Set(c.epochs);

@@ -30,8 +30,6 @@ const char* RefusalName(Refusal r) {
   return "unknown";
 }
 
-namespace {
-
 // Constant-time comparison: a wrong token takes as long as a right one.
 bool SameSecret(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -40,8 +38,6 @@ bool SameSecret(const std::string& a, const std::string& b) {
   }
   return diff == 0;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(core::RunConfig config,
                                                                                CoordinatorOptions options) {
@@ -53,6 +49,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
   if (ec) {
     return absl::PermissionDeniedError(absl::StrCat("cannot create output directory '", options.out_dir, "': ",
                                                     ec.message()));
+  }
+  // The model file every agent will run: read once, hashed, handed over by FetchModel.
+  std::shared_ptr<const core::ModelFile> model;
+  if (config.model == "torchscript") {
+    auto f = core::ReadModelFile(config.model_path);
+    if (!f.ok()) return f.status();
+    model = std::make_shared<const core::ModelFile>(std::move(*f));
   }
   const std::string state_path = options.out_dir + "/coordinator-state.json";
   nlohmann::json saved;
@@ -69,6 +72,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
       return absl::FailedPreconditionError(absl::StrCat(
           "--resume: the manifest differs from the one the saved run in ", options.out_dir, " was started with"));
     }
+    if (saved.value("model_sha256", "") != (model ? model->sha256 : "")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--resume: model.path ", config.model_path, " is not the model file the saved run in ", options.out_dir,
+          " was started with (its SHA-256 differs); restore that file or start a new run"));
+    }
     if (saved.value("finished", false)) {
       // A restarted container (Kubernetes restarts exited ones) must not turn a finished run's
       // results into a failed one: nothing to carry on, nothing is touched.
@@ -78,6 +86,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
     options.run_id = saved["run_id"].get<std::string>();
   }
   auto svc = std::unique_ptr<CoordinatorService>(new CoordinatorService(std::move(config), std::move(options), std::move(*w)));
+  svc->model_ = std::move(model);
+  if (svc->model_) svc->aggregator_.set_model_sha256(svc->model_->sha256);
   {
     absl::MutexLock l(&svc->mu_);
     if (svc->options_.resume) {
@@ -133,6 +143,7 @@ void CoordinatorService::Persist() {
                       {"manifest_yaml", manifest_yaml_},
                       {"local_rounds_per_epoch", rounds_per_epoch_},
                       {"finished", finished_},
+                      {"model_sha256", model_ ? model_->sha256 : ""},
                       {"membership", members_.ToJson()}};
   if (auto s = core::AtomicWrite(options_.out_dir + "/coordinator-state.json", j.dump(2) + "\n"); !s.ok()) {
     spdlog::error("{}", s.ToString());
@@ -173,6 +184,7 @@ void CoordinatorService::WriteAgents() {
 CoordinatorView CoordinatorService::ViewLocked() const {
   CoordinatorView v;
   v.run_id = run_id_;
+  v.metric = core::MetricName(config_);
   v.failure = members_.failure();
   v.status = !v.failure.empty() ? "failed"
              : finished_       ? "finished"
@@ -244,6 +256,10 @@ void CoordinatorService::FillJoinResponse(int rank, uint32_t incarnation, gut::v
   resp->set_manifest_yaml(manifest_yaml_);
   resp->set_rounds_per_epoch(std::max<int64_t>(0, rounds_per_epoch_));
   resp->set_incarnation(incarnation);
+  if (model_) {
+    resp->set_model_sha256(model_->sha256);
+    resp->set_model_size(static_cast<int64_t>(model_->bytes.size()));
+  }
 }
 
 grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::JoinRequest* req,
@@ -374,11 +390,15 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1:
   if (!members_.IsActive(m.rank())) return grpc::Status::OK;  // a dropped rank's late report
   if (members_.rounds_per_epoch() == 0 && m.rounds_per_epoch() > 0) members_.set_rounds_per_epoch(m.rounds_per_epoch());
   for (const auto& rec : aggregator_.Add(m, members_)) {
-    if (auto s = report::WriteMetricsCsv(options_.out_dir + "/metrics.csv", aggregator_.epochs(), core::Durability::kRename);
+    const report::Metric metric = report::Metric::For(config_);
+    if (auto s = report::WriteMetricsCsv(options_.out_dir + "/metrics.csv", aggregator_.epochs(), core::Durability::kRename,
+                                         metric);
         !s.ok()) {
       spdlog::error("{}", s.ToString());
     }
-    if (auto s = report::WritePlot(options_.out_dir + "/metrics.svg", config_.name, aggregator_.epochs()); !s.ok()) {
+    if (auto s = report::WritePlot(options_.out_dir + "/metrics.svg", config_.name, aggregator_.epochs(),
+                                   core::Durability::kRename, metric);
+        !s.ok()) {
       spdlog::error("{}", s.ToString());
     }
     if (on_epoch_) on_epoch_(rec);
@@ -387,8 +407,10 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1:
   if (!finished_ && members_.failure().empty() && aggregator_.complete(members_)) {
     aggregator_.WriteOutputs(members_, "finished", "");
     const auto sum = aggregator_.Summarise(members_);
-    spdlog::info("run {} finished: final mean test accuracy {:.2f}% [min {:.2f}, max {:.2f}] over {} agents", run_id_,
-                 100 * sum.final_acc_mean, 100 * sum.final_acc_min, 100 * sum.final_acc_max, sum.agents);
+    const report::Metric metric = report::Metric::For(config_);
+    spdlog::info("run {} finished: final mean {} {} [min {}, max {}] over {} agents", run_id_, metric.label,
+                 metric.Format(sum.final_acc_mean), metric.Format(sum.final_acc_min), metric.Format(sum.final_acc_max),
+                 sum.agents);
     finished_ = true;
     Persist();
     Changed();

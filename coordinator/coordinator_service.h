@@ -28,6 +28,7 @@
 #include "coordinator/epoch_aggregator.h"
 #include "coordinator/membership.h"
 #include "core/config/manifest.h"
+#include "core/models/model_file.h"
 #include "gut/v1/coordinator.grpc.pb.h"
 
 namespace gut::coordinator {
@@ -45,10 +46,13 @@ struct CoordinatorOptions {
 // Why the coordinator refused a call (label of gut_coordinator_requests_refused_total).
 enum class Refusal { kRunId, kVersion, kToken, kIdentity, kRank, kBadRequest, kCount };
 const char* RefusalName(Refusal r);
+// Whether two secrets (join tokens) are equal, in time that does not depend on where they differ.
+bool SameSecret(const std::string& a, const std::string& b);
 
 // What the metrics and the status page show; built under the lock, handed out by value.
 struct CoordinatorView {
   std::string run_id;
+  std::string metric;  // the test metric's name: accuracy or rmse (model.loss)
   std::string status;  // "joining", "running", "finished", "failed"
   std::string failure;
   int joined = 0, expected = 0, active = 0, left = 0;
@@ -77,6 +81,9 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   grpc::Status Status(grpc::ServerContext* ctx, const gut::v1::StatusRequest* req,
                       gut::v1::StatusResponse* resp) override;
   grpc::Status Leave(grpc::ServerContext* ctx, const gut::v1::LeaveRequest* req, gut::v1::LeaveResponse* resp) override;
+  // model_handover.cc: the TorchScript model file, to a joined agent only.
+  grpc::Status FetchModel(grpc::ServerContext* ctx, const gut::v1::FetchModelRequest* req,
+                          grpc::ServerWriter<gut::v1::ModelChunk>* writer) override;
 
   // Called with every aggregated epoch (progress printing), and after every change of the view
   // (metrics), under the service's lock: keep them short.
@@ -113,6 +120,9 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   const core::MixingMatrix w_;
   std::string run_id_;
   std::string manifest_yaml_;
+  // model.name: torchscript: the file read at start (null for a built-in model). Immutable once
+  // Create returns, so FetchModel streams it without the lock.
+  std::shared_ptr<const core::ModelFile> model_;
   std::function<void(const report::EpochRecord&)> on_epoch_;
   std::function<void(const CoordinatorView&)> on_change_;
 

@@ -174,8 +174,13 @@ void EpochAggregator::WriteOutputs(const Membership& members, const std::string&
   report::Summary sum = Summarise(members);
   sum.status = status;
   sum.failure = failure;
-  if (auto s = report::WriteMetricsCsv(out_dir_ + "/metrics.csv", epochs_); !s.ok()) spdlog::error("{}", s.ToString());
-  if (auto s = report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_); !s.ok()) spdlog::error("{}", s.ToString());
+  sum.model_sha256 = model_sha256_;
+  const report::Metric metric = report::Metric::For(config_);
+  if (auto s = report::WriteMetricsCsv(out_dir_ + "/metrics.csv", epochs_, core::Durability::kFsync, metric); !s.ok())
+    spdlog::error("{}", s.ToString());
+  if (auto s = report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_, core::Durability::kRename, metric);
+      !s.ok())
+    spdlog::error("{}", s.ToString());
   if (auto s = report::WriteSummaryJson(out_dir_ + "/summary.json", config_, sum); !s.ok()) {
     spdlog::error("{}", s.ToString());
   }

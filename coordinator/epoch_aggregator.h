@@ -46,6 +46,8 @@ class EpochAggregator {
   report::Summary Summarise(const Membership& members) const;
   // metrics.csv, metrics.svg and summary.json with `status` ("finished", "failed").
   void WriteOutputs(const Membership& members, const std::string& status, const std::string& failure);
+  // The TorchScript model file's SHA-256, recorded in summary.json (empty: a built-in model).
+  void set_model_sha256(std::string sha) { model_sha256_ = std::move(sha); }
 
   int last_epoch() const { return last_epoch_; }
   double last_consensus() const { return last_consensus_; }
@@ -57,6 +59,7 @@ class EpochAggregator {
 
   const core::RunConfig config_;
   const std::string out_dir_;
+  std::string model_sha256_;
   std::FILE* journal_ = nullptr;
   // epoch -> rank -> metrics; final reports under key epochs + 1.
   std::map<int, std::map<int, gut::v1::EpochMetrics>> reports_;

@@ -146,7 +146,9 @@ int main(int argc, char** argv) {
     service.SetMetricsAddress(absl::StrCat(host, ":", metrics->port()));
     spdlog::info("metrics on http://{}:{}/metrics", host, metrics->port());
   }
-  service.OnEpoch([](const gut::report::EpochRecord& r) { spdlog::info("{}", gut::report::FormatProgress(r)); });
+  service.OnEpoch([metric = gut::report::Metric::For(config)](const gut::report::EpochRecord& r) {
+    spdlog::info("{}", gut::report::FormatProgress(r, metric));
+  });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

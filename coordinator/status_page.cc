@@ -41,6 +41,7 @@ std::string StatusJson(const CoordinatorView& v) {
   nlohmann::json dropped = nlohmann::json::array();
   for (const auto& d : v.dropped) dropped.push_back({{"rank", d.rank}, {"round", d.round}});
   nlohmann::json j = {{"run_id", v.run_id},
+                      {"metric", v.metric},
                       {"status", v.status},
                       {"failure", v.failure},
                       {"agents_expected", v.expected},
@@ -97,7 +98,7 @@ const std::string& StatusPageHtml() {
     &middot; generation <span id="generation">-</span> &middot; agents <span id="agents">-</span></div>
   <div><span class="bar"><div id="progress" style="width:0%"></div></span> <span id="percent"></span>
     &middot; ETA <span id="eta">-</span> &middot; <span id="rate">-</span> rounds/s</div>
-  <div>accuracy <span id="acc">-</span> &middot; loss <span id="loss">-</span>
+  <div><span id="metric-label">accuracy</span> <span id="acc">-</span> &middot; loss <span id="loss">-</span>
     &middot; consensus distance <span id="consensus">-</span></div>
   <div id="error"></div>
 </div>
@@ -107,7 +108,7 @@ const std::string& StatusPageHtml() {
     <div class="legend" id="legend"></div>
   </div>
   <table id="table">
-    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th>accuracy</th></tr></thead>
+    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th id="metric-col">accuracy</th></tr></thead>
     <tbody></tbody>
   </table>
 </div>
@@ -119,6 +120,9 @@ document.getElementById("legend").innerHTML = Object.entries(colours).map(
     ([s, c]) => `<span><i class="dot" style="background:${c}"></i>${s}</span>`).join("");
 const fmt = (v, d) => (v === null || v === undefined) ? "-" : Number(v).toFixed(d);
 const pct = v => (v === null || v === undefined) ? "-" : (100 * v).toFixed(2) + "%";
+// Names come from agents: text, never markup.
+const esc = v => String(v).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+let metric = pct;  // the run's test metric: accuracy in percent, or an RMSE
 function duration(s) {
   if (s === null || s === undefined) return "-";
   s = Math.round(s);
@@ -139,11 +143,15 @@ function draw(st) {
     const [x, y] = pos(a.rank);
     s += `<g class="agent" data-rank="${a.rank}" data-state="${a.state}"><circle cx="${x}" cy="${y}" r="14" ` +
          `fill="${colours[a.state] || "#999"}"/><text x="${x}" y="${y + 4}" text-anchor="middle" font-size="11" ` +
-         `fill="white">${a.rank}</text><title>${a.name}: ${a.state}, round ${a.round}</title></g>`;
+         `fill="white">${a.rank}</text><title>${esc(a.name)}: ${a.state}, round ${a.round}</title></g>`;
   }
   svg.innerHTML = s;
 }
 function render(st) {
+  const rmse = st.metric === "rmse";
+  metric = rmse ? (v => fmt(v, 4)) : pct;
+  document.getElementById("metric-label").textContent = rmse ? "test RMSE" : "accuracy";
+  document.getElementById("metric-col").textContent = rmse ? "RMSE" : "accuracy";
   document.getElementById("run").textContent = st.run_id;
   document.getElementById("status").textContent = st.status + (st.failure ? ": " + st.failure : "");
   document.getElementById("epoch").textContent = st.epoch + " / " + st.epochs;
@@ -155,16 +163,16 @@ function render(st) {
   const last = st.last_epoch || {};
   document.getElementById("eta").textContent = duration(last.eta_seconds);
   document.getElementById("rate").textContent = fmt(last.rounds_per_second, 1);
-  document.getElementById("acc").textContent = pct(last.accuracy_mean) +
+  document.getElementById("acc").textContent = metric(last.accuracy_mean) +
       (last.accuracy_min === null || last.accuracy_min === undefined ? "" :
-       " [" + pct(last.accuracy_min) + ", " + pct(last.accuracy_max) + "]");
+       " [" + metric(last.accuracy_min) + ", " + metric(last.accuracy_max) + "]");
   document.getElementById("loss").textContent = fmt(last.train_loss, 4);
   document.getElementById("consensus").textContent = last.consensus === undefined ? "-" : Number(last.consensus).toExponential(3);
   draw(st);
   document.querySelector("#table tbody").innerHTML = st.agents.map(a =>
-      `<tr class="agent-row" data-rank="${a.rank}"><td>${a.rank}</td><td>${a.name}</td>` +
+      `<tr class="agent-row" data-rank="${a.rank}"><td>${a.rank}</td><td>${esc(a.name)}</td>` +
       `<td class="state" style="color:${colours[a.state] || "#999"}">${a.state}</td><td class="round">${a.round}</td>` +
-      `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${pct(a.accuracy)}</td></tr>`).join("");
+      `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${metric(a.accuracy)}</td></tr>`).join("");
 }
 async function tick() {
   try {

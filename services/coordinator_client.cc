@@ -44,6 +44,40 @@ absl::StatusOr<gut::v1::JoinResponse> CoordinatorClient::Join(const gut::v1::Joi
   }
 }
 
+absl::StatusOr<std::string> CoordinatorClient::FetchModel(const gut::v1::FetchModelRequest& req, int64_t size,
+                                                           absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(until));
+    auto reader = stub_->FetchModel(&ctx, req);
+    std::string bytes;
+    gut::v1::ModelChunk c;
+    absl::Status bad;
+    while (reader->Read(&c)) {
+      if (c.offset() != static_cast<int64_t>(bytes.size()) ||
+          static_cast<int64_t>(bytes.size() + c.data().size()) > size) {
+        bad = absl::DataLossError(absl::StrCat("the coordinator's model file stream does not fit the announced ",
+                                               size, " bytes (chunk at ", c.offset(), " after ", bytes.size(), ")"));
+        ctx.TryCancel();
+        break;
+      }
+      bytes += c.data();
+    }
+    const grpc::Status s = reader->Finish();
+    if (!bad.ok()) return bad;
+    if (s.ok()) {
+      if (static_cast<int64_t>(bytes.size()) != size) {
+        return absl::DataLossError(absl::StrCat("the coordinator sent ", bytes.size(), " bytes of the model file, not ", size));
+      }
+      return bytes;
+    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= until) return FromGrpc(s, "model fetch");
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
 void CoordinatorClient::StartReporting(const std::string& run_id) {
   std::lock_guard<std::mutex> l(mu_);
   run_id_ = run_id;

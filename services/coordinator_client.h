@@ -40,6 +40,10 @@ class CoordinatorClient {
   absl::StatusOr<gut::v1::JoinResponse> Join(const gut::v1::JoinRequest& request, absl::Duration timeout,
                                              const std::atomic<bool>* stop);
 
+  // The run's model file (FetchModel), `size` bytes as the JoinResponse announced; a stream that
+  // sends more, out of order or less is an error. Retries while the coordinator is unreachable.
+  absl::StatusOr<std::string> FetchModel(const gut::v1::FetchModelRequest& request, int64_t size,
+                                         absl::Duration timeout);
   void StartReporting(const std::string& run_id);
   void Report(const gut::v1::EpochMetrics& m);
   // Waits until every report is delivered; false if some are still queued after `seconds`.

@@ -8,6 +8,7 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/common/random.h"
@@ -115,18 +116,35 @@ PeerFrame ExchangeCore::MakeHello() const {
   h->set_codec(wire_codec_);
   h->set_incarnation(opt_.incarnation);
   h->set_generation(generation_);
+  for (const auto& t : opt_.layout) h->add_layout(t);
+  h->set_model_sha256(opt_.model_sha256);
   return f;
 }
 
-StreamActions ExchangeCore::Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg) {
+StreamActions ExchangeCore::Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg,
+                                   bool tell_peer) {
   service_->CountReject(why);
   spdlog::warn("agent {}: refused stream from {} ({}): {}", opt_.rank, s->peer(), RejectName(why), msg);
   StreamActions a;
   a.refuse = true;
-  // What the other side learns: the reason's name, never a value of ours.
-  a.refusal = grpc::Status(code, absl::StrCat("refused: ", RejectName(why)));
+  // What the other side learns: the reason's name, never a value of ours; a model mismatch also
+  // says which tensor or file differs (the peer holds the same kind of model description).
+  a.refusal = grpc::Status(code, absl::StrCat("refused: ", RejectName(why), tell_peer ? ": " + msg : ""));
   return a;
 }
+
+namespace {
+// The first entry where two layout descriptions differ, as a phrase for an error.
+std::string LayoutDifference(const std::vector<std::string>& here, const google::protobuf::RepeatedPtrField<std::string>& peer) {
+  const int n = std::max(static_cast<int>(here.size()), peer.size());
+  for (int k = 0; k < n; ++k) {
+    const std::string a = k < static_cast<int>(here.size()) ? "'" + here[k] + "'" : "nothing";
+    const std::string b = k < peer.size() ? "'" + peer[k] + "'" : "nothing";
+    if (a != b) return absl::StrCat("tensor ", k, " differs: here ", a, ", the peer ", b);
+  }
+  return "the layouts read alike but hash differently (another gut version?)";
+}
+}  // namespace
 
 StreamActions ExchangeCore::HandleFrame(PeerStream* s, PeerFrame& f) {
   absl::MutexLock l(&mu_);
@@ -170,7 +188,15 @@ StreamActions ExchangeCore::HandleHello(PeerStream* s, const gut::v1::Hello& h) 
   }
   if (h.layout_hash() != opt_.layout_hash) {
     return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
-                  absl::StrCat("parameter layout hash ", absl::Hex(h.layout_hash()), " is another model's"));
+                  absl::StrCat("agent ", h.sender_rank(), " runs another model (layout hash ", absl::Hex(h.layout_hash()),
+                               "): ", LayoutDifference(opt_.layout, h.layout())),
+                  /*tell_peer=*/true);
+  }
+  if (h.model_sha256() != opt_.model_sha256) {
+    return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("agent ", h.sender_rank(), " runs model file sha256 '", h.model_sha256().substr(0, 64),
+                               "', this agent '", opt_.model_sha256, "'"),
+                  /*tell_peer=*/true);
   }
   if (h.codec() != wire_codec_) {
     return Refuse(s, Reject::kCodec, grpc::StatusCode::FAILED_PRECONDITION,
@@ -262,7 +288,12 @@ void ExchangeCore::StreamDone(PeerStream* s, const grpc::Status& st) {
                        st.error_message(), static_cast<int>(st.error_code()));
         }
       } else if (was_pending && !shutting_down_) {
-        spdlog::debug("agent {}: dial to agent {} failed: {}", opt_.rank, e.peer().rank, st.error_message());
+        // A model mismatch does not go away by redialling: say so where the operator looks.
+        if (absl::StartsWith(st.error_message(), "refused: layout")) {
+          spdlog::error("agent {}: agent {} refused this agent's stream: {}", opt_.rank, e.peer().rank, st.error_message());
+        } else {
+          spdlog::debug("agent {}: dial to agent {} failed: {}", opt_.rank, e.peer().rank, st.error_message());
+        }
       }
     }
   }

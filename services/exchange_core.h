@@ -45,6 +45,11 @@ struct GrpcExchangeOptions {
   double self_weight = 0;
   std::vector<PeerAddress> neighbours;  // the order fixes the summation order
   uint64_t layout_hash = 0;
+  // The layout as text (ModelInfo::LayoutDescription), sent in the hello so that a peer with
+  // another layout can name the first tensor that differs; and the TorchScript model file's SHA-256
+  // (empty for a built-in model): peers running other model files refuse each other.
+  std::vector<std::string> layout;
+  std::string model_sha256;
   int64_t num_params = 0;  // bounds the size of an incoming message
   core::CodecOptions codec;
   uint64_t codec_seed = 0;  // the run seed; each agent's stream is derived as in InProcessExchange
@@ -110,7 +115,8 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   std::atomic<int64_t> wait_ns{0};
 
  private:
-  StreamActions Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg)
+  // `tell_peer`: the refusal the peer reads carries `msg` (model mismatches only).
+  StreamActions Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg, bool tell_peer = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StreamActions HandleHello(PeerStream* s, const gut::v1::Hello& h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StreamActions HandleRound(PeerStream* s, PeerEdge& e, gut::v1::Round* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

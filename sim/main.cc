@@ -79,13 +79,14 @@ int main(int argc, char** argv) {
   const std::string csv = (std::filesystem::path(out_dir) / "metrics.csv").string();
   const std::string svg = (std::filesystem::path(out_dir) / "metrics.svg").string();
   std::vector<gut::report::EpochRecord> seen;
+  const gut::report::Metric metric = gut::report::Metric::For(config);
   auto summary = (*sim)->Run([&](const gut::report::EpochRecord& r) {
-    spdlog::info("{}", gut::report::FormatProgress(r));
+    spdlog::info("{}", gut::report::FormatProgress(r, metric));
     gut::core::SetLogRound(r.rounds);
     seen.push_back(r);
-    if (auto s = gut::report::WriteMetricsCsv(csv, seen); !s.ok())
+    if (auto s = gut::report::WriteMetricsCsv(csv, seen, gut::core::Durability::kFsync, metric); !s.ok())
       spdlog::error("{}", std::string(s.message()));
-    if (auto s = gut::report::WritePlot(svg, config.name, seen); !s.ok())
+    if (auto s = gut::report::WritePlot(svg, config.name, seen, gut::core::Durability::kRename, metric); !s.ok())
       spdlog::error("{}", std::string(s.message()));
   }, run_options);
   if (!summary.ok()) {
@@ -102,11 +103,12 @@ int main(int argc, char** argv) {
     spdlog::error("{}", std::string(s.message()));
     return 1;
   }
-  spdlog::info("final (after {} gossip rounds): test accuracy mean {:.2f}% min {:.2f}% max {:.2f}%, consensus {:.3e} "
-               "-> {:.3e}, wall {:.1f}s, {:.1f} MB sent",
-               config.final_gossip_rounds, 100 * summary->final_acc_mean, 100 * summary->final_acc_min,
-               100 * summary->final_acc_max, summary->consensus_before_gossip, summary->consensus_after_gossip,
-               summary->wall_s, summary->bytes_sent / 1e6);
+  spdlog::info("final (after {} gossip rounds): {} mean {} min {} max {}, consensus {:.3e} -> {:.3e}, wall {:.1f}s, "
+               "{:.1f} MB sent",
+               config.final_gossip_rounds, metric.label, metric.Format(summary->final_acc_mean),
+               metric.Format(summary->final_acc_min), metric.Format(summary->final_acc_max),
+               summary->consensus_before_gossip, summary->consensus_after_gossip, summary->wall_s,
+               summary->bytes_sent / 1e6);
   if (summary->solver_fallbacks > 0) {
     spdlog::warn("{} could not solve its per-round subproblem {} times (non-finite data; the previous solution was "
                  "reused each time)", config.hyper.algorithm, summary->solver_fallbacks);
@@ -124,7 +126,28 @@ int main(int argc, char** argv) {
       spdlog::error("{}", std::string(s.message()));
       return 1;
     }
+    // The same model as a file PyTorch loads (README: "Take the model home").
+    auto pt = (*sim)->ExportModel(i);
+    if (!pt.ok()) {
+      spdlog::error("rank {}: {}", i, std::string(pt.status().message()));
+      return 1;
+    }
+    if (auto s = gut::core::AtomicWrite((dir / "model-final.pt").string(), *pt, gut::core::Durability::kRename); !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));
+      return 1;
+    }
   }
-  spdlog::info("wrote {}, {}, {} and agents/rank-NN/params-final.f32", csv, svg, json);
+  auto average = (*sim)->ExportAverageModel();
+  if (!average.ok()) {
+    spdlog::error("{}", std::string(average.status().message()));
+    return 1;
+  }
+  const std::string average_path = (std::filesystem::path(out_dir) / "model-average.pt").string();
+  if (auto s = gut::core::AtomicWrite(average_path, *average); !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 1;
+  }
+  spdlog::info("wrote {}, {}, {}, {} and agents/rank-NN/{{params-final.f32,model-final.pt}}", csv, svg, json,
+               average_path);
   return 0;
 }

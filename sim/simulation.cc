@@ -17,6 +17,7 @@
 #include "core/exchange/in_process_exchange.h"
 #include "core/models/model.h"
 #include "core/train/epoch_driver.h"
+#include "core/train/run_model.h"
 #include "core/train/trainer.h"
 
 namespace gut::sim {
@@ -76,7 +77,8 @@ struct Simulation::State {
 
   absl::StatusOr<std::vector<core::EvalResult>> EvaluateAll() {
     std::vector<absl::StatusOr<core::EvalResult>> r(n());
-    pool->ParallelFor(n(), [&](int i) {
+    pool->ParallelForWorker(n(), [&](int i, int worker) {
+      trainers[i]->UseWorkspace(workspaces[worker].get());
       r[i] = trainers[i]->Evaluate(algorithms[i]->params(), data.test, config.test_batch_size);
     });
     std::vector<core::EvalResult> out;
@@ -162,7 +164,7 @@ class Simulation::Participant final : public core::RunParticipant {
       rec.evaluated = true;
       report::AgentSpread acc(s_.n());
       for (const auto& x : *ev) {
-        acc.Add(x.accuracy);
+        acc.Add(x.metric);
         rec.test_loss += x.loss / s_.n();
       }
       rec.acc_mean = acc.mean;
@@ -188,8 +190,8 @@ class Simulation::Participant final : public core::RunParticipant {
     if (!ev.ok()) return ev.status();
     report::AgentSpread acc(s_.n());
     for (const auto& e : *ev) {
-      sum_.final_acc.push_back(e.accuracy);
-      acc.Add(e.accuracy);
+      sum_.final_acc.push_back(e.metric);
+      acc.Add(e.metric);
     }
     sum_.final_acc_mean = acc.mean;
     sum_.final_acc_min = acc.min;
@@ -242,6 +244,7 @@ class Simulation::Participant final : public core::RunParticipant {
       int64_t drawn = s_.trainers[i]->batches_drawn();
       v->Integer("batches_drawn", &drawn);
       if (drawn != s_.trainers[i]->batches_drawn()) s_.trainers[i]->Rewind(drawn);
+      s_.trainers[i]->VisitBuffers(v);
       v->Double("loss_sum", &s_.loss_sum[i]);
       auto& nbh = s_.exchange->Endpoint(i);
       int64_t sent = nbh.bytes_sent(), received = nbh.bytes_received(), raw = nbh.raw_bytes_sent();
@@ -278,12 +281,12 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   auto w = core::BuildMixingMatrix(config);
   if (!w.ok()) return w.status();
   s->mixing = std::make_unique<core::MixingMatrix>(std::move(*w));
-  auto model = core::ModelForRun(config);
-  if (!model.ok()) return model.status();
-  s->model = std::move(*model);
-  auto data = core::LoadDataset(config.dataset, config.data_path);
+  auto data = core::LoadRunData(config, config.data_path);
   if (!data.ok()) return data.status();
   s->data = std::move(*data);
+  auto model = core::BuildRunModel(config, s->data);
+  if (!model.ok()) return model.status();
+  s->model = std::move(*model);
   if (s->data.train.size() < config.num_agents) {
     return absl::InvalidArgumentError(absl::StrCat("data: ", s->data.train.size(),
                                                    " training samples cannot feed ", config.num_agents, " agents"));
@@ -325,7 +328,7 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
   s->pool = std::make_unique<core::ThreadPool>(std::min(threads, config.num_agents),
                                                [] { core::SetComputeThreads(1); });
   for (int w = 0; w < s->pool->size(); ++w) {
-    auto ws = core::ModelWorkspace::Create(s->model, config.batch_size, s->data.train.sample_size());
+    auto ws = core::ModelWorkspace::Create(s->model, config.batch_size, s->data.train);
     if (!ws.ok()) return ws.status();
     s->workspaces.push_back(std::move(*ws));
     s->scratch.emplace_back(s->model.num_params());
@@ -346,6 +349,26 @@ std::vector<float> Simulation::Params(int agent) const {
   auto p = s_->algorithms[agent]->params();
   return {p.begin(), p.end()};
 }
+
+absl::StatusOr<std::string> Simulation::ExportModel(int agent) const {
+  return s_->trainers[agent]->ExportModel(s_->algorithms[agent]->params());
+}
+
+absl::StatusOr<std::string> Simulation::ExportAverageModel() const {
+  const size_t p = s_->algorithms[0]->params().size();
+  std::vector<double> sum(p, 0.0);
+  std::vector<const core::Trainer*> agents;
+  for (int i = 0; i < s_->n(); ++i) {  // rank order, in double: the same mean on every machine
+    auto x = s_->algorithms[i]->params();
+    for (size_t k = 0; k < p; ++k) sum[k] += x[k];
+    agents.push_back(s_->trainers[i].get());
+  }
+  std::vector<float> mean(p);
+  for (size_t k = 0; k < p; ++k) mean[k] = static_cast<float>(sum[k] / s_->n());
+  return core::Trainer::ExportAverageModel(agents, mean);
+}
+
+std::string Simulation::model_sha256() const { return s_->model.is_script() ? s_->model.script->sha256 : ""; }
 
 absl::StatusOr<double> Simulation::RunTrainingRounds(int rounds) {
   const auto t0 = Clock::now();
@@ -368,7 +391,7 @@ absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochReco
 
   std::optional<core::CheckpointStore> store;
   if (!options.checkpoint_dir.empty()) {
-    auto st = core::CheckpointStore::Open(options.checkpoint_dir, {c.name, s.model.layout_hash()});
+    auto st = core::CheckpointStore::Open(options.checkpoint_dir, {c.name, s.model.identity_hash()});
     if (!st.ok()) return st.status();
     store.emplace(std::move(*st));
     plan.checkpoint_every_rounds = core::CheckpointInterval(c, s.rounds_per_epoch);
@@ -400,6 +423,7 @@ absl::StatusOr<Summary> Simulation::Run(const std::function<void(const EpochReco
   Summary sum = std::move(p.summary());
   sum.num_params = s.model.num_params();
   sum.threads = s.pool->size();
+  sum.model_sha256 = model_sha256();
   return sum;
 }
 

@@ -55,6 +55,12 @@ class Simulation {
   std::vector<float> Params(int agent) const;
   // Model-sized buffers the algorithm keeps per agent besides x_i.
   int algorithm_buffers() const;
+  // Agent i's current model as a file PyTorch loads (model-final.pt), and the mean over the agents
+  // (model-average.pt; core::Trainer::ExportModel says what the files hold).
+  absl::StatusOr<std::string> ExportModel(int agent) const;
+  absl::StatusOr<std::string> ExportAverageModel() const;
+  // The SHA-256 of the TorchScript model file, empty for a built-in model.
+  std::string model_sha256() const;
 
  private:
   struct State;

@@ -135,6 +135,11 @@ void StateVisitor<T>::Text(absl::string_view name, std::string* v) {
   }
 }
 
+template <typename T>
+void StateVisitor<T>::Reject(absl::string_view name, absl::string_view why) {
+  if (status_.ok()) status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "': ", why));
+}
+
 template class StateVisitor<float>;
 template class StateVisitor<double>;
 

@@ -63,6 +63,10 @@ class StateVisitor {
   }
   // OK, or the first problem a loader met (a missing item, a type mismatch, a bad length).
   const absl::Status& status() const { return status_; }
+  bool loading() const { return in_ != nullptr; }
+  // A problem the component found in item `name` it has just loaded (a size that does not fit its
+  // shape); like the loader's own, the first one is kept.
+  void Reject(absl::string_view name, absl::string_view why);
 
  protected:
   // Exactly one of the two is set: saving into `out`, or loading from `in`.

@@ -228,7 +228,23 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("data.partition: unknown partition '", c.partition, "'; allowed: dirichlet, iid"));
   if (c.partition == "dirichlet" && (!(c.alpha > 0) || !std::isfinite(c.alpha)))
     return bad(absl::StrCat("data.alpha must be a positive number (Dirichlet concentration), got ", c.alpha));
-  if (auto m = ModelForRun(c); !m.ok()) return bad(std::string(m.status().message()));
+  if (c.loss != "cross_entropy" && c.loss != "mse")
+    return bad(absl::StrCat("model.loss: unknown loss '", c.loss, "'; allowed: cross_entropy (metric: accuracy), mse (metric: RMSE)"));
+  if (c.model == "torchscript") {
+    // The file itself is read by whoever runs the model (gut-sim, the coordinator): agents get
+    // the manifest without it.
+    if (c.model_path.empty())
+      return bad("model.path: model.name: torchscript needs the file torch.jit.save wrote (model.path: /path/model.pt)");
+  } else {
+    if (!c.model_path.empty())
+      return bad(absl::StrCat("model.path is for model.name: torchscript; model '", c.model, "' is built in"));
+    if (auto m = ModelForRun(c); !m.ok()) return bad(std::string(m.status().message()));
+  }
+  if (c.loss == "mse" && c.dataset != "npy")
+    return bad(absl::StrCat("model.loss: mse needs regression targets (data.dataset: npy with float32 y); data set '",
+                            c.dataset, "' holds class labels"));
+  if (c.loss == "mse" && c.partition == "dirichlet")
+    return bad("data.partition: dirichlet splits by class label; regression targets (model.loss: mse) need iid");
   if (c.init != "gut" && c.init != "torch")
     return bad(absl::StrCat("model.init: unknown initialisation '", c.init, "'; allowed: gut, torch"));
   if (c.checkpoint_every_rounds < 0)
@@ -363,7 +379,8 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   section("data", {{"dataset", &c.dataset}, {"path", &c.data_path}, {"partition", &c.partition},
                    {"alpha", &c.alpha}, {"batch_size", &c.batch_size}, {"test_batch_size", &c.test_batch_size},
                    {"shuffle", &c.shuffle}});
-  section("model", {{"name", &c.model}, {"init", &c.init}, {"norm", &c.norm}});
+  section("model", {{"name", &c.model}, {"init", &c.init}, {"norm", &c.norm}, {"path", &c.model_path},
+                    {"loss", &c.loss}});
   section("checkpoint", {{"enabled", &c.checkpoint_enabled}, {"every_rounds", &c.checkpoint_every_rounds}});
   section("fault", {{"on_peer_loss", &c.on_peer_loss}, {"rejoin_timeout_s", &c.rejoin_timeout_s}});
 
@@ -476,9 +493,13 @@ absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& c) {
   ModelOptions o;
   o.norm = c.norm;
   o.num_classes = shape->num_classes;
-  o.input_shape = shape->input;
-  return GetModelInfo(c.model, o);
+  o.input_shape = shape->input;  // empty for npy: the model's own
+  auto m = GetModelInfo(c.model, o);
+  if (m.ok()) m->loss = c.loss;
+  return m;
 }
+
+std::string MetricName(const RunConfig& c) { return c.loss == "mse" ? "rmse" : "accuracy"; }
 
 int64_t CheckpointInterval(const RunConfig& c, int64_t rounds_per_epoch) {
   if (!c.checkpoint_enabled) return 0;
@@ -517,7 +538,12 @@ std::string ToYaml(const RunConfig& c) {
       << c.test_batch_size << YAML::Key << "shuffle" << YAML::Value << c.shuffle << YAML::EndMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
       << c.model << YAML::Key << "init" << YAML::Value << c.init << YAML::Key << "norm" << YAML::Value
-      << c.norm << YAML::EndMap;
+      << c.norm;
+  // Left out at their defaults, so that agents of a build without the keys still read runs that do
+  // not use them (docs/protocol.md §7, manifest hand-over).
+  if (!c.model_path.empty()) out << YAML::Key << "path" << YAML::Value << c.model_path;
+  if (c.loss != "cross_entropy") out << YAML::Key << "loss" << YAML::Value << c.loss;
+  out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap << YAML::Key << "enabled" << YAML::Value
       << c.checkpoint_enabled << YAML::Key << "every_rounds" << YAML::Value << c.checkpoint_every_rounds
       << YAML::EndMap;

@@ -52,6 +52,10 @@ struct RunConfig {
   std::string model = "lenet5";
   std::string init = "gut";  // gut: our seeded RNG; torch: LibTorch's generator, PyTorch's order
   std::string norm = "evonorm";  // model.norm: evonorm or groupnorm (not lenet5)
+  // model.path: the TorchScript file of model.name: torchscript (the coordinator's; agents get the
+  // file from it). model.loss: cross_entropy (metric: accuracy) or mse (regression; metric: RMSE).
+  std::string model_path;
+  std::string loss = "cross_entropy";
   // checkpoint
   bool checkpoint_enabled = true;
   int64_t checkpoint_every_rounds = 0;  // 0: once per epoch
@@ -84,8 +88,12 @@ absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
 // stochastic), with the consensus step applied: (1 - gamma) I + gamma W.
 absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& config);
 
-// The run's model: model.name and model.norm for data.dataset's input shape and classes.
+// The run's built-in model: model.name and model.norm for data.dataset's input shape and classes
+// (a TorchScript model, or any model on npy data, needs the files: core/train/run_model.h).
 absl::StatusOr<ModelInfo> ModelForRun(const RunConfig& config);
+
+// The name of the run's test metric: "accuracy" (model.loss: cross_entropy) or "rmse" (mse).
+std::string MetricName(const RunConfig& config);
 
 // Rounds between scheduled checkpoints for a run of `rounds_per_epoch` rounds per epoch (0 when
 // checkpoints are off).

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/dataset.h"
+#include "core/data/npy.h"
 
 namespace gut::core {
 
@@ -92,13 +93,15 @@ absl::StatusOr<DatasetShape> GetDatasetShape(const std::string& name) {
   if (name == "cifar10") return DatasetShape{{3, 32, 32}, 10};
   if (name == "cifar100") return DatasetShape{{3, 32, 32}, 100};
   if (name == "imagenette") return DatasetShape{{3, 224, 224}, 10};
+  if (name == "npy") return DatasetShape{{}, 0};  // whatever the arrays hold (core/data/npy.h)
   return absl::InvalidArgumentError(
       absl::StrCat("data.dataset: unknown data set '", name, "'; allowed: ", AllowedDatasetNames()));
 }
 
-std::string AllowedDatasetNames() { return "fashion-mnist, mnist, cifar10, cifar100, imagenette"; }
+std::string AllowedDatasetNames() { return "fashion-mnist, mnist, cifar10, cifar100, imagenette, npy"; }
 
-absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir) {
+absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir, bool regression) {
+  if (name == "npy") return LoadNpyDataset(dir, regression ? NpyTargets::kRegression : NpyTargets::kClasses);
   if (name == "fashion-mnist" || name == "mnist") return LoadMnistFamily(dir);
   if (name == "cifar10") return LoadCifar(dir, 10);
   if (name == "cifar100") return LoadCifar(dir, 100);
@@ -108,6 +111,7 @@ absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string
 
 std::string DetectDataset(const std::string& dir) {
   namespace fs = std::filesystem;
+  if (fs::exists(fs::path(dir) / "train_x.npy")) return "npy";
   if (fs::exists(fs::path(dir) / "data_batch_1.bin")) return "cifar10";
   if (fs::exists(fs::path(dir) / "train.bin")) return "cifar100";
   if (fs::is_directory(fs::path(dir) / "train") && fs::is_directory(fs::path(dir) / "val")) return "imagenette";

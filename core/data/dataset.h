@@ -1,5 +1,6 @@
-// Dataset: an in-memory labelled image set, images as normalised float32 NCHW rows.
-// Immutable once loaded; shared read-only by every agent of a process.
+// Dataset: an in-memory labelled sample set, samples as float32 rows (images: normalised NCHW).
+// Immutable once loaded; shared read-only by every agent of a process. Classification sets carry
+// int64 class labels; regression sets (data.dataset: npy with model.loss: mse) carry float targets.
 #ifndef GUT_CORE_DATA_DATASET_H_
 #define GUT_CORE_DATA_DATASET_H_
 
@@ -18,10 +19,18 @@ namespace gut::core {
 enum class Augment { kNone, kCifar, kImageNet };
 
 struct Dataset {
-  // channels x height x width is what the model sees (one sample's size).
+  // channels x height x width is what the model sees (one sample's size), unless `shape` is set.
   int channels = 0, height = 0, width = 0, num_classes = 0;
-  std::vector<float> images;    // size() * channels * height * width (float data sets)
-  std::vector<int64_t> labels;  // in [0, num_classes)
+  // One sample's shape when it is not an image (npy arrays: any rank, e.g. {features} or
+  // {C, H, W}); empty: {channels, height, width}.
+  std::vector<int64_t> shape;
+  std::vector<float> images;    // size() * sample_size() (float data sets)
+  std::vector<int64_t> labels;  // in [0, num_classes); empty for a regression set
+  // Regression: size() * target_size float targets, row-major (npy y of shape (N,) has
+  // target_size 1 and target_shape {}; (N, k) has k and {k}).
+  std::vector<float> targets;
+  int64_t target_size = 0;
+  std::vector<int64_t> target_shape;
   Augment augment = Augment::kNone;
   std::vector<float> pad_value;  // per channel: a black pixel after normalisation (crop padding)
   // Stored data sets (image folders): each sample is a stored x stored x 3 square of bytes (CHW),
@@ -31,8 +40,20 @@ struct Dataset {
   int stored = 0;
   std::vector<float> mean, stdev;
 
-  int64_t size() const { return static_cast<int64_t>(labels.size()); }
-  int64_t sample_size() const { return int64_t{channels} * height * width; }
+  bool is_regression() const { return target_size > 0; }
+  int64_t size() const {
+    return is_regression() ? static_cast<int64_t>(targets.size()) / target_size : static_cast<int64_t>(labels.size());
+  }
+  // One sample's shape as the model sees it (shape, or channels x height x width).
+  std::vector<int64_t> sample_shape() const {
+    return shape.empty() ? std::vector<int64_t>{channels, height, width} : shape;
+  }
+  int64_t sample_size() const {
+    if (shape.empty()) return int64_t{channels} * height * width;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
   bool is_stored() const { return stored > 0; }
   int64_t stored_size() const { return int64_t{channels} * stored * stored; }
   // Float data sets only.
@@ -84,11 +105,12 @@ std::string AllowedDatasetNames();
 // that keeps every image at stored x stored bytes).
 absl::StatusOr<TrainTest> LoadImageFolder(const std::string& dir, int stored = 256, int crop = 224);
 
-// The data set a directory holds, by its files: cifar10, cifar100, imagenette (train/ and val/
-// folders), else fashion-mnist (IDX).
+// The data set a directory holds, by its files: npy (train_x.npy), cifar10, cifar100, imagenette
+// (train/ and val/ folders), else fashion-mnist (IDX).
 std::string DetectDataset(const std::string& dir);
-// Loads the manifest's data.dataset from data.path.
-absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir);
+// Loads the manifest's data.dataset from data.path. `regression`: npy's y arrays are float targets
+// (model.loss: mse) rather than class ids.
+absl::StatusOr<TrainTest> LoadDataset(const std::string& name, const std::string& dir, bool regression = false);
 
 // The samples `indices` of `full`, in that order, as a data set of their own (an agent keeps only
 // its shard; batch k then draws the same samples as from the full set). Stored-size image folders

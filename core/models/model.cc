@@ -1,5 +1,6 @@
 #include "core/models/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/status/status.h"
@@ -10,6 +11,12 @@
 namespace gut::core {
 
 int64_t ParamSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+int64_t BufferSpec::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
@@ -51,9 +58,48 @@ uint64_t ModelInfo::layout_hash() const {
   for (const auto& p : layout) {
     for (char ch : p.name) mix(static_cast<unsigned char>(ch));
     for (int64_t d : p.shape) mix(static_cast<uint64_t>(d));
+    // Zoo models hash as they always did (their checkpoints stay valid); their dtype is float32.
+    if (is_script())
+      for (char ch : p.dtype) mix(static_cast<unsigned char>(ch));
+  }
+  if (is_script()) {
+    for (const auto& b : script->buffers) {
+      for (char ch : b.name) mix(static_cast<unsigned char>(ch));
+      for (int64_t d : b.shape) mix(static_cast<uint64_t>(d));
+      for (char ch : b.dtype) mix(static_cast<unsigned char>(ch));
+    }
   }
   return h;
 }
+
+uint64_t ModelInfo::identity_hash() const {
+  uint64_t h = layout_hash();
+  if (is_script()) {
+    for (char ch : script->sha256) {
+      h ^= static_cast<unsigned char>(ch);
+      h *= 1099511628211ULL;
+    }
+  }
+  return h;
+}
+
+namespace {
+std::string DescribeTensor(const char* kind, const std::string& name, const std::vector<int64_t>& shape,
+                           const std::string& dtype) {
+  std::string dims;
+  for (int64_t d : shape) absl::StrAppend(&dims, dims.empty() ? "" : ",", d);
+  return absl::StrCat(kind, " ", name, " [", dims, "] ", dtype);
+}
+}  // namespace
+
+std::vector<std::string> ModelInfo::LayoutDescription() const {
+  std::vector<std::string> out;
+  for (const auto& p : layout) out.push_back(DescribeTensor("parameter", p.name, p.shape, p.dtype));
+  if (is_script())
+    for (const auto& b : script->buffers) out.push_back(DescribeTensor("buffer", b.name, b.shape, b.dtype));
+  return out;
+}
+
 
 std::vector<float> ModelInfo::InitialParameters(uint64_t run_seed) const {
   std::vector<float> flat(num_params());
@@ -123,9 +169,15 @@ bool SameShape(const std::vector<int64_t>& a, std::vector<int64_t> b) { return a
 
 }  // namespace
 
-std::string AllowedModelNames() { return "lenet5, resnet20, resnet32, resnet44, resnet56, vgg11, mobilenetv2"; }
+std::string AllowedModelNames() {
+  return "lenet5, resnet20, resnet32, resnet44, resnet56, vgg11, mobilenetv2, torchscript";
+}
 
 absl::StatusOr<ModelInfo> GetModelInfo(const std::string& name, const ModelOptions& o) {
+  if (name == "torchscript") {
+    return absl::InvalidArgumentError(
+        "model.name: torchscript models are read from model.path (core/models/torchscript.h), not built in");
+  }
   ModelInfo m;
   m.name = name;
   m.num_classes = o.num_classes > 0 ? o.num_classes : 10;

@@ -71,31 +71,41 @@ std::string Escape(const std::string& in) {
   return out;
 }
 
-std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs) {
+std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs, const std::string& label,
+                      bool fraction) {
   const int n = epochs.empty() ? 1 : epochs.back().epoch;
   std::string s = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\">\n"
       "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
       "<text x=\"%.0f\" y=\"20\" font-size=\"16\" font-weight=\"bold\">%s</text>\n",
       kW, 3 * kH + 25, kLeft, Escape(title));
-  // Accuracy, with the band between the worst and the best agent.
-  double lo = 1, hi = 0;
+  // The test metric, with the band between the worst and the best agent.
+  double lo = HUGE_VAL, hi = -HUGE_VAL;
   for (const auto& r : epochs)
     if (r.evaluated) {
       lo = std::min(lo, r.acc_min);
       hi = std::max(hi, r.acc_max);
     }
-  if (hi <= lo) {
-    lo = 0;
-    hi = 1;
-  }
-  lo = std::floor(lo * 10) / 10;
-  hi = std::min(1.0, std::ceil(hi * 20) / 20);
-  Panel acc{25, lo, hi};
-  const double step = hi - lo > 0.3 ? 0.1 : 0.05;
   std::vector<double> ticks;
-  for (double t = lo; t <= hi + 1e-9; t += step) ticks.push_back(t);
-  absl::StrAppend(&s, Axes(acc, "test accuracy: mean over agents (line), min-max (band)", ticks, n, "%.2f"));
+  if (fraction) {
+    if (hi <= lo) {
+      lo = 0;
+      hi = 1;
+    }
+    lo = std::floor(lo * 10) / 10;
+    hi = std::min(1.0, std::ceil(hi * 20) / 20);
+    const double step = hi - lo > 0.3 ? 0.1 : 0.05;
+    for (double t = lo; t <= hi + 1e-9; t += step) ticks.push_back(t);
+  } else {
+    // Any positive range (an RMSE): five ticks on a rounded span from 0.
+    if (!(hi > 0)) hi = 1;
+    const double unit = std::pow(10.0, std::floor(std::log10(hi)));
+    hi = std::ceil(hi / unit) * unit;
+    lo = 0;
+    for (int k = 0; k <= 4; ++k) ticks.push_back(hi * k / 4);
+  }
+  Panel acc{25, lo, hi};
+  absl::StrAppend(&s, Axes(acc, label + ": mean over agents (line), min-max (band)", ticks, n, fraction ? "%.2f" : "%.3g"));
   std::string band;
   std::vector<std::pair<double, double>> mean;
   for (const auto& r : epochs)

@@ -11,7 +11,9 @@
 
 namespace gut::report {
 
-std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs);
+// `label`: the test metric's name on its panel; `fraction`: the metric lies in [0, 1] (accuracy).
+std::string RenderSvg(const std::string& title, const std::vector<EpochRecord>& epochs,
+                      const std::string& label = "test accuracy", bool fraction = true);
 
 // A line chart of several series over a shared x axis (e.g. accuracy per epoch, one line per
 // method), with an optional band per series (e.g. min-max over seeds) and a legend.

@@ -11,11 +11,26 @@
 
 namespace gut::report {
 
-std::string FormatProgress(const EpochRecord& r) {
+Metric Metric::For(const core::RunConfig& config) {
+  if (core::MetricName(config) == "rmse") return Metric{"rmse", "rmse", "test RMSE", false};
+  return Metric{};
+}
+
+std::string Metric::Format(double v) const {
+  return percent ? absl::StrFormat("%.2f%%", 100 * v) : absl::StrFormat("%.4g", v);
+}
+
+std::string FormatProgress(const EpochRecord& r, const Metric& metric) {
   const int eta = static_cast<int>(r.eta_s);
-  std::string acc = r.evaluated ? absl::StrFormat("acc %6.2f%% [min %6.2f max %6.2f]", 100 * r.acc_mean,
-                                                  100 * r.acc_min, 100 * r.acc_max)
-                                : std::string("acc (not evaluated)");
+  std::string acc;
+  if (!r.evaluated) {
+    acc = absl::StrCat(metric.key, " (not evaluated)");
+  } else if (metric.percent) {
+    acc = absl::StrFormat("%s %6.2f%% [min %6.2f max %6.2f]", metric.key, 100 * r.acc_mean, 100 * r.acc_min,
+                          100 * r.acc_max);
+  } else {
+    acc = absl::StrFormat("%s %.4g [min %.4g max %.4g]", metric.key, r.acc_mean, r.acc_min, r.acc_max);
+  }
   return absl::StrFormat(
       "epoch %3d/%d  lr %.4g  loss %.4f  %s  consensus %.3e  %.1f rounds/s  elapsed %.0fs  ETA %dm%02ds",
       r.epoch, r.epochs, r.lr, r.train_loss, acc, r.consensus, r.rounds_per_s, r.wall_s, eta / 60,
@@ -63,10 +78,11 @@ std::vector<EpochRecord> UnflattenRecords(const std::vector<double>& flat) {
 }
 
 absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRecord>& epochs,
-                             core::Durability durability) {
-  std::string out =
-      "epoch,rounds,lr,train_loss,test_acc_mean,test_acc_min,test_acc_max,test_loss,consensus_distance,"
-      "wall_s,train_s,rounds_per_s,bytes_sent,compression,replica_error\n";
+                             core::Durability durability, const Metric& metric) {
+  const std::string& k = metric.key;
+  std::string out = absl::StrCat("epoch,rounds,lr,train_loss,test_", k, "_mean,test_", k, "_min,test_", k,
+                                 "_max,test_loss,consensus_distance,"
+                                 "wall_s,train_s,rounds_per_s,bytes_sent,compression,replica_error\n");
   for (const auto& r : epochs) {
     auto acc = [&](double v) { return r.evaluated ? absl::StrFormat("%.6f", v) : std::string(); };
     absl::StrAppend(&out, absl::StrFormat("%d,%d,%.6g,%.6f,%s,%s,%s,%s,%.6e,%.3f,%.3f,%.2f,%d,%.6f,%s\n", r.epoch,
@@ -79,8 +95,8 @@ absl::Status WriteMetricsCsv(const std::string& path, const std::vector<EpochRec
 }
 
 absl::Status WritePlot(const std::string& path, const std::string& title,
-                       const std::vector<EpochRecord>& epochs, core::Durability durability) {
-  return AtomicWrite(path, RenderSvg(title, epochs), durability);
+                       const std::vector<EpochRecord>& epochs, core::Durability durability, const Metric& metric) {
+  return AtomicWrite(path, RenderSvg(title, epochs, metric.label, metric.percent), durability);
 }
 
 absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
@@ -99,10 +115,16 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"lowrank_rank", c.codec.lowrank_rank}, {"consensus_step", c.consensus_step},
       {"consensus_form", c.hyper.direct_consensus ? "direct" : "reference"},
       {"manifest_yaml", core::ToYaml(c)}};
-  j["final"] = {{"test_acc_mean", s.final_acc_mean},
-                {"test_acc_min", s.final_acc_min},
-                {"test_acc_max", s.final_acc_max},
-                {"test_acc_per_agent", s.final_acc},
+  const Metric metric = Metric::For(c);
+  const std::string k = "test_" + metric.key;
+  j["metric"] = metric.name;
+  if (!s.model_sha256.empty()) j["config"]["model_sha256"] = s.model_sha256;
+  if (c.model == "torchscript") j["config"]["model_path"] = c.model_path;
+  j["config"]["loss"] = c.loss;
+  j["final"] = {{k + "_mean", s.final_acc_mean},
+                {k + "_min", s.final_acc_min},
+                {k + "_max", s.final_acc_max},
+                {k + "_per_agent", s.final_acc},
                 {"consensus_before_gossip", s.consensus_before_gossip},
                 {"consensus_after_gossip", s.consensus_after_gossip}};
   if (s.solver_fallbacks >= 0) j["final"]["solver_fallbacks"] = s.solver_fallbacks;
@@ -114,8 +136,8 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
   j["final"]["agents"] = s.agents > 0 ? s.agents : c.num_agents;
   if (!s.epochs.empty()) {
     const auto& last = s.epochs.back();
-    j["last_epoch"] = {{"test_acc_mean", last.acc_mean}, {"test_acc_min", last.acc_min},
-                       {"test_acc_max", last.acc_max}, {"train_loss", last.train_loss},
+    j["last_epoch"] = {{k + "_mean", last.acc_mean}, {k + "_min", last.acc_min},
+                       {k + "_max", last.acc_max}, {"train_loss", last.train_loss},
                        {"consensus_distance", last.consensus}};
   }
   const double train_s = s.epochs.empty() ? 0 : s.epochs.back().train_s;

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/algorithm/algorithm.h"
+#include "core/checkpoint/state_bundle.h"
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
 #include "core/models/model.h"
@@ -22,8 +23,10 @@
 namespace gut::core {
 
 struct EvalResult {
-  double accuracy = 0;  // top-1, in [0, 1]
-  double loss = 0;      // mean cross-entropy
+  // The model's test metric (ModelInfo::loss): top-1 accuracy in [0, 1] for cross_entropy, the root
+  // mean squared error over every target value for mse.
+  double metric = 0;
+  double loss = 0;  // mean cross-entropy, or the mean squared error
   int64_t samples = 0;
 };
 
@@ -33,13 +36,15 @@ struct EvalResult {
 // working set stays a few buffers per thread instead of per agent.
 class ModelWorkspace {
  public:
-  static absl::StatusOr<std::unique_ptr<ModelWorkspace>> Create(const ModelInfo& model,
-                                                               int max_batch, int64_t sample_size);
+  // Staging sized for minibatches of `data` (its samples and targets) of at most max_batch.
+  static absl::StatusOr<std::unique_ptr<ModelWorkspace>> Create(const ModelInfo& model, int max_batch,
+                                                               const Dataset& data);
   ~ModelWorkspace();
+
+  struct Impl;  // core/train/trainer_impl.h
 
  private:
   friend class Trainer;
-  struct Impl;
   explicit ModelWorkspace(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -102,8 +107,26 @@ class Trainer final : public GradientOracle<float> {
   absl::StatusOr<EvalResult> Evaluate(absl::Span<const float> params, const Dataset& data,
                                       int batch_size) const;
 
+  // The agent's model at `params` as a file PyTorch loads (model-final.pt): for a TorchScript model
+  // the module with these parameters and this agent's buffers, in eval mode (torch.jit.load); for a
+  // zoo model a state dict of the layout's names (torch.load; docs/own-model.md gives the PyTorch
+  // definitions whose names match).
+  absl::StatusOr<std::string> ExportModel(absl::Span<const float> params) const;
+  // The same for the mean model of several agents (gut-sim's model-average.pt): `mean` parameters;
+  // floating-point buffers averaged over the agents in rank order, integer ones (BatchNorm's
+  // num_batches_tracked) the first agent's.
+  static absl::StatusOr<std::string> ExportAverageModel(const std::vector<const Trainer*>& agents,
+                                                        absl::Span<const float> mean);
+
+  // The agent's buffers (TorchScript models that have any) in a checkpoint: saved, or loaded and
+  // checked against the model's buffer sizes. Nothing for other models.
+  void VisitBuffers(StateVisitor<float>* v);
+  // Back to the file's buffers (a restart from round 0).
+  void ResetBuffers();
+
+  struct Impl;  // core/train/trainer_impl.h
+
  private:
-  struct Impl;
   explicit Trainer(std::unique_ptr<Impl> impl);
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const ModelInfo& model, const Dataset* train,
                                                          std::vector<int64_t> shard, int batch_size,

@@ -364,7 +364,7 @@ TEST_F(TrainerTest, EvaluateCountsAccuracyAndRejectsWrongSizes) {
   auto b = (*t)->Evaluate(x0, data->test, 100);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->samples, 100);
-  EXPECT_DOUBLE_EQ(a->accuracy, b->accuracy) << "batching must not change the result";
+  EXPECT_DOUBLE_EQ(a->metric, b->metric) << "batching must not change the result";
   EXPECT_NEAR(a->loss, b->loss, 1e-5);
   EXPECT_NEAR(a->loss, std::log(10.0), 0.3) << "an untrained model is near chance";
   std::vector<float> short_params(10);
