@@ -62,6 +62,12 @@ absl::StatusOr<ModelInfo> LoadTorchScriptModel(ModelFile file, const std::string
   if (info.layout.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("model.path: ", source, " has no trainable parameters (named_parameters() is empty)"));
   }
+  const bool any_trainable = std::any_of(m.parameters().begin(), m.parameters().end(),
+                                         [](const at::Tensor& p) { return p.requires_grad(); });
+  if (!any_trainable) {
+    return absl::InvalidArgumentError(absl::StrCat("model.path: ", source,
+                                                   " has no trainable parameters (every one has requires_grad=False)"));
+  }
   for (float v : src->params) {
     if (!std::isfinite(v)) {
       return absl::InvalidArgumentError(absl::StrCat("model.path: ", source, ": the file's parameters hold NaN or Inf"));
@@ -87,6 +93,7 @@ absl::StatusOr<ModelInfo> LoadTorchScriptModel(ModelFile file, const std::string
 
 absl::Status ProbeModel(ModelInfo* model, const Dataset& train, const Dataset& test) {
   const std::vector<int64_t> shape = train.sample_shape();
+  const std::string who = model->is_script() ? "the TorchScript model" : "model " + model->name;
   auto where = [&](const Dataset& d) { return &d == &train ? "training" : "test"; };
   // Labels and targets against the model's output, for any model.
   auto check_output = [&](const Dataset& d, int64_t per_sample, const std::string& got) -> absl::Status {
@@ -95,7 +102,7 @@ absl::Status ProbeModel(ModelInfo* model, const Dataset& train, const Dataset& t
         return absl::InvalidArgumentError("model.loss: mse needs float targets; the data set holds class labels (use cross_entropy)");
       }
       if (per_sample != d.target_size) {
-        return absl::InvalidArgumentError(absl::StrCat("model ", model->name, " outputs ", got, " (", per_sample,
+        return absl::InvalidArgumentError(absl::StrCat(who, " outputs ", got, " (", per_sample,
                                                        " values per sample); the ", where(d), " targets have ",
                                                        d.target_size, " per sample"));
       }
@@ -106,8 +113,8 @@ absl::Status ProbeModel(ModelInfo* model, const Dataset& train, const Dataset& t
     }
     const int64_t top = d.labels.empty() ? 0 : *std::max_element(d.labels.begin(), d.labels.end());
     if (top >= per_sample) {
-      return absl::InvalidArgumentError(absl::StrCat("the ", where(d), " labels go up to class ", top, ", but model ",
-                                                     model->name, " outputs ", got, ": ", per_sample, " classes"));
+      return absl::InvalidArgumentError(absl::StrCat("the ", where(d), " labels go up to class ", top, ", but ", who,
+                                                     " outputs ", got, ": ", per_sample, " classes"));
     }
     return absl::OkStatus();
   };
@@ -136,18 +143,18 @@ absl::Status ProbeModel(ModelInfo* model, const Dataset& train, const Dataset& t
       m.SetTraining(d == &train);
       out = m.Forward(at::from_blob(rows.data(), dims, at::kFloat));
     } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", model->name, " fails on a batch of ", n, " ", where(*d),
+      return absl::InvalidArgumentError(absl::StrCat(who, " fails on a batch of ", n, " ", where(*d),
                                                      " samples of shape ", Shape(dims), ": ",
                                                      FirstLine(c10::GetExceptionString(e))));
     }
     const std::string got = Shape(out.sizes());
     if (out.dim() < 1 || out.size(0) != n || out.scalar_type() != at::kFloat) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", model->name, " maps a batch of ", n, " samples ",
+      return absl::InvalidArgumentError(absl::StrCat(who, " maps a batch of ", n, " samples ",
                                                      Shape(dims), " to a ", DtypeName(out.scalar_type()), " tensor ",
                                                      got, "; gut needs float32 [", n, ", ...], one row per sample"));
     }
     if (!model->regression() && out.dim() != 2) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", model->name, " outputs ", got,
+      return absl::InvalidArgumentError(absl::StrCat(who, " outputs ", got,
                                                      " for cross_entropy; it needs [batch, classes] logits"));
     }
     const int64_t per_sample = out.numel() / n;
