@@ -1,13 +1,15 @@
 // round_bench: per-round cost of gut-sim against the bare compute floor, side by side in one run.
 //
-//   round_bench [--manifest FILE] [--rounds R] [--reps K] [--out FILE.md]
+//   round_bench [--manifest FILE] [--rounds R] [--reps K] [--out FILE.md] [--against key=value ...]
 //
 // For the manifest's configuration (default: the 16-ring Fashion-MNIST QG-GUTm run) it measures,
 // alternating K times between the variants so that machine noise hits all of them alike:
 //   floor     n agents x (LeNet-5 forward + backward + plain SGD step) per round, same threads,
 //             same batches, no algorithm and no exchange;
 //   sim       gut-sim's training round (algorithm + in-process exchange), for the manifest's
-//             algorithm and for its DSGD counterpart (qg-gutm -> qg-dsgdm, gut -> dsgd).
+//             algorithm and for its DSGD counterpart (qg-gutm -> qg-dsgdm, gut -> dsgd), or with
+//             --against, for the manifest with those overrides instead (e.g. the same network as a
+//             TorchScript file: bench/torchscript_bench.sh).
 // It reports wall ms per round, CPU ms per agent-step, the ratios, and the algorithm's model-sized
 // buffers. Evaluation is not part of a round.
 #include <sys/resource.h>
@@ -60,8 +62,9 @@ int main(int argc, char** argv) {
   CLI::App app{"round_bench: gut-sim round time vs the bare compute floor"};
   std::string manifest = "deploy/examples/fmnist-ring16-qggutm.yaml", out;
   int rounds = 118, reps = 5;
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides, against;
   app.add_option("--manifest", manifest);
+  app.add_option("--against", against, "compare with the manifest under these overrides instead of the DSGD counterpart");
   app.add_option("--rounds", rounds, "rounds per measurement");
   app.add_option("--reps", reps, "alternating repetitions");
   app.add_option("--set", overrides);
@@ -80,6 +83,18 @@ int main(int argc, char** argv) {
   gut::core::RunConfig base_config = *config;
   base_config.hyper.algorithm = baseline;
   base_config.hyper.mu = 0;
+  if (!against.empty()) {
+    std::vector<std::string> all = overrides;
+    all.insert(all.end(), against.begin(), against.end());
+    auto c = gut::core::LoadManifest(manifest, all);
+    if (!c.ok()) {
+      std::fprintf(stderr, "--against: %s\n", std::string(c.status().message()).c_str());
+      return 2;
+    }
+    base_config = *c;
+    baseline.clear();
+    for (const auto& a : against) baseline += (baseline.empty() ? "" : ", ") + a;
+  }
 
   auto sim = gut::sim::Simulation::Create(*config);
   auto base = gut::sim::Simulation::Create(base_config);
@@ -166,6 +181,12 @@ int main(int argc, char** argv) {
       (*sim)->algorithm_buffers(), baseline, (*base)->algorithm_buffers(),
       (*sim)->algorithm_buffers() - (*base)->algorithm_buffers(),
       ((*sim)->algorithm_buffers() - (*base)->algorithm_buffers()) * P * 4 / 1024.0);
+  if (!against.empty()) {
+    std::vector<double> ratio_bs;
+    for (int k = 0; k < reps; ++k) ratio_bs.push_back(bw[k] / sw[k]);
+    table += absl::StrFormat("- with %s over without, time per round (median of per-repetition ratios): %.3f\n",
+                             baseline, Median(ratio_bs));
+  }
   std::printf("%s", table.c_str());
   if (!out.empty()) {
     std::ofstream f(out, std::ios::app);

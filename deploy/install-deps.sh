@@ -13,7 +13,8 @@
 #                      .deb tests), openssl (certificates), prometheus and prometheus-alertmanager
 #                      (rules and live scrape), chromium (status page), python3-grpcio,
 #                      python3-grpc-tools and python3-yaml (the independent adversary client and the
-#                      manifest checks), clang-14 and libclang-rt-14-dev (libFuzzer), systemd
+#                      manifest checks), python3-torch and python3-numpy (your-model tests: Python
+#                      scripts and loads models back), clang-14 and libclang-rt-14-dev (libFuzzer), systemd
 #                      (systemd-analyze verify). kubectl is not in Debian 12 in a usable version
 #                      (kubernetes-client is 1.20); the Kubernetes tests use one from PATH.
 set -euo pipefail
@@ -22,7 +23,7 @@ for arg in "$@"; do
   case "$arg" in
     --check) check=1 ;;
     --with-test-tools) test_tools=1 ;;
-    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,7 +56,8 @@ PACKAGES=(
 )
 if [[ $test_tools == 1 ]]; then
   PACKAGES+=(podman runc catatonit buildah debootstrap openssl prometheus prometheus-alertmanager chromium
-             python3-grpcio python3-grpc-tools python3-yaml clang-14 libclang-rt-14-dev systemd)
+             python3-grpcio python3-grpc-tools python3-yaml python3-torch python3-numpy clang-14 libclang-rt-14-dev
+             systemd)
 fi
 
 missing=()

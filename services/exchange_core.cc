@@ -121,30 +121,20 @@ PeerFrame ExchangeCore::MakeHello() const {
   return f;
 }
 
-StreamActions ExchangeCore::Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg,
-                                   bool tell_peer) {
+StreamActions ExchangeCore::Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg) {
   service_->CountReject(why);
-  spdlog::warn("agent {}: refused stream from {} ({}): {}", opt_.rank, s->peer(), RejectName(why), msg);
+  // A model mismatch is a configuration error that redialling cannot cure: an error, not a warning.
+  if (why == Reject::kLayout) {
+    spdlog::error("agent {}: refused stream from {} ({}): {}", opt_.rank, s->peer(), RejectName(why), msg);
+  } else {
+    spdlog::warn("agent {}: refused stream from {} ({}): {}", opt_.rank, s->peer(), RejectName(why), msg);
+  }
   StreamActions a;
   a.refuse = true;
-  // What the other side learns: the reason's name, never a value of ours; a model mismatch also
-  // says which tensor or file differs (the peer holds the same kind of model description).
-  a.refusal = grpc::Status(code, absl::StrCat("refused: ", RejectName(why), tell_peer ? ": " + msg : ""));
+  // What the other side learns: the reason's name, never a value of ours.
+  a.refusal = grpc::Status(code, absl::StrCat("refused: ", RejectName(why)));
   return a;
 }
-
-namespace {
-// The first entry where two layout descriptions differ, as a phrase for an error.
-std::string LayoutDifference(const std::vector<std::string>& here, const google::protobuf::RepeatedPtrField<std::string>& peer) {
-  const int n = std::max(static_cast<int>(here.size()), peer.size());
-  for (int k = 0; k < n; ++k) {
-    const std::string a = k < static_cast<int>(here.size()) ? "'" + here[k] + "'" : "nothing";
-    const std::string b = k < peer.size() ? "'" + peer[k] + "'" : "nothing";
-    if (a != b) return absl::StrCat("tensor ", k, " differs: here ", a, ", the peer ", b);
-  }
-  return "the layouts read alike but hash differently (another gut version?)";
-}
-}  // namespace
 
 StreamActions ExchangeCore::HandleFrame(PeerStream* s, PeerFrame& f) {
   absl::MutexLock l(&mu_);
@@ -189,14 +179,12 @@ StreamActions ExchangeCore::HandleHello(PeerStream* s, const gut::v1::Hello& h) 
   if (h.layout_hash() != opt_.layout_hash) {
     return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("agent ", h.sender_rank(), " runs another model (layout hash ", absl::Hex(h.layout_hash()),
-                               "): ", LayoutDifference(opt_.layout, h.layout())),
-                  /*tell_peer=*/true);
+                               "): ", LayoutDifference(opt_.layout, {h.layout().begin(), h.layout().end()})));
   }
   if (h.model_sha256() != opt_.model_sha256) {
     return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("agent ", h.sender_rank(), " runs model file sha256 '", h.model_sha256().substr(0, 64),
-                               "', this agent '", opt_.model_sha256, "'"),
-                  /*tell_peer=*/true);
+                               "', this agent '", opt_.model_sha256, "'"));
   }
   if (h.codec() != wire_codec_) {
     return Refuse(s, Reject::kCodec, grpc::StatusCode::FAILED_PRECONDITION,
@@ -290,7 +278,8 @@ void ExchangeCore::StreamDone(PeerStream* s, const grpc::Status& st) {
       } else if (was_pending && !shutting_down_) {
         // A model mismatch does not go away by redialling: say so where the operator looks.
         if (absl::StartsWith(st.error_message(), "refused: layout")) {
-          spdlog::error("agent {}: agent {} refused this agent's stream: {}", opt_.rank, e.peer().rank, st.error_message());
+          spdlog::error("agent {}: agent {} refused this agent's stream: it runs another model (its log names the "
+                        "first tensor that differs)", opt_.rank, e.peer().rank);
         } else {
           spdlog::debug("agent {}: dial to agent {} failed: {}", opt_.rank, e.peer().rank, st.error_message());
         }

@@ -115,8 +115,7 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   std::atomic<int64_t> wait_ns{0};
 
  private:
-  // `tell_peer`: the refusal the peer reads carries `msg` (model mismatches only).
-  StreamActions Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg, bool tell_peer = false)
+  StreamActions Refuse(PeerStream* s, Reject why, grpc::StatusCode code, const std::string& msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StreamActions HandleHello(PeerStream* s, const gut::v1::Hello& h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StreamActions HandleRound(PeerStream* s, PeerEdge& e, gut::v1::Round* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

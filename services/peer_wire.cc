@@ -1,5 +1,9 @@
 #include "services/peer_wire.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
 namespace gut::services {
 
 gut::v1::Codec WireCodec(core::CodecKind k) {
@@ -39,6 +43,16 @@ const char* RejectName(Reject r) {
     case Reject::kCount: break;
   }
   return "unknown";
+}
+
+std::string LayoutDifference(const std::vector<std::string>& here, const std::vector<std::string>& peer) {
+  const size_t n = std::max(here.size(), peer.size());
+  for (size_t k = 0; k < n; ++k) {
+    const std::string a = k < here.size() ? "'" + here[k] + "'" : "nothing";
+    const std::string b = k < peer.size() ? "'" + peer[k] + "'" : "nothing";
+    if (a != b) return absl::StrCat("tensor ", k, " differs: here ", a, ", the peer ", b);
+  }
+  return "the layouts read alike but hash differently (a peer of another gut version?)";
 }
 
 }  // namespace gut::services

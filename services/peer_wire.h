@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/codec/codec.h"
 #include "gut/v1/peer.pb.h"
@@ -37,6 +38,10 @@ enum class Reject {
   kCount
 };
 const char* RejectName(Reject r);
+
+// Where two layout descriptions (Hello.layout) first differ, as a phrase for the refusing side's
+// log: "tensor 4 differs: here 'parameter fc1.weight [120,400] float32', the peer '...'".
+std::string LayoutDifference(const std::vector<std::string>& here, const std::vector<std::string>& peer);
 
 // The wire name of a codec (hello, round frames, hyperparameters).
 gut::v1::Codec WireCodec(core::CodecKind kind);

@@ -11,15 +11,19 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "core/topology/graph.h"
 #include "core/topology/mixing.h"
+
 #include "gtest/gtest.h"
 #include "services/grpc_exchange.h"
 
@@ -66,6 +70,8 @@ class Ring {
         o.neighbours.push_back({nb[k], w_->weight(i, k), addr, ""});  // "": any identity
       }
       o.layout_hash = 77;
+      o.layout = layout;
+      o.model_sha256 = model_sha256;
       o.num_params = num_params_;
       o.codec = codec_;
       o.codec_seed = 5;
@@ -111,6 +117,8 @@ class Ring {
 
  public:
   StreamTuning tuning = StreamTuning::ForTests();  // the exchanges' (set before Connect)
+  std::vector<std::string> layout;                  // the hello's layout description
+  std::string model_sha256;
 
  private:
   core::CodecOptions codec_;
@@ -290,6 +298,43 @@ class Relay {
   std::vector<std::thread> pumps_;
   int breaks_ = 0;
 };
+
+// Another model at the hello: refused as `layout`, the other side learns nothing of ours, and the
+// refusing agent's log names the first tensor that differs, or the two model files.
+TEST(GrpcExchange, AnotherModelIsRefusedAndTheLogNamesTheFirstTensorThatDiffers) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  capture->set_pattern("%l %v");
+  spdlog::set_default_logger(capture);
+  {
+    Ring ring(4, {}, 1024, /*connect=*/false);
+    ring.layout = {"parameter a [2,3] float32", "parameter b [3] float32", "buffer c [] int64"};
+    ring.model_sha256 = std::string(64, 'a');
+    ring.Connect();
+    ring.Round(0);
+    PeerFrame h = Hello("run-a", 1, 12345);
+    for (const char* t : {"parameter a [2,3] float32", "parameter b [4] float32", "buffer c [] int64"})
+      h.mutable_hello()->add_layout(t);
+    grpc::Status s = Impose(ring[2].address, {h});
+    EXPECT_EQ(s.error_message(), "refused: layout");
+    EXPECT_NE(log.str().find("error agent 2: refused stream from"), std::string::npos) << log.str();
+    EXPECT_NE(log.str().find("agent 1 runs another model (layout hash 3039): tensor 1 differs: here 'parameter b [3] "
+                             "float32', the peer 'parameter b [4] float32'"),
+              std::string::npos)
+        << log.str();
+    PeerFrame same_layout_other_file = Hello("run-a", 1, 77);
+    same_layout_other_file.mutable_hello()->set_model_sha256(std::string(64, 'b'));
+    s = Impose(ring[2].address, {same_layout_other_file});
+    EXPECT_EQ(s.error_message(), "refused: layout");
+    EXPECT_NE(log.str().find("agent 1 runs model file sha256 'bbbb"), std::string::npos) << log.str();
+    EXPECT_EQ(ring[2].service->rejected(Reject::kLayout), 2);
+    ring.Round(1);  // the run goes on
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(LayoutDifference({"x", "y"}, {"x"}), "tensor 1 differs: here 'y', the peer nothing");
+  EXPECT_EQ(LayoutDifference({"x"}, {"x"}), "the layouts read alike but hash differently (a peer of another gut version?)");
+}
 
 TEST(GrpcExchange, ReconnectsAndResendsAfterTheConnectionDrops) {
   // Agent 0 reaches agent 1 through a relay; dropping it loses whatever was in flight.
