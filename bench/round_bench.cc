@@ -136,16 +136,28 @@ int main(int argc, char** argv) {
     }
   };
 
-  // Warm-up.
+  // Warm-up; a variant that cannot run a round stops the benchmark with its error.
   floor_rounds(10);
-  (void)(*sim)->RunTrainingRounds(10);
-  (void)(*base)->RunTrainingRounds(10);
+  for (auto* s : {&*sim, &*base}) {
+    if (auto w = (*s)->RunTrainingRounds(10); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
+      return 1;
+    }
+  }
 
   std::vector<double> fw, fc, sw, sc, bw, bc;
   for (int rep = 0; rep < reps; ++rep) {
     Sample f = Time(rounds, n, floor_rounds);
-    Sample s = Time(rounds, n, [&](int r) { (void)(*sim)->RunTrainingRounds(r); });
-    Sample b = Time(rounds, n, [&](int r) { (void)(*base)->RunTrainingRounds(r); });
+    absl::Status failed;
+    auto run = [&failed](gut::sim::Simulation& s, int r) {
+      if (auto t = s.RunTrainingRounds(r); !t.ok() && failed.ok()) failed = t.status();
+    };
+    Sample s = Time(rounds, n, [&](int r) { run(**sim, r); });
+    Sample b = Time(rounds, n, [&](int r) { run(**base, r); });
+    if (!failed.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(failed.message()).c_str());
+      return 1;
+    }
     fw.push_back(f.wall_ms_per_round); fc.push_back(f.cpu_ms_per_step);
     sw.push_back(s.wall_ms_per_round); sc.push_back(s.cpu_ms_per_step);
     bw.push_back(b.wall_ms_per_round); bc.push_back(b.cpu_ms_per_step);

@@ -40,6 +40,7 @@ struct Simulation::State {
   std::vector<double> loss_sum;  // per agent, current epoch
   int rounds_per_epoch = 0;
   int64_t start_round = 0;
+  int64_t bench_round = 0;  // the next round RunTrainingRounds trains
 
   int n() const { return static_cast<int>(algorithms.size()); }
 
@@ -372,8 +373,9 @@ std::string Simulation::model_sha256() const { return s_->model.is_script() ? s_
 
 absl::StatusOr<double> Simulation::RunTrainingRounds(int rounds) {
   const auto t0 = Clock::now();
-  for (int r = 0; r < rounds; ++r) {
-    if (auto st = s_->TrainRound(r, s_->config.hyper.lr); !st.ok()) return st;
+  // Round numbers go on from the previous call: the exchange refuses a round it has delivered.
+  for (int r = 0; r < rounds; ++r, ++s_->bench_round) {
+    if (auto st = s_->TrainRound(s_->bench_round, s_->config.hyper.lr); !st.ok()) return st;
   }
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
