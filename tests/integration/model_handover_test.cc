@@ -131,6 +131,44 @@ TEST_F(ModelHandover, OnlyJoinedRanksOfTheRunGetTheModelWithTheToken) {
   EXPECT_NE(Read(dir_ / "coordinator.log").find("handed the model file"), std::string::npos);
 }
 
+// Edge devices: every agent trains on its own .npy files (--data-dir DIR --local-data), of
+// different sizes; the rounds per epoch follow the smallest set, the model comes from the
+// coordinator, and the run finishes with every agent's model file.
+TEST_F(ModelHandover, EdgeAgentsTrainOnTheirOwnNpyFiles) {
+  WriteModel();
+  fs::create_directories(dir_ / "coordinator-data");
+  std::string text = ModelManifest();
+  text.replace(text.find("data: {path: " + (dir_ / "data").string()), 13 + (dir_ / "data").string().size(),
+               "data: {dataset: npy, path: " + (dir_ / "coordinator-data").string());
+  const std::string manifest = WriteManifest(text);
+  pid_t coordinator = -1;
+  std::vector<std::string> extra = {"--local-data"};
+  for (int r = 0; r < 4; ++r) testing::WriteNpyImages(dir_ / ("edge-" + std::to_string(r)), 96 + 32 * r, 30);
+  coordinator_args_ = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
+                       "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "1"};
+  coordinator = Spawn(coordinator_args_, (dir_ / "coordinator.log").string());
+  ASSERT_TRUE(WaitForFile(dir_ / "port", 20));
+  std::ifstream(dir_ / "port") >> port_;
+  std::vector<pid_t> agents;
+  for (int r = 0; r < 4; ++r) {
+    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r), "--name",
+                            "edge" + std::to_string(r), "--data-dir", (dir_ / ("edge-" + std::to_string(r))).string(),
+                            "--local-data", "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(),
+                            "--report-flush-s", "2"},
+                           AgentLog(r)));
+  }
+  ASSERT_EQ(Wait(coordinator, 240), 0) << Read(dir_ / "coordinator.log") << Read(AgentLog(0));
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(Wait(agents[r], 30), 0) << Read(AgentLog(r));
+    // 96 samples on the smallest device: 6 rounds of 16 per epoch on every agent.
+    EXPECT_NE(Read(AgentLog(r)).find("rank " + std::to_string(r) + ": " + std::to_string(96 + 32 * r) +
+                                      " samples, 6 rounds per epoch"),
+              std::string::npos)
+        << Read(AgentLog(r));
+    EXPECT_TRUE(fs::exists(dir_ / ("rank-" + std::to_string(r)) / "model-final.pt"));
+  }
+}
+
 TEST_F(ModelHandover, AnAgentsOwnCopyMustBeTheRunsFile) {
   const std::string bytes = WriteModel();
   auto other = testing::ScriptMlp(1, 784, 10);
