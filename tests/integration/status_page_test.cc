@@ -1,9 +1,11 @@
 // The coordinator's live status page in a real browser (Debian's chromium, headless) during a
 // 4-agent run: the page renders the right number of agents and links from /status.json, the
 // agents' rounds move between two looks, and a screenshot is written next to the test's outputs.
+// A regression run (model.loss: mse) names its metric RMSE on the page and in /metrics.
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster_fixture.h"
+#include "tests/testing/script_models.h"
 
 namespace gut {
 namespace {
@@ -31,10 +33,24 @@ std::vector<long> Rounds(const std::string& dom) {
   return out;
 }
 
-TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
-  const char* browser = nullptr;
+const char* Browser() {
   for (const char* b : {"/usr/bin/chromium", "/usr/bin/chromium-browser"})
-    if (access(b, X_OK) == 0) browser = b;
+    if (access(b, X_OK) == 0) return b;
+  return nullptr;
+}
+
+// Headless chromium on `url`, `extra` flags (--dump-dom writes the page to `out`); its exit code.
+int Browse(const char* browser, const fs::path& profile, const std::string& url, const std::string& extra,
+           const fs::path& out) {
+  const std::string cmd = std::string(browser) + " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                          "--disable-background-networking --disable-component-update --disable-sync "
+                          "--user-data-dir=" + profile.string() + " --virtual-time-budget=4000 " + extra + " " + url +
+                          " > " + out.string() + " 2> " + out.string() + ".err";
+  return std::system(cmd.c_str());
+}
+
+TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
+  const char* browser = Browser();
   if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
   pid_t coordinator;
   const std::string manifest = WriteManifest(Manifest((dir_ / "data").string(), 200, "fp32"));
@@ -56,13 +72,7 @@ TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
   ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
 
   const fs::path profile = dir_ / "chromium-profile";
-  auto browse = [&](const std::string& extra, const fs::path& out) {
-    const std::string cmd = std::string(browser) + " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-                            "--disable-background-networking --disable-component-update --disable-sync "
-                            "--user-data-dir=" + profile.string() + " --virtual-time-budget=4000 " + extra + " " + url +
-                            " > " + out.string() + " 2> " + out.string() + ".err";
-    return std::system(cmd.c_str());
-  };
+  auto browse = [&](const std::string& extra, const fs::path& out) { return Browse(browser, profile, url, extra, out); };
   ASSERT_EQ(browse("--dump-dom", dir_ / "dom1.html"), 0) << Read(dir_ / "dom1.html.err");
   std::this_thread::sleep_for(std::chrono::seconds(3));
   ASSERT_EQ(browse("--dump-dom", dir_ / "dom2.html"), 0);
@@ -87,6 +97,53 @@ TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
   for (pid_t a : agents) EXPECT_EQ(Wait(a, 10), 0);
   kill(coordinator, SIGTERM);
   EXPECT_EQ(Wait(coordinator, 10), 0);
+}
+
+TEST_F(Cluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
+  const char* browser = Browser();
+  if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
+  testing::WriteNpyImages(dir_ / "targets", 320, 60, /*regression=*/true);
+  std::string text = Manifest((dir_ / "targets").string(), 200, "fp32");
+  text.replace(text.find("data: {path:"), 12, "data: {dataset: npy, path:");
+  text.replace(text.find("partition: dirichlet"), 20, "partition: iid");
+  text.replace(text.find("model: {name: lenet5, init: gut}"), 32, "model: {name: lenet5, init: gut, loss: mse}");
+  const std::string manifest = WriteManifest(text);
+  coordinator_args_ = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
+                       "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "0", "--metrics", "127.0.0.1:0"};
+  const pid_t coordinator = Spawn(coordinator_args_, (dir_ / "coordinator.log").string());
+  ASSERT_TRUE(WaitForFile(dir_ / "port", 20));
+  std::ifstream(dir_ / "port") >> port_;
+  std::vector<pid_t> agents;
+  for (int r = 0; r < 4; ++r) {
+    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r),
+                            "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(), "--metrics",
+                            "127.0.0.1:0", "--fast-failure-detection", "--stop-timeout-s", "4"},
+                           AgentLog(r)));
+  }
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "metrics on http://", 20));
+  const std::string log = Read(dir_ / "coordinator.log");
+  const size_t at = log.find("metrics on http://") + std::strlen("metrics on http://");
+  const std::string url = "http://" + log.substr(at, log.find("/metrics", at) - at) + "/";
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
+  EXPECT_NE(Read(dir_ / "coordinator.log").find("  rmse "), std::string::npos) << "the epoch line names the metric";
+  ASSERT_EQ(Browse(browser, dir_ / "chromium-profile", url, "--dump-dom", dir_ / "dom.html"), 0);
+  const std::string dom = Body(Read(dir_ / "dom.html"));
+  EXPECT_NE(dom.find("id=\"metric-label\">test RMSE<"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("id=\"metric-col\">RMSE<"), std::string::npos) << dom;
+  const size_t acc = dom.find("id=\"acc\">");
+  ASSERT_NE(acc, std::string::npos);
+  EXPECT_EQ(dom.substr(acc, dom.find('<', acc + 9) - acc).find('%'), std::string::npos) << "an RMSE is no percentage";
+  for (pid_t a : agents) kill(a, SIGTERM);
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 10), 0);
+  kill(coordinator, SIGTERM);
+  EXPECT_EQ(Wait(coordinator, 10), 0);
+  // The last /metrics pages: the RMSE series, not the accuracy ones.
+  const std::string coord = Read(dir_ / "out" / "metrics.prom"), agent = Read(dir_ / "rank-0" / "metrics.prom");
+  EXPECT_NE(coord.find("gut_coordinator_test_rmse{"), std::string::npos) << coord;
+  EXPECT_EQ(coord.find("gut_coordinator_test_accuracy_ratio"), std::string::npos);
+  EXPECT_NE(coord.find("metric=\"rmse\""), std::string::npos) << "gut_run_info names the metric";
+  EXPECT_NE(agent.find("\ngut_agent_test_rmse"), std::string::npos) << agent;
+  EXPECT_EQ(agent.find("gut_agent_test_accuracy_ratio"), std::string::npos);
 }
 
 }  // namespace
