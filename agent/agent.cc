@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "agent/agent_data.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_participant.h"
@@ -212,7 +213,8 @@ absl::Status Agent::Join() {
 absl::Status Agent::Prepare() {
   // The coordinator's data.path means nothing here when this agent brings its own (--data-dir).
   std::vector<std::string> overrides;
-  if (!o_.data_dir.empty()) overrides.push_back("data.path=" + o_.data_dir);
+  // A YAML single-quoted scalar: the path is taken as it is, whatever characters it holds.
+  if (!o_.data_dir.empty()) overrides.push_back("data.path='" + absl::StrReplaceAll(o_.data_dir, {{"'", "''"}}) + "'");
   auto c = core::ParseManifest(join_.manifest_yaml(), "the coordinator's manifest", overrides);
   if (!c.ok()) return c.status();
   config_ = std::move(*c);
