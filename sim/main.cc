@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   }
   spdlog::info("{} parameters per agent, {} rounds per epoch, {} algorithm buffers per agent", (*sim)->num_params(),
                (*sim)->rounds_per_epoch(), (*sim)->algorithm_buffers());
+  if (!(*sim)->model_sha256().empty()) {
+    spdlog::info("model: TorchScript file {} (sha256 {}), test metric {}", config.model_path,
+                 (*sim)->model_sha256(), gut::core::MetricName(config));
+  }
   gut::sim::SimRunOptions run_options;
   if (config.checkpoint_enabled || resume) {
     run_options.checkpoint_dir =
