@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "agent/agent_data.h"
 #include "agent/agent_metrics.h"
+#include "agent/coordinator_checks.h"
 #include "agent/agent_participant.h"
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/common/atomic_file.h"
@@ -191,6 +192,7 @@ absl::Status Agent::Join() {
   }
   auto resp = client_->Join(req, absl::Seconds(o_.join_timeout_s), stop_);
   if (!resp.ok()) return resp.status();
+  if (auto s = CheckJoinResponse(*resp, tls_.has_value()); !s.ok()) return s;
   join_ = std::move(*resp);
   core::SetLogName(absl::StrCat(o_.name, "/rank-", join_.rank()));
   spdlog::info("{} run {} as rank {} of {} (incarnation {}): generation {}, starting at round {}",
@@ -218,6 +220,7 @@ absl::Status Agent::Prepare() {
   auto c = core::ParseManifest(join_.manifest_yaml(), "the coordinator's manifest", overrides);
   if (!c.ok()) return c.status();
   config_ = std::move(*c);
+  if (auto s = CheckWorldSize(join_, config_.num_agents); !s.ok()) return s;
   std::optional<core::ModelFile> file;
   if (config_.model == "torchscript") {
     auto f = RunModelFile(o_, join_, client_.get());
@@ -360,7 +363,13 @@ absl::Status Agent::StartFrom(const gut::v1::RunCommand& c, bool first) {
   return absl::OkStatus();
 }
 
-void Agent::OnCommand(const gut::v1::RunCommand& c) {
+void Agent::OnCommand(const gut::v1::RunCommand& command) {
+  gut::v1::RunCommand c = command;
+  if (auto s = CheckCommand(c, join_.rank(), join_.world_size(), tls_.has_value()); !s.ok()) {
+    c.Clear();  // an invalid command is not followed: the agent stops, saying why
+    c.set_action(gut::v1::RunCommand::FAIL);
+    c.set_reason(std::string(s.message()));
+  }
   std::lock_guard<std::mutex> l(mu_);
   const bool fail = c.action() == gut::v1::RunCommand::FAIL;
   if (!fail && c.generation() <= generation_.load()) return;
