@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/report_checks.h"
 #include "core/common/atomic_file.h"
 #include "services/peer_wire.h"
 
@@ -385,6 +386,11 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1:
   if (auto s = members_.CheckIdentity(m.rank(), identity); !s.ok()) {
     return Refuse(Refusal::kIdentity, grpc::StatusCode::PERMISSION_DENIED,
                   absl::StrCat("report for rank ", m.rank(), " from ", ctx->peer(), " ('", identity, "'): ", s.message()),
+                  std::string(s.message()));
+  }
+  if (auto s = CheckReport(m, config_); !s.ok()) {
+    return Refuse(Refusal::kBadRequest, grpc::StatusCode::INVALID_ARGUMENT,
+                  absl::StrCat("report of rank ", m.rank(), " epoch ", m.epoch(), ": ", s.message()),
                   std::string(s.message()));
   }
   if (!members_.IsActive(m.rank())) return grpc::Status::OK;  // a dropped rank's late report

@@ -59,6 +59,14 @@ void EpochAggregator::Journal(const std::string& line) {
 
 std::vector<report::EpochRecord> EpochAggregator::Add(const gut::v1::EpochMetrics& m, const Membership& members) {
   const int key = m.final() ? config_.epochs + 1 : m.epoch();
+  // A retry of a report already taken changes nothing: it is not journalled again (a client
+  // repeating one report must not grow the journal, nor cost an fsync each time).
+  if (auto it = reports_.find(key); it != reports_.end()) {
+    if (auto r = it->second.find(m.rank());
+        r != it->second.end() && r->second.SerializeAsString() == m.SerializeAsString()) {
+      return {};
+    }
+  }
   reports_[key][m.rank()] = m;
   std::string json;
   google::protobuf::util::JsonPrintOptions o;
