@@ -137,7 +137,9 @@ int main(int argc, char** argv) {
     gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), config, service.run_id(),
                                                                       gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
-    metrics->Serve("/", [] { return std::make_pair(std::string("text/html; charset=utf-8"), gut::coordinator::StatusPageHtml()); });
+    metrics->Serve(
+        "/", [] { return std::make_pair(std::string("text/html; charset=utf-8"), gut::coordinator::StatusPageHtml()); },
+        {{"Content-Security-Policy", gut::coordinator::StatusPageCsp()}});
     metrics->Serve("/status.json", [&service] {
       return std::make_pair(std::string("application/json"), gut::coordinator::StatusJson(service.View()));
     });

@@ -1,10 +1,14 @@
 #include "coordinator/status_page.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <set>
 
 #include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/common/sha256.h"
 
 namespace gut::coordinator {
 namespace {
@@ -190,6 +194,38 @@ tick();
 </html>
 )HTML");
   return *page;
+}
+
+namespace {
+std::string Base64(const std::array<uint8_t, 32>& d) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t k = 0; k < d.size(); k += 3) {
+    const uint32_t v = uint32_t{d[k]} << 16 | (k + 1 < d.size() ? uint32_t{d[k + 1]} << 8 : 0) |
+                       (k + 2 < d.size() ? d[k + 2] : 0);
+    out.push_back(kAlphabet[v >> 18]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(k + 1 < d.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back(k + 2 < d.size() ? kAlphabet[v & 63] : '=');
+  }
+  return out;
+}
+}  // namespace
+
+const std::string& StatusPageCsp() {
+  // The page's one inline script, allowed by its hash: nothing injected into the page (an agent
+  // name, a failure text) can run, inline event handlers included; the page may fetch only from
+  // its own origin and load nothing else.
+  static const std::string* csp = [] {
+    const std::string& page = StatusPageHtml();
+    const size_t a = page.find('>', page.find("<script")) + 1;
+    core::Sha256 h;
+    h.Update(absl::string_view(page).substr(a, page.find("</script>") - a));
+    return new std::string(absl::StrCat("default-src 'none'; script-src 'sha256-", Base64(h.Finish()),
+                                        "'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
+                                        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"));
+  }();
+  return *csp;
 }
 
 }  // namespace gut::coordinator

@@ -14,6 +14,9 @@ namespace gut::coordinator {
 
 std::string StatusJson(const CoordinatorView& v);
 const std::string& StatusPageHtml();
+// The Content-Security-Policy the page is served with: its own inline script (by hash), inline
+// styles, fetches from its own origin, nothing else.
+const std::string& StatusPageCsp();
 
 }  // namespace gut::coordinator
 

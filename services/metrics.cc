@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -116,6 +117,9 @@ MetricsEndpoint::~MetricsEndpoint() {
     (void)!write(wake_[1], "x", 1);
     thread_.join();
   }
+  // Connections still being served use this object: each ends within its deadlines (~4 s).
+  std::unique_lock<std::mutex> l(conn_mu_);
+  conn_cv_.wait(l, [this] { return active_ == 0; });
   for (int fd : {fd_, wake_[0], wake_[1]})
     if (fd >= 0) close(fd);
 }
@@ -138,9 +142,11 @@ std::string MetricsEndpoint::Render() const {
   return prometheus::TextSerializer().Serialize(families);
 }
 
-void MetricsEndpoint::Serve(const std::string& path, Page page) {
+void MetricsEndpoint::Serve(const std::string& path, Page page,
+                            std::vector<std::pair<std::string, std::string>> headers) {
   std::lock_guard<std::mutex> l(pages_mu_);
   pages_[path] = std::move(page);
+  headers_[path] = std::move(headers);
 }
 
 void MetricsEndpoint::Loop() {
@@ -153,47 +159,73 @@ void MetricsEndpoint::Loop() {
     if (p[1].revents != 0) return;
     const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
-    timeval tv{2, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    std::string req;
-    char buf[2048];
-    while (req.find("\r\n\r\n") == std::string::npos && req.size() < 16384) {
-      const ssize_t n = recv(c, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      req.append(buf, static_cast<size_t>(n));
-    }
-    std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-    // "GET /path?query HTTP/1.1": the path alone decides.
-    std::string path;
-    if (req.rfind("GET ", 0) == 0) path = req.substr(4, req.find_first_of(" ?\r\n", 4) - 4);
-    Page page;
     {
-      std::lock_guard<std::mutex> l(pages_mu_);
-      if (auto it = pages_.find(path); it != pages_.end()) page = it->second;
+      std::lock_guard<std::mutex> l(conn_mu_);
+      if (active_ >= kMaxConnections) {  // a flood of connections costs the flood, not the scrapes
+        close(c);
+        continue;
+      }
+      ++active_;
     }
-    if (path == "/metrics") {
-      body = Render();
-    } else if (page) {
-      std::tie(type, body) = page();
-    } else if (path == "/") {
-      type = "text/html";
-      body = "<html><body><a href=\"/metrics\">/metrics</a></body></html>\n";
-    } else {
-      status = "404 Not Found";
-      body = "not found: this endpoint serves /metrics\n";
-    }
-    const std::string head = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                                          "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
-    const std::string out = head + body;
-    size_t sent = 0;
-    while (sent < out.size()) {
-      const ssize_t n = send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    close(c);
+    std::thread([this, c] {
+      Handle(c);
+      std::lock_guard<std::mutex> l(conn_mu_);
+      --active_;
+      conn_cv_.notify_all();
+    }).detach();
   }
+}
+
+void MetricsEndpoint::Handle(int c) {
+  timeval tv{2, 0};
+  setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // The whole request within 2 s, however slowly its bytes arrive.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::string req;
+  char buf[2048];
+  while (req.find("\r\n\r\n") == std::string::npos && req.size() < 16384) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    pollfd p{c, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    const ssize_t n = recv(c, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    req.append(buf, static_cast<size_t>(n));
+  }
+  std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
+  // "GET /path?query HTTP/1.1": the path alone decides.
+  std::string path;
+  if (req.rfind("GET ", 0) == 0) path = req.substr(4, req.find_first_of(" ?\r\n", 4) - 4);
+  Page page;
+  std::string extra;
+  {
+    std::lock_guard<std::mutex> l(pages_mu_);
+    if (auto it = pages_.find(path); it != pages_.end()) page = it->second;
+    if (auto it = headers_.find(path); it != headers_.end())
+      for (const auto& [k, v] : it->second) absl::StrAppend(&extra, k, ": ", v, "\r\n");
+  }
+  if (path == "/metrics") {
+    body = Render();
+  } else if (page) {
+    std::tie(type, body) = page();
+  } else if (path == "/") {
+    type = "text/html";
+    body = "<html><body><a href=\"/metrics\">/metrics</a></body></html>\n";
+  } else {
+    status = "404 Not Found";
+    body = "not found: this endpoint serves /metrics\n";
+  }
+  const std::string head = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
+                                        "\r\nContent-Length: ", body.size(),
+                                        "\r\nX-Content-Type-Options: nosniff\r\n", extra,
+                                        "Connection: close\r\n\r\n");
+  const std::string out = head + body;
+  size_t sent = 0;
+  while (sent < out.size()) {
+    const ssize_t n = send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  close(c);
 }
 
 std::vector<double> DurationBuckets() {

@@ -3,11 +3,14 @@
 // Prometheus text format, served by a minimal HTTP/1.1 server of our own on one thread.
 // (prometheus-cpp's civetweb Exposer cannot start in a process that has LibTorch loaded: mg_start
 // returns null, reproduced with a five-line program linked against libtorch_cpu; and its
-// destructor blocks about 2 s.) GET /metrics answers; anything else gets 404. Requests are read
-// with a 2 s timeout, so a stuck client cannot hold the endpoint.
+// destructor blocks about 2 s.) GET /metrics answers; anything else gets 404. Each connection is
+// served on a thread of its own (at most kMaxConnections at once; more are closed at once) and
+// must deliver its request within 2 s in all, so a slow client (a byte every second) holds only its
+// own connection, never a scrape.
 #ifndef GUT_SERVICES_METRICS_H_
 #define GUT_SERVICES_METRICS_H_
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,9 +37,11 @@ namespace gut::services {
 class MetricsEndpoint {
  public:
   // Extra pages (the coordinator's status page): GET `path` answers with what `page` returns,
-  // (content type, body). Called on the endpoint's thread: keep it quick and thread-safe.
+  // (content type, body). Called on a connection's thread, several at once: keep it quick and thread-safe.
   using Page = std::function<std::pair<std::string, std::string>()>;
-  void Serve(const std::string& path, Page page);
+  // `headers`: extra response headers for this page (a Content-Security-Policy).
+  void Serve(const std::string& path, Page page, std::vector<std::pair<std::string, std::string>> headers = {});
+  static constexpr int kMaxConnections = 32;
   // A collector read at every render (values that must be current at scrape time, not at the
   // last Sync). It must outlive the endpoint or the process.
   void AddCollectable(std::shared_ptr<prometheus::Collectable> c);
@@ -52,9 +57,15 @@ class MetricsEndpoint {
  private:
   MetricsEndpoint() = default;
   void Loop();
+  void Handle(int connection);
   std::shared_ptr<prometheus::Registry> registry_;
   mutable std::mutex pages_mu_;  // lock order: a leaf (a page is called after it is released)
   std::map<std::string, Page> pages_;  // guarded by pages_mu_
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> headers_;  // guarded by pages_mu_
+  // Connections being served; the destructor waits for them. Lock order: a leaf.
+  std::mutex conn_mu_;
+  std::condition_variable conn_cv_;
+  int active_ = 0;  // guarded by conn_mu_
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // guarded by pages_mu_
   std::shared_ptr<class ProcessCollector> process_;
   int fd_ = -1, wake_[2] = {-1, -1};

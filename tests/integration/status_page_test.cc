@@ -1,7 +1,16 @@
 // The coordinator's live status page in a real browser (Debian's chromium, headless) during a
 // 4-agent run: the page renders the right number of agents and links from /status.json, the
 // agents' rounds move between two looks, and a screenshot is written next to the test's outputs.
-// A regression run (model.loss: mse) names its metric RMSE on the page and in /metrics.
+// A regression run (model.loss: mse) names its metric RMSE on the page and in /metrics. An agent
+// name with HTML in it is shown as text, the page comes with a Content-Security-Policy, and a
+// client that sends its request a byte at a time does not hold up a scrape.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster_fixture.h"
@@ -15,6 +24,26 @@ std::string Body(const std::string& dom) {
   const size_t a = dom.find("<script");
   const size_t b = dom.find("</script>");
   return a == std::string::npos || b == std::string::npos ? dom : dom.substr(0, a) + dom.substr(b + 9);
+}
+
+// GET http://127.0.0.1:PORT/path: the whole response, or "" after `seconds`.
+std::string HttpGet(int port, const std::string& path, double seconds) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{static_cast<time_t>(seconds), static_cast<suseconds_t>((seconds - static_cast<time_t>(seconds)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    (void)!send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
 }
 
 int Count(const std::string& s, const std::string& what) {
@@ -115,8 +144,10 @@ TEST_F(Cluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
   std::ifstream(dir_ / "port") >> port_;
   std::vector<pid_t> agents;
   for (int r = 0; r < 4; ++r) {
-    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r),
-                            "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(), "--metrics",
+    // Agent 2's name is markup: the page must show it, not run it.
+    const std::string name = r == 2 ? "<img src=x onerror=document.title='owned'>" : "agent" + std::to_string(r);
+    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r), "--name",
+                            name, "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(), "--metrics",
                             "127.0.0.1:0", "--fast-failure-detection", "--stop-timeout-s", "4"},
                            AgentLog(r)));
   }
@@ -133,6 +164,37 @@ TEST_F(Cluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
   const size_t acc = dom.find("id=\"acc\">");
   ASSERT_NE(acc, std::string::npos);
   EXPECT_EQ(dom.substr(acc, dom.find('<', acc + 9) - acc).find('%'), std::string::npos) << "an RMSE is no percentage";
+  EXPECT_NE(dom.find("&lt;img src=x onerror=document.title='owned'&gt;"), std::string::npos) << dom;
+  EXPECT_EQ(dom.find("<img"), std::string::npos) << "an agent's name became markup";
+  EXPECT_EQ(dom.find("owned</title>"), std::string::npos);
+  // The page's headers, and a scrape while a client sends its request a byte every 0.5 s.
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  const std::string page = HttpGet(port, "/", 5);
+  EXPECT_NE(page.find("Content-Security-Policy: default-src 'none'; script-src 'sha256-"), std::string::npos) << page;
+  EXPECT_NE(page.find("X-Content-Type-Options: nosniff"), std::string::npos);
+  std::atomic<bool> done{false};
+  std::thread slow([&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+      for (const char* b = "GET /metrics HTTP/1.1\r\n"; *b != 0 && !done; ++b) {
+        (void)!send(fd, b, 1, MSG_NOSIGNAL);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+    close(fd);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string scrape = HttpGet(port, "/metrics", 5);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  done = true;
+  slow.join();
+  EXPECT_NE(scrape.find("gut_coordinator_test_rmse"), std::string::npos);
+  EXPECT_LT(took, 2.0) << "a scrape waited for a slow client";
   for (pid_t a : agents) kill(a, SIGTERM);
   for (pid_t a : agents) EXPECT_EQ(Wait(a, 10), 0);
   kill(coordinator, SIGTERM);
