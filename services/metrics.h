@@ -1,6 +1,6 @@
 // The /metrics endpoint of a gut process: the process's prometheus-cpp registry plus the standard
 // process_* metrics read from /proc (prometheus-cpp 1.0.1 has no process collector), in the
-// Prometheus text format, served by a minimal HTTP/1.1 server of our own on one thread.
+// Prometheus text format, served by a minimal HTTP/1.1 server of our own (one accepting thread).
 // (prometheus-cpp's civetweb Exposer cannot start in a process that has LibTorch loaded: mg_start
 // returns null, reproduced with a five-line program linked against libtorch_cpu; and its
 // destructor blocks about 2 s.) GET /metrics answers; anything else gets 404. Each connection is
