@@ -49,12 +49,6 @@ std::string DefaultName() {
   return absl::StrCat(host, "-", getpid());
 }
 
-std::vector<services::PeerAddress> Neighbours(const gut::v1::Topology& t) {
-  std::vector<services::PeerAddress> out;
-  for (const auto& n : t.neighbours()) out.push_back({n.rank(), n.weight(), n.address(), n.identity()});
-  return out;
-}
-
 class Agent {
  public:
   Agent(const AgentOptions& o, const std::atomic<bool>* stop) : o_(o), stop_(stop) {}
@@ -158,7 +152,10 @@ absl::Status Agent::Serve() {
     }
   }
   spdlog::info("agent '{}': peer service on port {} (advertised {}){}", o_.name, port, o_.advertise,
-               endpoint_ ? absl::StrCat(", metrics on ", o_.metrics_advertise) : "");
+               endpoint_ ? absl::StrCat(", metrics on ", o_.metrics_advertise, " (bound to ",
+                                        o_.metrics_address.substr(0, o_.metrics_address.rfind(':')), ":",
+                                        endpoint_->port(), ")")
+                         : "");
   return absl::OkStatus();
 }
 
@@ -185,7 +182,9 @@ absl::Status Agent::Join() {
   if (!o_.checkpoint_dir.empty()) {
     auto store = core::CheckpointStore::Open(o_.checkpoint_dir + "/checkpoints", {});
     if (!store.ok()) return store.status();
-    auto [run_id, rounds] = store->Inventory();
+    std::vector<std::string> skipped;
+    auto [run_id, rounds] = store->Inventory(&skipped);
+    for (const auto& why : skipped) spdlog::warn("skipping a checkpoint: {}", why);
     req.set_checkpoint_run_id(run_id);
     for (int64_t r : rounds) req.add_checkpoints(r);
     if (!rounds.empty()) spdlog::info("holding {} checkpoint(s) of run {}, newest round {}", rounds.size(), run_id, rounds[0]);
@@ -265,7 +264,7 @@ absl::Status Agent::Prepare() {
   xo.run_id = join_.run_id();
   xo.rank = rank;
   xo.self_weight = cmd.topology().self_weight();
-  xo.neighbours = Neighbours(cmd.topology());
+  xo.neighbours = PeerAddresses(cmd.topology());
   xo.layout_hash = model_.layout_hash();
   xo.layout = model_.LayoutDescription();
   if (model_.is_script()) xo.model_sha256 = model_.script->sha256;
@@ -342,7 +341,7 @@ absl::Status Agent::StartFrom(const gut::v1::RunCommand& c, bool first) {
     version = *v;
   }
   if (!first) {
-    exchange_->Reset(c.generation(), Neighbours(c.topology()), c.topology().self_weight(), r);
+    exchange_->Reset(c.generation(), PeerAddresses(c.topology()), c.topology().self_weight(), r);
     if (metrics_) metrics_->Recovery(c.generation());
     spdlog::info("rank {}: generation {}: restored round {}{}", join_.rank(), c.generation(), r,
                  c.topology().dropped_size() > 0 ? absl::StrCat(", ", c.topology().dropped_size(), " rank(s) dropped") : "");

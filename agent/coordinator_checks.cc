@@ -79,4 +79,10 @@ absl::Status CheckWorldSize(const gut::v1::JoinResponse& r, int manifest_agents)
   return Bad("world_size", absl::StrCat(r.world_size(), " is not its manifest's agents.count, ", manifest_agents));
 }
 
+std::vector<services::PeerAddress> PeerAddresses(const gut::v1::Topology& t) {
+  std::vector<services::PeerAddress> out;
+  for (const auto& n : t.neighbours()) out.push_back({n.rank(), n.weight(), n.address(), n.identity()});
+  return out;
+}
+
 }  // namespace gut::agent

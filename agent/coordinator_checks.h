@@ -5,8 +5,11 @@
 #ifndef GUT_AGENT_COORDINATOR_CHECKS_H_
 #define GUT_AGENT_COORDINATOR_CHECKS_H_
 
+#include <vector>
+
 #include "absl/status/status.h"
 #include "gut/v1/coordinator.pb.h"
+#include "services/peer_edge.h"
 
 namespace gut::agent {
 
@@ -21,6 +24,9 @@ absl::Status CheckJoinResponse(const gut::v1::JoinResponse& r, bool tls);
 
 // The JoinResponse's world size against the agents.count of the manifest it carries.
 absl::Status CheckWorldSize(const gut::v1::JoinResponse& r, int manifest_agents);
+
+// A checked topology's neighbours as the exchange takes them, in the coordinator's order.
+std::vector<services::PeerAddress> PeerAddresses(const gut::v1::Topology& t);
 
 // A RunCommand from a heartbeat (a FAIL carries only its reason).
 absl::Status CheckCommand(const gut::v1::RunCommand& c, int rank, int world, bool tls);

@@ -143,10 +143,10 @@ int main(int argc, char** argv) {
     metrics->Serve("/status.json", [&service] {
       return std::make_pair(std::string("application/json"), gut::coordinator::StatusJson(service.View()));
     });
-    std::string host = metrics_address.substr(0, metrics_address.rfind(':'));
-    if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+    const std::string bound = metrics_address.substr(0, metrics_address.rfind(':'));
+    const std::string host = bound.empty() || bound == "0.0.0.0" ? "127.0.0.1" : bound;
     service.SetMetricsAddress(absl::StrCat(host, ":", metrics->port()));
-    spdlog::info("metrics on http://{}:{}/metrics", host, metrics->port());
+    spdlog::info("metrics on http://{}:{}/metrics (bound to {}:{})", host, metrics->port(), bound, metrics->port());
   }
   service.OnEpoch([metric = gut::report::Metric::For(config)](const gut::report::EpochRecord& r) {
     spdlog::info("{}", gut::report::FormatProgress(r, metric));

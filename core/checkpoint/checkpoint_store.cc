@@ -190,15 +190,28 @@ absl::StatusOr<LoadedCheckpoint> CheckpointStore::LoadNewest(std::vector<std::st
   return absl::NotFoundError(absl::StrCat("no usable checkpoint in ", dir_));
 }
 
-std::pair<std::string, std::vector<int64_t>> CheckpointStore::Inventory() const {
+std::pair<std::string, std::vector<int64_t>> CheckpointStore::Inventory(std::vector<std::string>* skipped) const {
   std::pair<std::string, std::vector<int64_t>> out;
   const CheckpointIdentity any;
   bool found = false;
+  auto skip = [&](const std::string& path, const std::string& why) {
+    if (skipped != nullptr) skipped->push_back(absl::StrCat(path, ": ", why));
+  };
   for (const auto& e : List()) {
     auto bytes = ReadWholeFile(e.path);
-    if (!bytes.ok()) continue;
+    if (!bytes.ok()) {
+      skip(e.path, std::string(bytes.status().message()));
+      continue;
+    }
     auto c = DecodeCheckpoint(*bytes, any);
-    if (!c.ok() || c->round != e.round) continue;
+    if (!c.ok()) {
+      skip(e.path, std::string(c.status().message()));
+      continue;
+    }
+    if (c->round != e.round) {
+      skip(e.path, absl::StrCat("holds round ", c->round, ", not the round its name says"));
+      continue;
+    }
     if (!found) {
       out.first = c->run_id;
       found = true;

@@ -52,8 +52,9 @@ class CheckpointStore {
   absl::StatusOr<LoadedCheckpoint> LoadNewest(std::vector<std::string>* skipped = nullptr) const;
 
   // The run of the newest checkpoint that verifies (whatever this store's identity says) and the
-  // rounds held for that run, newest first: what a restarted agent tells the coordinator.
-  std::pair<std::string, std::vector<int64_t>> Inventory() const;
+  // rounds held for that run, newest first: what a restarted agent tells the coordinator. Each
+  // file left out as unreadable or damaged is named with the reason in `skipped`.
+  std::pair<std::string, std::vector<int64_t>> Inventory(std::vector<std::string>* skipped = nullptr) const;
 
   // Removes every checkpoint after `round` (a rollback abandons them).
   void DiscardAfter(int64_t round);

@@ -446,16 +446,27 @@ absl::StatusOr<RunConfig> ParseManifest(const std::string& yaml_text, const std:
 
 absl::StatusOr<RunConfig> LoadManifest(const std::string& path,
                                        const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open manifest '", path, "'"));
+  // A regular file within the cap, checked before it is opened: a directory reads as an empty
+  // manifest (every default), /dev/zero never ends, and opening a FIFO waits for a writer.
   std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) return absl::NotFoundError(absl::StrCat("cannot open manifest '", path, "'"));
+  if (!std::filesystem::is_regular_file(st)) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest '", path, "' is not a regular file"));
+  }
   const auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > (1u << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("manifest '", path, "' is ", size, " bytes; a manifest is at most 1 MiB"));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseManifest(ss.str(), path, overrides);
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open manifest '", path, "'"));
+  std::string text((1u << 20) + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > (1u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest '", path, "' is over 1 MiB; a manifest is at most 1 MiB"));
+  }
+  return ParseManifest(text, path, overrides);
 }
 
 absl::StatusOr<MixingMatrix> BuildMixingMatrix(const RunConfig& c) {

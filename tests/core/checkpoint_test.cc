@@ -130,6 +130,20 @@ TEST_F(CheckpointTest, FilesOfAnotherRunOrModelAreNotUsed) {
   EXPECT_EQ(rounds, (std::vector<int64_t>{5}));
 }
 
+// What a restarting agent announces leaves a damaged file out, and says which and why.
+TEST_F(CheckpointTest, InventoryNamesTheFilesItSkips) {
+  auto store = Open();
+  for (int64_t r : {10, 20}) ASSERT_TRUE(store.Write(r, Bundle(r), true).ok());
+  const fs::path newest = dir_ / "ckpt-000000000020.gutckpt";
+  ASSERT_TRUE(fs::exists(newest));
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  std::vector<std::string> skipped;
+  auto [run, rounds] = store.Inventory(&skipped);
+  EXPECT_EQ(rounds, (std::vector<int64_t>{10}));
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].rfind(newest.string() + ": ", 0), 0u) << skipped[0];
+}
+
 TEST_F(CheckpointTest, RetentionKeepsTwoScheduledAndTheNewestStop) {
   auto store = Open();
   for (int64_t r : {10, 20, 30}) ASSERT_TRUE(store.Write(r, Bundle(r), true).ok());

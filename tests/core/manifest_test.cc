@@ -1,5 +1,8 @@
 #include "core/config/manifest.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -110,6 +113,23 @@ TEST(Manifest, DuplicateKeysAndOversizedCountsAreRefused) {
   auto c = LoadManifest(big.string(), {});
   ExpectError(std::string(c.status().message()), "a manifest is at most 1 MiB");
   std::filesystem::remove(big);
+}
+
+// What is not a regular file is refused before it is opened: a directory read as an empty manifest
+// (a run on every default), /dev/zero never ended, a FIFO waited for a writer.
+TEST(Manifest, OnlyRegularFilesAreRead) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gut_manifest_kinds_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto fifo = dir / "fifo.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string p : {dir.string(), std::string("/dev/zero"), fifo.string()}) {
+    auto c = LoadManifest(p, {});
+    ASSERT_FALSE(c.ok()) << p;
+    ExpectError(std::string(c.status().message()), "manifest '" + p + "' is not a regular file");
+  }
+  auto missing = LoadManifest((dir / "none.yaml").string(), {});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(LrSchedule, StepDecayAtMilestones) {
