@@ -21,6 +21,7 @@
 #include "agent/agent_data.h"
 #include "agent/agent_metrics.h"
 #include "agent/coordinator_checks.h"
+#include "agent/startup_watch.h"
 #include "agent/agent_participant.h"
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/common/atomic_file.h"
@@ -37,6 +38,7 @@
 #include "services/metrics.h"
 #include "services/tls.h"
 #include "core/common/cli.h"
+#include "core/common/numerics.h"
 
 namespace gut::agent {
 namespace {
@@ -56,6 +58,8 @@ class Agent {
   int Run();
 
  private:
+  absl::Status LoadIdentity();  // TLS material and name, then the coordinator client
+  absl::Status EnterRunNumerics() { return agent::EnterRunNumerics(client_.get(), o_, stop_); }
   absl::Status Serve();
   absl::Status Join();
   absl::Status Prepare();
@@ -99,7 +103,7 @@ class Agent {
   absl::Time stop_seen_ = absl::InfiniteFuture();
 };
 
-absl::Status Agent::Serve() {
+absl::Status Agent::LoadIdentity() {
   const services::TlsFiles files{o_.tls_ca, o_.tls_cert, o_.tls_key};
   if (files.enabled()) {
     auto m = services::LoadTls(files);
@@ -113,6 +117,12 @@ absl::Status Agent::Serve() {
   }
   if (o_.name.empty()) o_.name = DefaultName();
   core::SetLogName(o_.name);
+  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator,
+                                                        services::ChannelCredentials(tls_ ? &*tls_ : nullptr));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Serve() {
   if (auto s = services::RequireSecureListen("--listen", o_.listen, tls_.has_value(), o_.insecure); !s.ok()) return s;
   if (!services::IsLoopback(o_.listen) && o_.advertise.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("--listen ", o_.listen, " is not a loopback address: give --advertise "
@@ -160,9 +170,8 @@ absl::Status Agent::Serve() {
 }
 
 absl::Status Agent::Join() {
-  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator,
-                                                        services::ChannelCredentials(tls_ ? &*tls_ : nullptr));
   gut::v1::JoinRequest req;
+  req.set_numerics(core::NumericsName(core::CurrentNumerics()));
   req.set_agent_name(o_.name);
   req.set_advertised_address(o_.advertise);
   req.set_protocol_version(gut::v1::PROTOCOL_VERSION_1);
@@ -220,6 +229,7 @@ absl::Status Agent::Prepare() {
   if (!c.ok()) return c.status();
   config_ = std::move(*c);
   if (auto s = CheckWorldSize(join_, config_.num_agents); !s.ok()) return s;
+  if (auto s = CheckNumerics(config_, &o_.threads); !s.ok()) return s;
   std::optional<core::ModelFile> file;
   if (config_.model == "torchscript") {
     auto f = RunModelFile(o_, join_, client_.get());
@@ -267,6 +277,7 @@ absl::Status Agent::Prepare() {
   xo.neighbours = PeerAddresses(cmd.topology());
   xo.layout_hash = model_.layout_hash();
   xo.layout = model_.LayoutDescription();
+  xo.numerics = config_.numerics;
   if (model_.is_script()) xo.model_sha256 = model_.script->sha256;
   xo.num_params = model_.num_params();
   xo.codec = core::CodecForRun(config_, model_);
@@ -541,30 +552,16 @@ int Agent::Run() {
       return 2;
     }
   }
-  if (auto s = Serve(); !s.ok()) {
-    spdlog::error("{}", std::string(s.message()));
-    return 2;
+  // Before anything listens or loads: this process may restart into the run's numerics mode.
+  for (auto step : {&Agent::LoadIdentity, &Agent::EnterRunNumerics, &Agent::Serve}) {
+    if (auto s = (this->*step)(); !s.ok()) {
+      if (stopping()) return 0;
+      spdlog::error("{}", std::string(s.message()));
+      return 2;
+    }
   }
-  // Joining and loading the data set (seconds when many agents start at once) check no stop
-  // flag; a SIGTERM then still ends the process within --stop-timeout-s, leaving before training
-  // with nothing to save (the coordinator sees a lost agent, as after a crash).
-  std::atomic<bool> started{false};
-  std::thread startup_watch([&] {
-    while (!started && !stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    // Leave room for the exit itself: tearing down a LibTorch process took up to 0.8 s with 16
-    // agents on 2 cores.
-    const auto give_up = std::chrono::steady_clock::now() +
-                         std::chrono::duration<double>(std::max(o_.stop_timeout_s / 2, o_.stop_timeout_s - 2));
-    while (!started && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (started) return;
-    spdlog::info("stop requested during start-up: leaving before training, nothing to save");
-    spdlog::shutdown();
-    std::_Exit(0);
-  });
-  auto end_startup = [&] {
-    started = true;
-    startup_watch.join();
-  };
+  StartupWatch watch(stop_, o_.stop_timeout_s);  // joining and loading check no stop flag
+  auto end_startup = [&] { watch.End(); };
   if (auto s = Join(); !s.ok()) {
     end_startup();
     if (stopping()) {

@@ -5,12 +5,34 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/common/atomic_file.h"
+#include "core/common/numerics.h"
 #include "core/common/sha256.h"
 #include "core/data/npy.h"
 #include "core/data/partition.h"
 #include "core/train/run_model.h"
 
 namespace gut::agent {
+
+absl::Status EnterRunNumerics(services::CoordinatorClient* client, const AgentOptions& o, const std::atomic<bool>* stop) {
+  auto status = client->Status(absl::Seconds(o.join_timeout_s), stop);
+  if (!status.ok()) return status.status();
+  auto mode = core::ParseNumerics(status->numerics().empty() ? "native" : status->numerics());
+  if (!mode.ok()) return mode.status();
+  if (*mode != core::CurrentNumerics()) spdlog::info("the run computes in run.numerics {} mode", core::NumericsName(*mode));
+  return core::EnterNumerics(*mode);
+}
+
+absl::Status CheckNumerics(const core::RunConfig& config, int* threads) {
+  if (config.numerics != core::NumericsName(core::CurrentNumerics())) {
+    return absl::FailedPreconditionError(absl::StrCat("run.numerics is ", config.numerics, ", this process computes in ",
+                                                      core::NumericsName(core::CurrentNumerics()), " mode"));
+  }
+  if (config.numerics != "native" && *threads != 1) {
+    spdlog::warn("run.numerics {}: --threads {} ignored, computing on 1 thread", config.numerics, *threads);
+    *threads = 1;
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<int64_t> LocalSampleCount(const std::string& dir) {
   const std::string kind = core::DetectDataset(dir);

@@ -4,6 +4,7 @@
 #ifndef GUT_AGENT_AGENT_DATA_H_
 #define GUT_AGENT_AGENT_DATA_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +19,15 @@
 #include "services/coordinator_client.h"
 
 namespace gut::agent {
+
+// Asks the coordinator for run.numerics and enters it (core::EnterNumerics: this process may start
+// again with the mode's environment before it joins, and then does not return here).
+absl::Status EnterRunNumerics(services::CoordinatorClient* client, const AgentOptions& o, const std::atomic<bool>* stop);
+
+// That this process computes in the run's numerics mode; a portable run computes each operation on
+// one thread (`threads` set to 1: a reduction split over threads adds in an order that depends on
+// their number).
+absl::Status CheckNumerics(const core::RunConfig& config, int* threads);
 
 // Training samples in a --local-data directory (JoinRequest.local_samples), before the run's
 // settings (its loss: class ids or float targets) are known.

@@ -93,7 +93,7 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
                   "Who this agent is (always 1): join other series on instance to get run and rank.")
       .Add({{"run_id", id.run_id}, {"rank", std::to_string(id.rank)}, {"name", id.name},
             {"algorithm", c.hyper.algorithm}, {"codec", core::CodecName(c.codec.kind)}, {"model", c.model},
-            {"metric", core::MetricName(c)}})
+            {"metric", core::MetricName(c)}, {"numerics", c.numerics}})
       .Set(1);
   MakeGaugeFamily(r, "gut_build_info",
                   "Version of the running binary (always 1).").Add({{"version", id.version}}).Set(1);

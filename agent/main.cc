@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "core/common/cli.h"
+#include "core/common/numerics.h"
 #include "core/common/process.h"
 #include "services/library_logs.h"
 
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   app.add_flag("--fast-failure-detection", o.fast_failure_detection, "1 s keepalive (tests)");
   gut::core::AddCommonFlags(app, "gut-agentd", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
+  gut::core::SetProgramArguments(argc, argv);
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, o.name.empty() ? "gut-agentd" : o.name);

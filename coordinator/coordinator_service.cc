@@ -281,6 +281,12 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
     return Refuse(Refusal::kIdentity, grpc::StatusCode::UNAUTHENTICATED,
                   absl::StrCat("join from ", ctx->peer(), " without a client certificate"), "a client certificate is required");
   }
+  if ((req->numerics().empty() ? "native" : req->numerics()) != config_.numerics) {
+    return Refuse(Refusal::kBadRequest, grpc::StatusCode::FAILED_PRECONDITION,
+                  absl::StrCat("join of '", req->agent_name(), "' computing in ", req->numerics(), " mode"),
+                  absl::StrCat("this run computes in run.numerics ", config_.numerics, " mode; the agent in ",
+                               req->numerics().empty() ? "native" : req->numerics()));
+  }
   if (req->agent_name().empty() || req->advertised_address().empty()) {
     return Refuse(Refusal::kBadRequest, grpc::StatusCode::INVALID_ARGUMENT, "join without a name or address",
                   "join needs an agent name and an advertised address");
@@ -456,6 +462,7 @@ grpc::Status CoordinatorService::Status(grpc::ServerContext*, const gut::v1::Sta
   resp->set_finished(finished_);
   resp->set_left(v.left);
   resp->set_failure(v.failure);
+  resp->set_numerics(config_.numerics);
   return grpc::Status::OK;
 }
 

@@ -14,7 +14,8 @@
 #                      (rules and live scrape), chromium (status page), python3-grpcio,
 #                      python3-grpc-tools and python3-yaml (the independent adversary client and the
 #                      manifest checks), python3-torch and python3-numpy (your-model tests: Python
-#                      scripts and loads models back), clang-14 and libclang-rt-14-dev (libFuzzer), systemd
+#                      scripts and loads models back), qemu-user (run.numerics: other CPU models),
+#                      clang-14 and libclang-rt-14-dev (libFuzzer), systemd
 #                      (systemd-analyze verify). kubectl is not in Debian 12 in a usable version
 #                      (kubernetes-client is 1.20); the Kubernetes tests use one from PATH.
 set -euo pipefail
@@ -23,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --check) check=1 ;;
     --with-test-tools) test_tools=1 ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,7 +57,7 @@ PACKAGES=(
 )
 if [[ $test_tools == 1 ]]; then
   PACKAGES+=(podman runc catatonit buildah debootstrap openssl prometheus prometheus-alertmanager chromium
-             python3-grpcio python3-grpc-tools python3-yaml python3-torch python3-numpy clang-14 libclang-rt-14-dev
+             python3-grpcio python3-grpc-tools python3-yaml python3-torch python3-numpy qemu-user clang-14 libclang-rt-14-dev
              systemd)
 fi
 

@@ -44,6 +44,22 @@ absl::StatusOr<gut::v1::JoinResponse> CoordinatorClient::Join(const gut::v1::Joi
   }
 }
 
+absl::StatusOr<gut::v1::StatusResponse> CoordinatorClient::Status(absl::Duration timeout,
+                                                                 const std::atomic<bool>* stop) {
+  const absl::Time until = absl::Now() + timeout;
+  for (;;) {
+    if (stop != nullptr && stop->load()) return absl::CancelledError("stopped while asking the coordinator");
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(2))));
+    gut::v1::StatusResponse resp;
+    const grpc::Status s = stub_->Status(&ctx, gut::v1::StatusRequest(), &resp);
+    if (s.ok()) return resp;
+    const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!retry || absl::Now() >= until) return FromGrpc(s, "status");
+  }
+}
+
 absl::StatusOr<std::string> CoordinatorClient::FetchModel(const gut::v1::FetchModelRequest& req, int64_t size,
                                                            absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;

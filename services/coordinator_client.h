@@ -44,6 +44,8 @@ class CoordinatorClient {
   // sends more, out of order or less is an error. Retries while the coordinator is unreachable.
   absl::StatusOr<std::string> FetchModel(const gut::v1::FetchModelRequest& request, int64_t size,
                                          absl::Duration timeout);
+  // The run's Status (run.numerics before joining), retried while the coordinator is unreachable.
+  absl::StatusOr<gut::v1::StatusResponse> Status(absl::Duration timeout, const std::atomic<bool>* stop);
   void StartReporting(const std::string& run_id);
   void Report(const gut::v1::EpochMetrics& m);
   // Waits until every report is delivered; false if some are still queued after `seconds`.

@@ -118,6 +118,7 @@ PeerFrame ExchangeCore::MakeHello() const {
   h->set_generation(generation_);
   for (const auto& t : opt_.layout) h->add_layout(t);
   h->set_model_sha256(opt_.model_sha256);
+  h->set_numerics(opt_.numerics);
   return f;
 }
 
@@ -176,19 +177,8 @@ StreamActions ExchangeCore::HandleHello(PeerStream* s, const gut::v1::Hello& h) 
     return Refuse(s, Reject::kRunId, grpc::StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("hello for run '", h.run_id(), "', another run"));
   }
-  if (h.layout_hash() != opt_.layout_hash) {
-    return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
-                  absl::StrCat("agent ", h.sender_rank(), " runs another model (layout hash ", absl::Hex(h.layout_hash()),
-                               "): ", LayoutDifference(opt_.layout, {h.layout().begin(), h.layout().end()})));
-  }
-  if (h.model_sha256() != opt_.model_sha256) {
-    return Refuse(s, Reject::kLayout, grpc::StatusCode::FAILED_PRECONDITION,
-                  absl::StrCat("agent ", h.sender_rank(), " runs model file sha256 '", h.model_sha256().substr(0, 64),
-                               "', this agent '", opt_.model_sha256, "'"));
-  }
-  if (h.codec() != wire_codec_) {
-    return Refuse(s, Reject::kCodec, grpc::StatusCode::FAILED_PRECONDITION,
-                  absl::StrCat("codec ", gut::v1::Codec_Name(h.codec()), " is not the run's"));
+  if (auto m = CompareComputation(h, {opt_.layout_hash, &opt_.layout, opt_.model_sha256, opt_.numerics, wire_codec_})) {
+    return Refuse(s, m->why, grpc::StatusCode::FAILED_PRECONDITION, m->message);
   }
   if (shutting_down_) return Refuse(s, Reject::kNotReady, grpc::StatusCode::UNAVAILABLE, "agent is shutting down");
   const int k = EdgeOf(h.sender_rank());

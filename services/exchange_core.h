@@ -50,6 +50,7 @@ struct GrpcExchangeOptions {
   // (empty for a built-in model): peers running other model files refuse each other.
   std::vector<std::string> layout;
   std::string model_sha256;
+  std::string numerics = "native";  // run.numerics: peers in another mode are refused
   int64_t num_params = 0;  // bounds the size of an incoming message
   core::CodecOptions codec;
   uint64_t codec_seed = 0;  // the run seed; each agent's stream is derived as in InProcessExchange

@@ -40,6 +40,7 @@ const char* RejectName(Reject r) {
     case Reject::kHelloTimeout: return "hello_timeout";
     case Reject::kTooManyPending: return "too_many_pending";
     case Reject::kNonFinite: return "non_finite";
+    case Reject::kNumerics: return "numerics";
     case Reject::kCount: break;
   }
   return "unknown";
@@ -53,6 +54,26 @@ std::string LayoutDifference(const std::vector<std::string>& here, const std::ve
     if (a != b) return absl::StrCat("tensor ", k, " differs: here ", a, ", the peer ", b);
   }
   return "the layouts read alike but hash differently (a peer of another gut version?)";
+}
+
+std::optional<Mismatch> CompareComputation(const gut::v1::Hello& h, const Computation& ours) {
+  const std::string who = absl::StrCat("agent ", h.sender_rank());
+  if (h.layout_hash() != ours.layout_hash) {
+    return Mismatch{Reject::kLayout, absl::StrCat(who, " runs another model (layout hash ", absl::Hex(h.layout_hash()),
+                                                  "): ", LayoutDifference(*ours.layout, {h.layout().begin(), h.layout().end()}))};
+  }
+  if (h.model_sha256() != ours.model_sha256) {
+    return Mismatch{Reject::kLayout, absl::StrCat(who, " runs model file sha256 '", h.model_sha256().substr(0, 64),
+                                                  "', this agent '", ours.model_sha256, "'")};
+  }
+  if ((h.numerics().empty() ? "native" : h.numerics()) != ours.numerics) {  // "": an agent of an older build
+    return Mismatch{Reject::kNumerics, absl::StrCat(who, " computes in run.numerics ", h.numerics().substr(0, 32),
+                                                    " mode, this agent in ", ours.numerics)};
+  }
+  if (h.codec() != ours.codec) {
+    return Mismatch{Reject::kCodec, absl::StrCat("codec ", gut::v1::Codec_Name(h.codec()), " is not the run's")};
+  }
+  return std::nullopt;
 }
 
 }  // namespace gut::services

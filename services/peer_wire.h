@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ enum class Reject {
   kHelloTimeout,  // no hello within the hello timeout
   kTooManyPending,  // too many streams waiting for their hello
   kNonFinite,     // a decoded message holds NaN or infinity
+  kNumerics,      // another run.numerics mode (its bits would differ from this agent's)
   kCount
 };
 const char* RejectName(Reject r);
@@ -42,6 +44,22 @@ const char* RejectName(Reject r);
 // Where two layout descriptions (Hello.layout) first differ, as a phrase for the refusing side's
 // log: "tensor 4 differs: here 'parameter fc1.weight [120,400] float32', the peer '...'".
 std::string LayoutDifference(const std::vector<std::string>& here, const std::vector<std::string>& peer);
+
+// What an agent computes, as its hello states it: two agents exchange updates only if all agree.
+struct Computation {
+  uint64_t layout_hash;
+  const std::vector<std::string>* layout;
+  std::string model_sha256;
+  std::string numerics;
+  gut::v1::Codec codec;
+};
+struct Mismatch {
+  Reject why;
+  std::string message;  // for the refusing side's log: what differs, with the first tensor that does
+};
+// The first way the hello's sender computes otherwise than `ours` (layout, model file, numerics,
+// codec), or nothing.
+std::optional<Mismatch> CompareComputation(const gut::v1::Hello& h, const Computation& ours);
 
 // The wire name of a codec (hello, round frames, hyperparameters).
 gut::v1::Codec WireCodec(core::CodecKind kind);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
+#include "core/common/numerics.h"
 #include "core/common/process.h"
 #include "core/config/exchange_settings.h"
 #include "core/config/manifest.h"
@@ -30,22 +31,35 @@ int main(int argc, char** argv) {
   gut::core::LogOptions log;
   std::string manifest, out_dir;
   std::vector<std::string> overrides;
-  bool print_config = false, resume = false;
+  bool print_config = false, resume = false, print_numerics = false;
   std::string checkpoint_dir;
   app.add_option("--manifest", manifest, "run manifest (YAML), e.g. deploy/examples/fmnist-ring16-qggutm.yaml")
       ->required();
   app.add_option("--out", out_dir, "output directory for metrics.csv and summary.json")->required();
   app.add_option("--set", overrides, "override a manifest key, e.g. --set run.epochs=1 (repeatable)");
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
+  app.add_flag("--print-numerics-environment", print_numerics,
+               "print the environment run.numerics sets (KEY=VALUE lines) and exit");
   app.add_option("--checkpoint-dir", checkpoint_dir, "checkpoint directory (default OUT/checkpoints)");
   app.add_flag("--resume", resume, "continue from the newest checkpoint in the checkpoint directory");
   gut::core::AddCommonFlags(app, "gut-sim", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
+  gut::core::SetProgramArguments(argc, argv);
   gut::core::SetupLogging(log, "gut-sim");
   gut::core::TuneAllocator();
 
   gut::core::RunConfig config;
   if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;
+  if (print_numerics) {
+    for (const auto& [k, v] : gut::core::NumericsEnvironment(*gut::core::ParseNumerics(config.numerics)))
+      std::cout << k << "=" << v << "\n";
+    return 0;
+  }
+  // run.numerics: restart with the mode's environment before any library chooses its kernels.
+  if (auto s = gut::core::EnterNumerics(*gut::core::ParseNumerics(config.numerics)); !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
+  }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) {

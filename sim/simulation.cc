@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/checkpoint_store.h"
+#include "core/common/numerics.h"
 #include "core/common/thread_pool.h"
 #include "core/config/exchange_settings.h"
 #include "core/data/dataset.h"
@@ -277,6 +278,12 @@ Simulation::Simulation(std::unique_ptr<State> s) : s_(std::move(s)) {}
 Simulation::~Simulation() = default;
 
 absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunConfig& config) {
+  // The libraries read the mode's settings when they load: the process must be in the mode already.
+  if (auto mode = core::ParseNumerics(config.numerics); !mode.ok() || *mode != core::CurrentNumerics()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "run.numerics: this process computes in ", core::NumericsName(core::CurrentNumerics()), " mode, the run asks for ",
+        config.numerics, " (gut-sim restarts itself into the run's mode: core::EnterNumerics)"));
+  }
   auto s = std::make_unique<State>();
   s->config = config;
   auto w = core::BuildMixingMatrix(config);

@@ -1,6 +1,7 @@
 #include "core/config/manifest.h"
 
 #include "core/config/exchange_settings.h"
+#include "core/common/numerics.h"
 
 #include "core/data/dataset.h"
 
@@ -218,6 +219,7 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("run.final_gossip_rounds must be >= 0, got ", c.final_gossip_rounds));
   if (c.eval_every < 1) return bad(absl::StrCat("run.eval_every must be >= 1, got ", c.eval_every));
   if (c.threads < 0) return bad(absl::StrCat("run.threads must be >= 0 (0 = all cores), got ", c.threads));
+  if (auto n = ParseNumerics(c.numerics); !n.ok()) return bad(std::string(n.status().message()));
   if (c.batch_size < 1) return bad(absl::StrCat("data.batch_size must be >= 1, got ", c.batch_size));
   if (c.test_batch_size < 1)
     return bad(absl::StrCat("data.test_batch_size must be >= 1, got ", c.test_batch_size));
@@ -357,7 +359,7 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   };
   section("run", {{"name", &c.name}, {"seed", &c.seed}, {"epochs", &c.epochs},
                   {"final_gossip_rounds", &c.final_gossip_rounds}, {"eval_every", &c.eval_every},
-                  {"threads", &c.threads}});
+                  {"threads", &c.threads}, {"numerics", &c.numerics}});
   section("agents", {{"count", &c.num_agents}});
 
   MapReader topo(top.Child("topology"), "topology", source);
@@ -523,8 +525,10 @@ std::string ToYaml(const RunConfig& c) {
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << c.name
       << YAML::Key << "seed" << YAML::Value << c.seed << YAML::Key << "epochs" << YAML::Value << c.epochs
       << YAML::Key << "final_gossip_rounds" << YAML::Value << c.final_gossip_rounds << YAML::Key
-      << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "threads" << YAML::Value << c.threads
-      << YAML::EndMap;
+      << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "threads" << YAML::Value << c.threads;
+  // Left out at its default (docs/protocol.md §7, manifest hand-over).
+  if (c.numerics != "native") out << YAML::Key << "numerics" << YAML::Value << c.numerics;
+  out << YAML::EndMap;
   out << YAML::Key << "agents" << YAML::Value << YAML::BeginMap << YAML::Key << "count" << YAML::Value
       << c.num_agents << YAML::EndMap;
   out << YAML::Key << "topology" << YAML::Value << YAML::BeginMap << YAML::Key << "graph" << YAML::Value

@@ -27,6 +27,9 @@ struct RunConfig {
   int final_gossip_rounds = 51;
   int eval_every = 1;  // evaluate every agent every k epochs (the last epoch always)
   int threads = 0;     // worker threads of gut-sim; 0 = all cores
+  // run.numerics: native, portable or portable-v3 (core/common/numerics.h): whether the bits may
+  // depend on the CPU.
+  std::string numerics = "native";
   // agents
   int num_agents = 16;
   // topology

@@ -121,6 +121,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
   if (!s.model_sha256.empty()) j["config"]["model_sha256"] = s.model_sha256;
   if (c.model == "torchscript") j["config"]["model_path"] = c.model_path;
   j["config"]["loss"] = c.loss;
+  j["config"]["numerics"] = c.numerics;
   j["final"] = {{k + "_mean", s.final_acc_mean},
                 {k + "_min", s.final_acc_min},
                 {k + "_max", s.final_acc_max},
@@ -137,7 +138,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
   if (!s.epochs.empty()) {
     const auto& last = s.epochs.back();
     j["last_epoch"] = {{k + "_mean", last.acc_mean}, {k + "_min", last.acc_min},
-                       {k + "_max", last.acc_max}, {"train_loss", last.train_loss},
+                       {k + "_max", last.acc_max}, {"train_loss", last.train_loss}, {"test_loss", last.test_loss},
                        {"consensus_distance", last.consensus}};
   }
   const double train_s = s.epochs.empty() ? 0 : s.epochs.back().train_s;

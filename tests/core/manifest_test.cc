@@ -115,6 +115,17 @@ TEST(Manifest, DuplicateKeysAndOversizedCountsAreRefused) {
   std::filesystem::remove(big);
 }
 
+TEST(Manifest, NumericsModes) {
+  for (const char* mode : {"native", "portable", "portable-v3"}) {
+    auto c = ParseManifest(kGood, "m.yaml", {std::string("run.numerics=") + mode});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->numerics, mode);
+    // Written into the handed-over manifest only when it is not the default.
+    EXPECT_EQ(ToYaml(*c).find("numerics") != std::string::npos, std::string(mode) != "native");
+  }
+  ExpectError(Error(kGood, {"run.numerics=fast"}), "run.numerics: unknown mode 'fast'; allowed: native, portable, portable-v3");
+}
+
 // What is not a regular file is refused before it is opened: a directory read as an empty manifest
 // (a run on every default), /dev/zero never ended, a FIFO waited for a writer.
 TEST(Manifest, OnlyRegularFilesAreRead) {

@@ -300,7 +300,8 @@ class Relay {
 };
 
 // Another model at the hello: refused as `layout`, the other side learns nothing of ours, and the
-// refusing agent's log names the first tensor that differs, or the two model files.
+// refusing agent's log names the first tensor that differs, or the two model files; another
+// run.numerics mode is refused as `numerics`.
 TEST(GrpcExchange, AnotherModelIsRefusedAndTheLogNamesTheFirstTensorThatDiffers) {
   std::ostringstream log;
   auto previous = spdlog::default_logger();
@@ -329,6 +330,15 @@ TEST(GrpcExchange, AnotherModelIsRefusedAndTheLogNamesTheFirstTensorThatDiffers)
     EXPECT_EQ(s.error_message(), "refused: layout");
     EXPECT_NE(log.str().find("agent 1 runs model file sha256 'bbbb"), std::string::npos) << log.str();
     EXPECT_EQ(ring[2].service->rejected(Reject::kLayout), 2);
+    // The same model computed in another run.numerics mode would give other bits.
+    PeerFrame other_numerics = Hello("run-a", 1, 77);
+    other_numerics.mutable_hello()->set_model_sha256(std::string(64, 'a'));
+    other_numerics.mutable_hello()->set_numerics("portable");
+    s = Impose(ring[2].address, {other_numerics});
+    EXPECT_EQ(s.error_message(), "refused: numerics");
+    EXPECT_NE(log.str().find("agent 1 computes in run.numerics portable mode, this agent in native"), std::string::npos)
+        << log.str();
+    EXPECT_EQ(ring[2].service->rejected(Reject::kNumerics), 1);
     ring.Round(1);  // the run goes on
   }
   spdlog::set_default_logger(previous);

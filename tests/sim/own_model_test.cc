@@ -143,6 +143,18 @@ TEST_F(OwnModelTest, RegressionNamesItsMetricRmse) {
       << "an RMSE is not a percentage";
 }
 
+// The libraries read run.numerics' settings when they load, so a process not started in the mode
+// cannot switch to it (gut-sim restarts itself first; tests/numerics/ runs it).
+TEST_F(OwnModelTest, APortableRunNeedsAProcessInThatMode) {
+  core::RunConfig c = Config("{name: lenet5}", "images");
+  c.numerics = "portable";
+  auto sim = Simulation::Create(c);
+  ASSERT_FALSE(sim.ok());
+  EXPECT_NE(sim.status().message().find("this process computes in native mode, the run asks for portable"),
+            std::string::npos)
+      << sim.status();
+}
+
 TEST_F(OwnModelTest, BadFilesAreRefusedNamingThem) {
   auto create_error = [&](const std::string& model, const std::string& data, const std::string& partition = "iid") {
     auto c = core::ParseManifest("agents: {count: 4}\nalgorithm: {name: dsgd}\ndata: {dataset: npy, path: " + (dir_ / data).string() +
