@@ -170,16 +170,13 @@ for ((r = 0; r < agents; r++)); do
   [[ $s == exited && $code -eq 0 ]] || fail "agent $r ended with '$s $code'"
 done
 
-# 6. The same manifest in gut-sim: bit-identical final parameters. gut-sim runs with the pods'
-#    settings for OpenMP and OpenBLAS, not this shell's: OpenBLAS picks its kernels by CPU type,
-#    and OPENBLAS_CORETYPE in the environment overrides that (other kernels, other roundings).
+# 6. The same manifest in gut-sim: bit-identical final parameters. The overlay runs in
+#    run.numerics: portable, so gut-sim needs none of the pods' settings (OpenMP, OpenBLAS) copied
+#    or stripped: both pin every CPU-dependent kernel choice themselves.
 sets=()
 while read -r s; do [[ -n "$s" ]] && sets+=(--set "$s"); done <<<"$(info coordinator.sets)"
-simenv=()
-for v in $(compgen -e); do [[ $v =~ ^(OMP_|GOMP_|OPENBLAS_|GOTOBLAS|ATEN_) ]] && simenv+=(-u "$v"); done
-while read -r kv; do [[ -n "$kv" ]] && simenv+=("$kv"); done <<<"$(info agents.0.compute_env)"
-log "env ${simenv[*]} gut-sim --manifest $(info coordinator.manifest) ${sets[*]}"
-env "${simenv[@]}" "$sim" --manifest "$(info coordinator.manifest)" --out "$work/sim" "${sets[@]}" >"$work/sim.log" 2>&1 ||
+log "gut-sim --manifest $(info coordinator.manifest) ${sets[*]}"
+"$sim" --manifest "$(info coordinator.manifest)" --out "$work/sim" "${sets[@]}" >"$work/sim.log" 2>&1 ||
   { tail -5 "$work/sim.log"; fail "gut-sim"; }
 for ((r = 0; r < agents; r++)); do
   got="$(info agents.$r.checkpoint_dir)/params-final.f32"

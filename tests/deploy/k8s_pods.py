@@ -185,9 +185,6 @@ def main():
             "metrics": f"{agent_ip(r)}:{flag(args, '--metrics').rsplit(':', 1)[1]}",
             "checkpoint_dir": os.path.join(pod_dir, mounts[ckpt]),
             "readiness_service": tmpl["spec"]["containers"][0]["readinessProbe"]["grpc"]["service"],
-            # What the numerical libraries see (gut-sim runs with the same).
-            "compute_env": [f"{e['name']}={e['value']}" for e in c["env"]
-                            if re.match(r"(OMP_|GOMP_|OPENBLAS_|GOTOBLAS|ATEN_)", e["name"])],
         })
     with open(os.path.join(work, "pods.yaml"), "w") as f:
         yaml.safe_dump_all(pods, f, sort_keys=False)
