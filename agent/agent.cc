@@ -35,6 +35,7 @@
 #include "services/coordinator_client.h"
 #include "services/grpc_exchange.h"
 #include "services/health_server.h"
+#include "services/library_logs.h"
 #include "services/metrics.h"
 #include "services/tls.h"
 #include "core/common/cli.h"
@@ -156,6 +157,9 @@ absl::Status Agent::Serve() {
     if (!m.ok()) return m.status();
     endpoint_ = std::move(*m);
     endpoint_->AddCollectable(RejectionCollector(&peer_service_));  // peer_service_ outlives endpoint_
+    endpoint_->AddCollectable(services::CounterCollector(
+        "gut_agent_tls_handshake_failures_total", "TLS handshakes that failed on this agent's gRPC ports.",
+        [] { return static_cast<double>(services::TlsHandshakeFailures()); }));
     if (o_.metrics_advertise.empty()) {
       const std::string host = o_.metrics_address.substr(0, o_.metrics_address.rfind(':'));
       o_.metrics_advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", endpoint_->port());

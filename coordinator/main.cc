@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
     gauges = std::make_unique<gut::coordinator::CoordinatorMetrics>(metrics->registry(), config, service.run_id(),
                                                                       gut::kVersion);
     service.OnChange([&](const gut::coordinator::CoordinatorView& v) { gauges->Update(v); });
+    metrics->AddCollectable(gut::services::CounterCollector(
+        "gut_coordinator_tls_handshake_failures_total", "TLS handshakes that failed on the coordinator's gRPC port.",
+        [] { return static_cast<double>(gut::services::TlsHandshakeFailures()); }));
     metrics->Serve(
         "/", [] { return std::make_pair(std::string("text/html; charset=utf-8"), gut::coordinator::StatusPageHtml()); },
         {{"Content-Security-Policy", gut::coordinator::StatusPageCsp()}});

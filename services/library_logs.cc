@@ -4,6 +4,10 @@
 #include <grpc/support/log.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstring>
 #include <string>
 
 namespace gut::services {
@@ -15,7 +19,26 @@ void OnProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
   spdlog::log(to, "protobuf ({}:{}): {}", file, line, message);
 }
 
+std::atomic<int64_t> g_handshake_failures{0};
+std::atomic<int64_t> g_handshake_logged{0};      // the count at the last line written
+std::atomic<int64_t> g_handshake_last_ns{INT64_MIN / 2};
+
+// One line per 10 s at most, naming how many failed since the previous line.
+void OnHandshakeFailure(const char* message) {
+  const int64_t n = ++g_handshake_failures;
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = g_handshake_last_ns.load();
+  if (now - last < int64_t{10'000'000'000} || !g_handshake_last_ns.compare_exchange_strong(last, now)) return;
+  const int64_t since = n - g_handshake_logged.exchange(n);
+  spdlog::warn("TLS handshake failed ({} since the last such line, {} in all): {}", since, n, message);
+}
+
 void OnGrpcLog(gpr_log_func_args* args) {
+  if (std::strncmp(args->message, "Handshake failed", 16) == 0) {
+    OnHandshakeFailure(args->message);
+    return;
+  }
   spdlog::level::level_enum to = spdlog::level::err;
   if (args->severity == GPR_LOG_SEVERITY_DEBUG) to = spdlog::level::debug;
   if (args->severity == GPR_LOG_SEVERITY_INFO) to = spdlog::level::info;
@@ -23,6 +46,8 @@ void OnGrpcLog(gpr_log_func_args* args) {
 }
 
 }  // namespace
+
+int64_t TlsHandshakeFailures() { return g_handshake_failures.load(); }
 
 void RouteLibraryLogsToSpdlog() {
   google::protobuf::SetLogHandler(&OnProtobufLog);

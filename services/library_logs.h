@@ -7,13 +7,22 @@
 // the frame is refused, counted and logged by the exchange anyway, so they are not errors of this
 // process. gRPC DEBUG/INFO/ERROR map to debug/info/error; gRPC filters by GRPC_VERBOSITY (default
 // ERROR) before a line reaches us.
+//
+// A failed TLS handshake (a stranger without a certificate, a port scanner, plaintext on a TLS
+// port) is counted, not logged each time: gRPC writes one error line per attempt, so 2,000
+// attempts wrote 2,000 lines. At most one line per 10 s says how many failed since the last one.
 #ifndef GUT_SERVICES_LIBRARY_LOGS_H_
 #define GUT_SERVICES_LIBRARY_LOGS_H_
+
+#include <cstdint>
 
 namespace gut::services {
 
 // Installs both handlers (process-wide; call once, after spdlog is set up). Idempotent.
 void RouteLibraryLogsToSpdlog();
+
+// TLS handshakes that failed on this process's gRPC ports since it started.
+int64_t TlsHandshakeFailures();
 
 }  // namespace gut::services
 

@@ -228,6 +228,33 @@ void MetricsEndpoint::Handle(int c) {
   close(c);
 }
 
+namespace {
+class ReadCounter final : public prometheus::Collectable {
+ public:
+  ReadCounter(std::string name, std::string help, std::function<double()> read)
+      : name_(std::move(name)), help_(std::move(help)), read_(std::move(read)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily f;
+    f.name = name_;
+    f.help = help_;
+    f.type = prometheus::MetricType::Counter;
+    prometheus::ClientMetric m;
+    m.counter.value = read_();
+    f.metric.push_back(std::move(m));
+    return {std::move(f)};
+  }
+
+ private:
+  std::string name_, help_;
+  std::function<double()> read_;
+};
+}  // namespace
+
+std::shared_ptr<prometheus::Collectable> CounterCollector(std::string name, std::string help,
+                                                          std::function<double()> read) {
+  return std::make_shared<ReadCounter>(std::move(name), std::move(help), std::move(read));
+}
+
 std::vector<double> DurationBuckets() {
   // Steps of 1, 1.5, 2, 3, 5 and 7 per decade from 1 ms to 60 s: at the round times of these
   // machines (10 to 100 ms) neighbouring buckets are 30-50 % apart, fine enough to tell a

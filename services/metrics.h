@@ -73,6 +73,10 @@ class MetricsEndpoint {
   std::thread thread_;
 };
 
+// A counter read from `read` at every scrape (a count kept elsewhere, e.g. TlsHandshakeFailures).
+std::shared_ptr<prometheus::Collectable> CounterCollector(std::string name, std::string help,
+                                                          std::function<double()> read);
+
 // A gauge that is registered on its first Set: a series with no meaningful value before its
 // first measurement (a loss, an accuracy, an ETA) is absent rather than a placeholder 0 or -1.
 class LazyGauge {
