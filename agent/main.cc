@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, o.name.empty() ? "gut-agentd" : o.name);
   gut::services::RouteLibraryLogsToSpdlog();
+  gut::core::RaiseFileLimit();
   gut::core::TuneAllocator();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

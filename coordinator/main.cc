@@ -20,6 +20,7 @@
 #include "coordinator/status_page.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
+#include "core/common/process.h"
 #include "core/config/exchange_settings.h"
 #include "services/grpc_options.h"
 #include "services/health_server.h"
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, "coordinator");
   gut::services::RouteLibraryLogsToSpdlog();
+  gut::core::RaiseFileLimit();
 
   gut::core::RunConfig config;
   if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;

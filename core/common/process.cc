@@ -10,6 +10,16 @@ void TuneAllocator() {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
+long RaiseFileLimit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
+  }
+  return static_cast<long>(r.rlim_cur);
+}
+
 double CpuSeconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);

@@ -9,6 +9,10 @@ namespace gut::core {
 // evaluation several times slower and spent most of it in the kernel.
 void TuneAllocator();
 
+// Raises the soft limit on open files to the hard limit (the daemons): the default soft limit of
+// 1024 is what a stranger holding idle connections exhausts first. Returns the new soft limit.
+long RaiseFileLimit();
+
 // The CPU seconds (user + system) this process has used so far (benchmarks).
 double CpuSeconds();
 
