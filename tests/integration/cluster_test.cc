@@ -96,6 +96,39 @@ TEST_F(Cluster, ComputesExactlyWhatTheSimulatorComputesWithInt8) {
   CheckBitIdentical("int8", dir_, text, WriteManifest(text));
 }
 
+// run.numerics: portable: the agents ask the coordinator for the mode and restart into it before
+// they join; gut-sim (a process of its own: this test's process computes natively) restarts too;
+// both give the same bits with no environment set by anyone.
+TEST_F(Cluster, APortableClusterComputesWhatPortableGutSimComputes) {
+  const std::string text = Manifest((dir_ / "data").string(), 1, "fp32", 30, "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}",
+                                    "{graph: ring, weights: uniform}", "") +
+                           "checkpoint: {enabled: false}\n";
+  std::ofstream(dir_ / "portable.yaml") << [&] {
+    std::string t = text;
+    t.replace(t.find("eval_every: 2}"), 14, "eval_every: 2, numerics: portable}");
+    return t;
+  }();
+  pid_t coordinator = -1;
+  auto agents = StartByHand((dir_ / "portable.yaml").string(), &coordinator);
+  ASSERT_EQ(Wait(coordinator, 180), 0) << Read(dir_ / "coordinator.log");
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 30), 0);
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_NE(Read(AgentLog(r)).find("run.numerics: portable: restarting with"), std::string::npos) << Read(AgentLog(r));
+  }
+  const std::string sim_dir = (dir_ / "sim").string();
+  const pid_t sim = Spawn({std::string(GUT_BUILD_DIR) + "/sim/gut-sim", "--manifest", (dir_ / "portable.yaml").string(),
+                           "--out", sim_dir},
+                          (dir_ / "sim.log").string());
+  ASSERT_EQ(Wait(sim, 120), 0) << Read(dir_ / "sim.log");
+  for (int r = 0; r < 4; ++r) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "agents/rank-%02d/params-final.f32", r);
+    EXPECT_EQ(Read(dir_ / ("rank-" + std::to_string(r)) / "params-final.f32"), Read(fs::path(sim_dir) / name))
+        << "rank " << r;
+  }
+  EXPECT_NE(Read(fs::path(sim_dir) / "summary.json").find("\"numerics\": \"portable\""), std::string::npos);
+}
+
 // Every sparse, one-bit and low-rank codec, with a consensus step below 1: the agents decode randk
 // with each sender's seed, lowrank with the model's layout, and still match gut-sim bit for bit.
 TEST_F(Cluster, CompressedCodecsComputeExactlyWhatTheSimulatorComputes) {
