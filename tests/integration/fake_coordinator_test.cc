@@ -31,6 +31,10 @@ class FakeCoordinator final : public gut::v1::Coordinator::Service {
     if (heartbeat) heartbeat(r->mutable_command());
     return grpc::Status::OK;
   }
+  grpc::Status Status(grpc::ServerContext*, const gut::v1::StatusRequest*, gut::v1::StatusResponse* r) override {
+    r->set_numerics("native");
+    return grpc::Status::OK;
+  }
   grpc::Status Report(grpc::ServerContext*, const gut::v1::ReportRequest*, gut::v1::ReportResponse*) override {
     return grpc::Status::OK;
   }
