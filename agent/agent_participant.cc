@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -125,6 +126,11 @@ gut::v1::EpochMetrics AgentParticipant::EpochReport(int epoch, double lr, double
   return m;
 }
 
+void AgentParticipant::SendReport(const gut::v1::EpochMetrics& m) {
+  reports_.push_back(m.SerializeAsString());
+  p_.client->Report(m);
+}
+
 void AgentParticipant::WriteLocalCsv() {
   if (p_.out_dir.empty()) return;
   std::string out = CsvHeader(report::Metric::For(*p_.config));
@@ -141,7 +147,7 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
     if (!r.ok()) return r.status();
     ev = *r;
   }
-  p_.client->Report(EpochReport(e.epoch, e.lr, e.train_loss, ev ? &*ev : nullptr, false));
+  SendReport(EpochReport(e.epoch, e.lr, e.train_loss, ev ? &*ev : nullptr, false));
   WriteLocalCsv();
   const double acc = ev ? ev->metric : 0, tl = ev ? ev->loss : 0;
   UpdateProgress(e.epoch, e.train_loss, ev ? &acc : nullptr);
@@ -162,7 +168,7 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
 absl::Status AgentParticipant::Finish(int64_t rounds) {
   auto ev = p_.trainer->Evaluate(algorithm_->params(), *p_.test, p_.config->test_batch_size);
   if (!ev.ok()) return ev.status();
-  p_.client->Report(EpochReport(p_.config->epochs, p_.config->schedule.At(p_.config->epochs - 1), 0, &*ev, true));
+  SendReport(EpochReport(p_.config->epochs, p_.config->schedule.At(p_.config->epochs - 1), 0, &*ev, true));
   WriteLocalCsv();
   if (!p_.out_dir.empty()) {
     const auto x = algorithm_->params();
@@ -216,6 +222,25 @@ void AgentParticipant::Visit(core::StateVisitor<float>* v) {
   v->Integer("run/raw_bytes_sent", &raw);
   p_.exchange->RestoreByteCounters(sent, received, raw);
   int64_t drawn = p_.trainer->batches_drawn();
+  if (v->Has("run/reports")) {  // checkpoints from before reports were kept lack it
+    std::string packed;
+    for (const auto& r : reports_) absl::StrAppend(&packed, r.size(), ":", r);
+    v->Text("run/reports", &packed);
+    if (v->loading()) {
+      reports_.clear();
+      for (size_t at = 0; at < packed.size();) {
+        const size_t colon = packed.find(':', at);
+        size_t len = 0;
+        if (colon == std::string::npos || !absl::SimpleAtoi(packed.substr(at, colon - at), &len) ||
+            len > packed.size() - colon - 1) {
+          v->Reject("run/reports", "a damaged report list");
+          break;
+        }
+        reports_.push_back(packed.substr(colon + 1, len));
+        at = colon + 1 + len;
+      }
+    }
+  }
   v->Integer("run/batches_drawn", &drawn);
   if (drawn != p_.trainer->batches_drawn()) p_.trainer->Rewind(drawn);
   v->Push("trainer");
@@ -256,6 +281,7 @@ absl::Status AgentParticipant::RestoreInitial() {
   round_ = 0;
   loss_sum_ = train_s_ = compute_s_ = wait_s_ = wall_offset_ = 0;
   csv_rows_.clear();
+  reports_.clear();
   p_.exchange->RestoreByteCounters(0, 0, 0);
   topology_version_ = 1;
   start_ = Clock::now();
@@ -277,6 +303,10 @@ absl::StatusOr<uint32_t> AgentParticipant::Restore(int64_t round) {
   core::StateLoader<float> loader(&c->state);
   Visit(&loader);
   if (!loader.status().ok()) return loader.status();
+  for (const auto& r : reports_) {
+    gut::v1::EpochMetrics m;
+    if (m.ParseFromString(r)) p_.client->Report(m);
+  }
   p_.store->DiscardAfter(round);  // a rollback abandons what came after
   std::lock_guard<std::mutex> l(progress_mu_);
   progress_.round = round_;

@@ -90,6 +90,7 @@ class AgentParticipant final : public core::RunParticipant {
   void Visit(core::StateVisitor<float>* v);
   gut::v1::EpochMetrics EpochReport(int epoch, double lr, double train_loss, const core::EvalResult* ev, bool final);
   void WriteLocalCsv();
+  void SendReport(const gut::v1::EpochMetrics& m);  // queues it, and keeps it for a restore
   void UpdateProgress(int epoch, double loss, const double* accuracy);
   double Elapsed() const;
 
@@ -103,6 +104,10 @@ class AgentParticipant final : public core::RunParticipant {
   double loss_sum_ = 0;
   double train_s_ = 0, compute_s_ = 0, wait_s_ = 0, wall_offset_ = 0;
   std::vector<std::string> csv_rows_;
+  // Every report queued so far (serialised EpochMetrics): a restored agent sends them again, since
+  // the coordinator may have stopped before it received some (reports are idempotent, and one it
+  // holds already changes nothing).
+  std::vector<std::string> reports_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   int64_t start_round_ = 0;  // where this process began (for the rate)
 

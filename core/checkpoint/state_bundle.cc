@@ -136,6 +136,11 @@ void StateVisitor<T>::Text(absl::string_view name, std::string* v) {
 }
 
 template <typename T>
+bool StateVisitor<T>::Has(absl::string_view name) const {
+  return in_ == nullptr || in_->items.count(Key(name)) > 0;
+}
+
+template <typename T>
 void StateVisitor<T>::Reject(absl::string_view name, absl::string_view why) {
   if (status_.ok()) status_ = absl::DataLossError(absl::StrCat("checkpoint item '", Key(name), "': ", why));
 }

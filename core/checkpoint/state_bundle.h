@@ -56,6 +56,9 @@ class StateVisitor {
   void Integer(absl::string_view name, int64_t* v) { One(name, 'i', v, "integer"); }
   void Flag(absl::string_view name, bool* v);
   void Text(absl::string_view name, std::string* v);
+  // Loading: whether the bundle holds item `name` (an item added in a later version is optional:
+  // a checkpoint written before it lacks it). Saving: true.
+  bool Has(absl::string_view name) const;
   // Items below this call are named "<prefix>/<name>" until the matching Pop.
   void Push(absl::string_view prefix) { prefix_.emplace_back(prefix); }
   void Pop() {
