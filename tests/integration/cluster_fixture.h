@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "gut/v1/coordinator.pb.h"
 #include "tests/testing/synthetic_data.h"
 
 extern char** environ;
@@ -35,6 +36,17 @@ inline std::string Read(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// A JoinRequest as an agent would send it (tests that play agents with a gRPC client of their own).
+inline gut::v1::JoinRequest AgentJoin(const std::string& name, int rank, const std::string& token = "") {
+  gut::v1::JoinRequest req;
+  req.set_agent_name(name);
+  req.set_advertised_address("127.0.0.1:1");
+  req.set_protocol_version(gut::v1::PROTOCOL_VERSION_1);
+  req.set_requested_rank(rank);
+  req.set_join_token(token);
+  return req;
 }
 
 inline std::string Manifest(const std::string& data, int epochs, const std::string& codec, double deadline_s = 30,

@@ -32,12 +32,7 @@ TEST_F(Cluster, ForgedReportsAreRefusedAndRepeatsNotJournalled) {
     ts.emplace_back([&, r] {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      gut::v1::JoinRequest req;
-      req.set_agent_name("liar" + std::to_string(r));
-      req.set_advertised_address("127.0.0.1:1");
-      req.set_protocol_version(gut::v1::PROTOCOL_VERSION_1);
-      req.set_requested_rank(r);
-      EXPECT_TRUE(stub->Join(&ctx, req, &joined[r]).ok());
+      EXPECT_TRUE(stub->Join(&ctx, AgentJoin("liar" + std::to_string(r), r), &joined[r]).ok());
     });
   }
   for (auto& t : ts) t.join();

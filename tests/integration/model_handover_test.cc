@@ -94,13 +94,7 @@ TEST_F(ModelHandover, OnlyJoinedRanksOfTheRunGetTheModelWithTheToken) {
     ts.emplace_back([&, r] {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      gut::v1::JoinRequest req;
-      req.set_agent_name("a" + std::to_string(r));
-      req.set_advertised_address("127.0.0.1:1");
-      req.set_protocol_version(gut::v1::PROTOCOL_VERSION_1);
-      req.set_requested_rank(r);
-      req.set_join_token("s3cret");
-      EXPECT_TRUE(stub->Join(&ctx, req, &joined[r]).ok());
+      EXPECT_TRUE(stub->Join(&ctx, AgentJoin("a" + std::to_string(r), r, "s3cret"), &joined[r]).ok());
     });
     if (r == 0) {
       // While rank 0 waits in the barrier: rank 1 has never joined, so it gets nothing.

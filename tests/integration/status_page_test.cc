@@ -78,7 +78,18 @@ int Browse(const char* browser, const fs::path& profile, const std::string& url,
   return std::system(cmd.c_str());
 }
 
-TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
+// The status page's URL, from the coordinator's "metrics on http://HOST:PORT/metrics" line.
+class PageCluster : public Cluster {
+ protected:
+  std::string PageUrl() {
+    if (!WaitForLog(dir_ / "coordinator.log", "metrics on http://", 20)) return "";
+    const std::string log = Read(dir_ / "coordinator.log");
+    const size_t at = log.find("metrics on http://") + std::strlen("metrics on http://");
+    return "http://" + log.substr(at, log.find("/metrics", at) - at) + "/";
+  }
+};
+
+TEST_F(PageCluster, StatusPageShowsTheRunInABrowser) {
   const char* browser = Browser();
   if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
   pid_t coordinator;
@@ -94,10 +105,8 @@ TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
                             "--fast-failure-detection", "--stop-timeout-s", "4"},
                            AgentLog(r)));
   }
-  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "metrics on http://", 20));
-  const std::string log = Read(dir_ / "coordinator.log");
-  const size_t at = log.find("metrics on http://") + std::strlen("metrics on http://");
-  const std::string url = "http://" + log.substr(at, log.find("/metrics", at) - at) + "/";
+  const std::string url = PageUrl();
+  ASSERT_FALSE(url.empty()) << Read(dir_ / "coordinator.log");
   ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
 
   const fs::path profile = dir_ / "chromium-profile";
@@ -128,7 +137,7 @@ TEST_F(Cluster, StatusPageShowsTheRunInABrowser) {
   EXPECT_EQ(Wait(coordinator, 10), 0);
 }
 
-TEST_F(Cluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
+TEST_F(PageCluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
   const char* browser = Browser();
   if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
   testing::WriteNpyImages(dir_ / "targets", 320, 60, /*regression=*/true);
@@ -151,10 +160,8 @@ TEST_F(Cluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
                             "127.0.0.1:0", "--fast-failure-detection", "--stop-timeout-s", "4"},
                            AgentLog(r)));
   }
-  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "metrics on http://", 20));
-  const std::string log = Read(dir_ / "coordinator.log");
-  const size_t at = log.find("metrics on http://") + std::strlen("metrics on http://");
-  const std::string url = "http://" + log.substr(at, log.find("/metrics", at) - at) + "/";
+  const std::string url = PageUrl();
+  ASSERT_FALSE(url.empty()) << Read(dir_ / "coordinator.log");
   ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
   EXPECT_NE(Read(dir_ / "coordinator.log").find("  rmse "), std::string::npos) << "the epoch line names the metric";
   ASSERT_EQ(Browse(browser, dir_ / "chromium-profile", url, "--dump-dom", dir_ / "dom.html"), 0);
