@@ -293,7 +293,7 @@ absl::Status Agent::Prepare() {
   xo.tuning = o_.fast_failure_detection ? services::StreamTuning::ForTests() : services::StreamTuning();
   xo.incarnation = join_.incarnation();
   xo.generation = cmd.generation();
-  xo.start_round = cmd.restore_round();
+  xo.start_round = cmd.restore_round(); xo.forge = o_.forge;
   if (tls_) xo.channel_credentials = services::ChannelCredentials(&*tls_);
   auto ex = services::GrpcExchange::Create(xo, &peer_service_);
   if (!ex.ok()) return ex.status();

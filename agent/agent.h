@@ -9,6 +9,8 @@
 #include <atomic>
 #include <string>
 
+#include "services/exchange_core.h"
+
 namespace gut::agent {
 
 struct AgentOptions {
@@ -32,6 +34,8 @@ struct AgentOptions {
   double report_flush_s = 30;        // at the end, wait this long for undelivered reports
   double heartbeat_s = 0.25;         // heartbeat period
   bool fast_failure_detection = false;  // 1 s keepalive (tests)
+  // --inject-forged-updates: a drill (and the adversary tests) playing a broken or hostile agent.
+  services::Forgery forge;
   // Security (services/tls.h): mutual TLS on every channel when the three files are given; a
   // non-loopback listen without them needs `insecure`.
   std::string tls_ca, tls_cert, tls_key;

@@ -111,10 +111,15 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
   auto& wait = MakeCounterFamily(r, "gut_agent_peer_wait_seconds_total",
                                  "Time the agent waited for this neighbour's messages (the neighbour it waits on "
                                  "grows fastest).");
+  auto& refused = MakeCounterFamily(r, "gut_agent_peer_messages_refused_total",
+                                    "This neighbour's messages refused as implausible (NaN or infinity, all zeros, "
+                                    "implausibly large) and replaced by the agent's own; not zero means the neighbour "
+                                    "is broken or hostile.");
   for (int p : peers) {
     const std::map<std::string, std::string> label = {{"peer", std::to_string(p)}};
     peers_.emplace(p, PeerSeries{RunningTotal(&sent.Add(label)), RunningTotal(&recv.Add(label)),
-                                 RunningTotal(&connects.Add(label)), RunningTotal(&wait.Add(label)), &up.Add(label)});
+                                 RunningTotal(&connects.Add(label)), RunningTotal(&wait.Add(label)),
+                                 RunningTotal(&refused.Add(label)), &up.Add(label)});
   }
 }
 
@@ -164,6 +169,7 @@ void AgentMetrics::Sync(const services::ExchangeStats& s, int64_t fallbacks) {
     it->second.received.Update(static_cast<double>(p.frame_bytes_received));
     it->second.connects.Update(static_cast<double>(p.connects));
     it->second.wait.Update(p.wait_seconds);
+    it->second.refused.Update(static_cast<double>(p.messages_refused));
     it->second.up->Set(p.connected ? 1 : 0);
     seen[p.rank] = true;
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/exchange/message_guard.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "core/common/sketch.h"
@@ -42,6 +43,7 @@ absl::Status AgentParticipant::TrainRound(int64_t round, double lr) {
   const double w0 = p_.exchange->wait_seconds();
   core::RoundContext<float> ctx{round, lr, p_.trainer, p_.exchange, absl::MakeSpan(scratch_)};
   p_.trainer->NextBatch();
+  p_.exchange->NoteModelNorm(core::MessageNorm(algorithm_->params()));
   for (int phase = 0; phase < algorithm_->phases(); ++phase) {
     if (auto s = algorithm_->RunPhase(phase, ctx); !s.ok()) return s;
   }
@@ -65,6 +67,7 @@ absl::Status AgentParticipant::TrainRound(int64_t round, double lr) {
 
 absl::Status AgentParticipant::GossipRound(int64_t round) {
   if (pending_) return absl::AbortedError("a recovery command is waiting");
+  p_.exchange->NoteModelNorm(core::MessageNorm(algorithm_->params()));
   for (int phase = 0; phase < 2; ++phase) {
     if (auto s = algorithm_->RunGossipPhase(phase, round, p_.exchange); !s.ok()) return s;
   }

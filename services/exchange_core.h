@@ -39,6 +39,19 @@ namespace gut::services {
 
 class PeerService;
 
+// Fault injection for drills and the adversary tests (gut-agentd --inject-forged-updates): the
+// agent puts forged values on the wire instead of its slot-0 messages of `rounds` rounds from
+// `from_round` on, while its own state goes on with the honest ones. mode: "huge" (every value
+// 1e30), "zeros", "negate10" (the honest message times -10).
+struct Forgery {
+  std::string mode;
+  int64_t from_round = 0;
+  int64_t rounds = 0;
+  bool Active(int64_t round, int slot) const {
+    return !mode.empty() && slot == 0 && round >= from_round && round < from_round + rounds;
+  }
+};
+
 struct GrpcExchangeOptions {
   std::string run_id;
   int rank = 0;
@@ -63,6 +76,7 @@ struct GrpcExchangeOptions {
   uint32_t incarnation = 0;
   uint64_t generation = 0;  // the run's recovery generation (hello field; frames never cross it)
   int64_t start_round = 0;  // the first round this exchange will carry (a resumed run's)
+  Forgery forge;  // empty mode: none (the default; only the drill flag sets it)
   // Credentials of the channels to the neighbours; null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
@@ -90,6 +104,7 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   void StartDialing();
   const std::vector<core::NeighbourInfo>& infos() const { return infos_; }
   int rank() const { return opt_.rank; }
+  const Forgery& forge() const { return opt_.forge; }
   double self_weight() const { return opt_.self_weight; }
   // target -1: every neighbour (one encode); else neighbour index `target` only.
   absl::Status Send(int64_t round, int slot, int target, absl::Span<float> message) ABSL_LOCKS_EXCLUDED(mu_);

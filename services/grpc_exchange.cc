@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 #include "core/exchange/weighted_sum.h"
 
@@ -24,7 +26,8 @@ absl::StatusOr<std::unique_ptr<GrpcExchange>> GrpcExchange::Create(GrpcExchangeO
   auto core = std::make_shared<ExchangeCore>(std::move(o), service);
   if (auto s = service->Attach(core); !s.ok()) return s;
   core->StartDialing();
-  return std::unique_ptr<GrpcExchange>(new GrpcExchange(std::move(core)));
+  Forgery forge = core->forge();
+  return std::unique_ptr<GrpcExchange>(new GrpcExchange(std::move(core), std::move(forge)));
 }
 
 GrpcExchange::~GrpcExchange() { Shutdown(absl::Seconds(5)); }
@@ -43,7 +46,50 @@ void GrpcExchange::RestoreByteCounters(int64_t sent, int64_t received, int64_t r
 }
 
 absl::Status GrpcExchange::Broadcast(int64_t round, int slot, absl::Span<float> message) {
-  return core_->Send(round, slot, -1, message);
+  return SendMessage(round, slot, -1, message);
+}
+
+absl::Status GrpcExchange::SendMessage(int64_t round, int slot, int target, absl::Span<float> message) {
+  if (forge_.Active(round, slot)) {
+    // The drill: the neighbours get forged values, this agent's state keeps the honest message.
+    forged_.assign(message.begin(), message.end());
+    for (float& v : forged_) v = forge_.mode == "huge" ? 1e30f : forge_.mode == "zeros" ? 0.0f : -10.0f * v;
+    if (auto s = core_->Send(round, slot, target, absl::MakeSpan(forged_)); !s.ok()) return s;
+  } else if (auto s = core_->Send(round, slot, target, message); !s.ok()) {
+    return s;
+  }
+  guard_.Sent(slot, target, message);
+  return absl::OkStatus();
+}
+
+std::vector<absl::Span<const float>> GrpcExchange::Screened(int64_t round, int slot) {
+  const auto& infos = core_->infos();
+  std::vector<absl::Span<const float>> views(infos.size());
+  for (size_t k = 0; k < views.size(); ++k) views[k] = core_->decoded(static_cast<int>(k));
+  core::ScreenMessages(&guard_, slot, &views, [&](int k, const core::GuardVerdict& v) {
+    const Reject why = v.why == core::Implausible::kNonFinite ? Reject::kNonFinite
+                       : v.why == core::Implausible::kZero    ? Reject::kZeroMessage
+                                                              : Reject::kImplausible;
+    core_->service()->CountReject(why);
+    int64_t count = 0;
+    bool log = false;
+    {
+      absl::MutexLock l(&refused_mu_);
+      count = ++refused_[k];
+      // One line per neighbour per 10 s: a forging peer must not flood the log either.
+      const absl::Time now = absl::Now();
+      if (now - last_logged_[k] >= absl::Seconds(10)) {
+        last_logged_[k] = now;
+        log = true;
+      }
+    }
+    if (log) {
+      spdlog::warn("agent {}: refused the round {} slot {} message from agent {}: {}; used this agent's own "
+                   "message instead ({} refused from agent {} so far)",
+                   core_->rank(), round, slot, infos[k].rank, v.reason, count, infos[k].rank);
+    }
+  });
+  return views;
 }
 
 absl::Status GrpcExchange::SendTo(int64_t round, int slot, int neighbour_index, absl::Span<float> message) {
@@ -51,13 +97,14 @@ absl::Status GrpcExchange::SendTo(int64_t round, int slot, int neighbour_index, 
     return absl::InvalidArgumentError(absl::StrCat("agent ", rank(), ": neighbour index ", neighbour_index,
                                                    " out of range"));
   }
-  return core_->Send(round, slot, neighbour_index, message);
+  return SendMessage(round, slot, neighbour_index, message);
 }
 
 absl::Status GrpcExchange::ReceiveWeightedSum(int64_t round, int slot, absl::Span<float> out) {
   if (auto s = core_->Collect(round, slot, out.size()); !s.ok()) return s;
-  std::vector<const float*> m(core_->infos().size());
-  for (size_t k = 0; k < m.size(); ++k) m[k] = core_->decoded(static_cast<int>(k)).data();
+  const auto views = Screened(round, slot);
+  std::vector<const float*> m(views.size());
+  for (size_t k = 0; k < m.size(); ++k) m[k] = views[k].data();
   core::WeightedSum<float>(core_->infos(), m, out);
   return absl::OkStatus();
 }
@@ -65,9 +112,8 @@ absl::Status GrpcExchange::ReceiveWeightedSum(int64_t round, int slot, absl::Spa
 absl::Status GrpcExchange::ReceiveEach(int64_t round, int slot,
                                        const std::function<void(int, absl::Span<const float>)>& fn) {
   if (auto s = core_->Collect(round, slot, 0); !s.ok()) return s;
-  for (size_t k = 0; k < core_->infos().size(); ++k) {
-    fn(static_cast<int>(k), absl::MakeConstSpan(core_->decoded(static_cast<int>(k))));
-  }
+  const auto views = Screened(round, slot);
+  for (size_t k = 0; k < views.size(); ++k) fn(static_cast<int>(k), views[k]);
   return absl::OkStatus();
 }
 
@@ -78,8 +124,26 @@ void GrpcExchange::Interrupt(absl::Status why) { core_->Interrupt(std::move(why)
 void GrpcExchange::Reset(uint64_t generation, std::vector<PeerAddress> neighbours, double self_weight,
                          int64_t next_round) {
   core_->Reset(generation, std::move(neighbours), self_weight, next_round);
+  guard_.Reset();
+  absl::MutexLock l(&refused_mu_);
+  // Counts follow the neighbour's rank across a changed neighbourhood.
+  std::vector<int64_t> counts(core_->infos().size());
+  for (size_t k = 0; k < counts.size(); ++k)
+    for (size_t j = 0; j < ranks_.size(); ++j)
+      if (ranks_[j] == core_->infos()[k].rank) counts[k] = refused_[j];
+  refused_ = std::move(counts);
+  last_logged_.assign(refused_.size(), absl::InfinitePast());
+  ranks_.clear();
+  for (const auto& n : core_->infos()) ranks_.push_back(n.rank);
 }
 void GrpcExchange::Shutdown(absl::Duration timeout) { core_->Shutdown(timeout); }
-ExchangeStats GrpcExchange::Stats() const { return core_->Stats(); }
+ExchangeStats GrpcExchange::Stats() const {
+  ExchangeStats s = core_->Stats();
+  absl::MutexLock l(&refused_mu_);
+  for (auto& p : s.peers)
+    for (size_t j = 0; j < ranks_.size(); ++j)
+      if (ranks_[j] == p.rank) p.messages_refused = refused_[j];
+  return s;
+}
 
 }  // namespace gut::services

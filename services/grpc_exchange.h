@@ -12,7 +12,10 @@
 //    everything unacknowledged is resent; the receiver drops duplicates.
 //  * Every wait has a deadline: exchange.deadline_s for a connected neighbour, the peer-loss grace
 //    for one that is down or said goodbye. Interrupt() ends any wait at once (a rollback, a stop).
-//  * A decoded message holding NaN or infinity is refused and its sender named.
+//  * Every decoded message passes core's MessageGuard (the same check gut-sim makes): one that holds
+//    NaN or infinity, is all zeros, or is implausibly large is replaced by this agent's own message,
+//    counted (gut_agent_frames_rejected_total{reason}, per neighbour in Stats()) and logged against
+//    its sender; the run goes on.
 // Byte counters: bytes_sent()/bytes_received() count encoded payload bytes (as InProcessExchange
 // does); Stats() also has whole-frame bytes and wait time per neighbour.
 // Threads: one agent thread calls the Neighbourhood methods, Reset and Shutdown; Interrupt and
@@ -25,6 +28,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/exchange/message_guard.h"
 #include "core/exchange/neighbourhood.h"
 #include "services/exchange_core.h"
 #include "services/peer_service.h"
@@ -42,6 +47,7 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   int rank() const override;
   double self_weight() const override;
   const std::vector<core::NeighbourInfo>& neighbours() const override;
+  void NoteModelNorm(double norm) override { guard_.NoteModelNorm(norm); }
   absl::Status Broadcast(int64_t round, int slot, absl::Span<float> message) override;
   absl::Status SendTo(int64_t round, int slot, int neighbour_index, absl::Span<float> message) override;
   absl::Status ReceiveWeightedSum(int64_t round, int slot, absl::Span<float> out) override;
@@ -71,8 +77,26 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   void RestoreByteCounters(int64_t sent, int64_t received, int64_t raw_sent);
 
  private:
-  explicit GrpcExchange(std::shared_ptr<ExchangeCore> core) : core_(std::move(core)) {}
+  explicit GrpcExchange(std::shared_ptr<ExchangeCore> core, Forgery forge)
+      : core_(std::move(core)), forge_(std::move(forge)) {
+    absl::MutexLock l(&refused_mu_);
+    refused_.assign(core_->infos().size(), 0);
+    last_logged_.assign(refused_.size(), absl::InfinitePast());
+    for (const auto& n : core_->infos()) ranks_.push_back(n.rank);
+  }
+  absl::Status SendMessage(int64_t round, int slot, int target, absl::Span<float> message);
+  // The decoded messages of (round, slot) after the guard, in neighbour order.
+  std::vector<absl::Span<const float>> Screened(int64_t round, int slot);
+
   std::shared_ptr<ExchangeCore> core_;
+  const Forgery forge_;
+  // The agent thread only.
+  core::MessageGuard<float> guard_;
+  std::vector<float> forged_;
+  mutable absl::Mutex refused_mu_;  // a leaf lock: Stats() reads what the agent thread counts
+  std::vector<int64_t> refused_ ABSL_GUARDED_BY(refused_mu_);          // per neighbour index
+  std::vector<absl::Time> last_logged_ ABSL_GUARDED_BY(refused_mu_);  // per neighbour index
+  std::vector<int> ranks_ ABSL_GUARDED_BY(refused_mu_);               // neighbour index -> rank
 };
 
 }  // namespace gut::services

@@ -40,6 +40,7 @@ struct PeerStats {
   int64_t payload_bytes_sent = 0, payload_bytes_received = 0;
   int64_t connects = 0;       // successful handshakes (the first one plus reconnects)
   double wait_seconds = 0;    // time the agent waited for this neighbour's messages
+  int64_t messages_refused = 0;  // its messages the guard refused (core/exchange/message_guard.h)
 };
 
 class PeerEdge {

@@ -40,6 +40,8 @@ const char* RejectName(Reject r) {
     case Reject::kHelloTimeout: return "hello_timeout";
     case Reject::kTooManyPending: return "too_many_pending";
     case Reject::kNonFinite: return "non_finite";
+    case Reject::kZeroMessage: return "zero";
+    case Reject::kImplausible: return "implausible";
     case Reject::kNumerics: return "numerics";
     case Reject::kCount: break;
   }

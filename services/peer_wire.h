@@ -35,7 +35,9 @@ enum class Reject {
   kNotReady,      // the agent has not joined a run yet, or is shutting down
   kHelloTimeout,  // no hello within the hello timeout
   kTooManyPending,  // too many streams waiting for their hello
-  kNonFinite,     // a decoded message holds NaN or infinity
+  kNonFinite,     // a decoded message holds NaN or infinity (replaced, core/exchange/message_guard.h)
+  kZeroMessage,   // a decoded message is all zeros where a real one never is (replaced)
+  kImplausible,   // a decoded message is far larger than its sender's last one or ours (replaced)
   kNumerics,      // another run.numerics mode (its bits would differ from this agent's)
   kCount
 };

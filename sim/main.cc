@@ -127,6 +127,10 @@ int main(int argc, char** argv) {
                metric.Format(summary->final_acc_min), metric.Format(summary->final_acc_max),
                summary->consensus_before_gossip, summary->consensus_after_gossip, summary->wall_s,
                summary->bytes_sent / 1e6);
+  if (summary->messages_refused > 0) {
+    spdlog::warn("{} neighbour message(s) were refused as implausible (NaN or infinity, all zeros, or over 100x "
+                 "the receiver's model) and replaced by the receiver's own", summary->messages_refused);
+  }
   if (summary->solver_fallbacks > 0) {
     spdlog::warn("{} could not solve its per-round subproblem {} times (non-finite data; the previous solution was "
                  "reused each time)", config.hyper.algorithm, summary->solver_fallbacks);

@@ -16,6 +16,7 @@
 #include "core/data/dataset.h"
 #include "core/data/partition.h"
 #include "core/exchange/in_process_exchange.h"
+#include "core/exchange/message_guard.h"
 #include "core/models/model.h"
 #include "core/train/epoch_driver.h"
 #include "core/train/run_model.h"
@@ -54,7 +55,10 @@ struct Simulation::State {
         if (!status[i].ok()) return;
         core::RoundContext<float> ctx{round, lr, trainers[i].get(), &exchange->Endpoint(i),
                                       absl::MakeSpan(scratch[worker])};
-        if (p == 0) trainers[i]->NextBatch();
+        if (p == 0) {
+          trainers[i]->NextBatch();
+          exchange->Endpoint(i).NoteModelNorm(core::MessageNorm(algorithms[i]->params()));
+        }
         trainers[i]->UseWorkspace(workspaces[worker].get());
         status[i] = algorithms[i]->RunPhase(p, ctx);
         if (p == phases - 1 && status[i].ok()) loss_sum[i] += trainers[i]->last_loss();
@@ -69,6 +73,7 @@ struct Simulation::State {
     std::vector<absl::Status> status(n());
     for (int p = 0; p < 2; ++p) {
       pool->ParallelFor(n(), [&](int i) {
+        if (p == 0) exchange->Endpoint(i).NoteModelNorm(core::MessageNorm(algorithms[i]->params()));
         if (status[i].ok()) status[i] = algorithms[i]->RunGossipPhase(p, round, &exchange->Endpoint(i));
       });
       for (const auto& s : status)
@@ -204,6 +209,8 @@ class Simulation::Participant final : public core::RunParticipant {
     sum_.raw_bytes_sent = s_.exchange->total_raw_bytes_sent();
     sum_.solver_fallbacks = 0;
     for (const auto& a : s_.algorithms) sum_.solver_fallbacks += a->solver_fallbacks();
+    sum_.messages_refused = 0;
+    for (int i = 0; i < s_.n(); ++i) sum_.messages_refused += s_.exchange->messages_refused(i);
     return absl::OkStatus();
   }
   absl::Status Checkpoint(int64_t rounds) override { return Save(rounds, /*scheduled=*/true); }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/exchange/message_guard.h"
 #include "core/exchange/weighted_sum.h"
 
 namespace gut::core {
@@ -20,9 +21,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   double self_weight() const override { return self_weight_; }
   const std::vector<NeighbourInfo>& neighbours() const override { return neighbours_; }
 
+  void NoteModelNorm(double norm) override { guard_.NoteModelNorm(norm); }
+
   absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) override {
     auto m = Encode(message, MessageTag{round, slot, -1});
     if (!m.ok()) return m.status();
+    guard_.Sent(slot, -1, (*m)->values);
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
     }
@@ -39,6 +43,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     }
     auto m = Encode(message, MessageTag{round, slot, neighbour_index});
     if (!m.ok()) return m.status();
+    guard_.Sent(slot, neighbour_index, (*m)->values);
     sent_ += (*m)->wire_bytes;
     raw_sent_ += static_cast<int64_t>(message.size() * sizeof(float));
     return hub_->Post(rank_, neighbours_[neighbour_index].rank, round, slot, *m);
@@ -54,8 +59,9 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
             got[k]->values.size(), " elements, expected ", out.size()));
       }
     }
+    const auto views = Screen(slot, got);
     std::vector<const T*> m(got.size());
-    for (size_t k = 0; k < got.size(); ++k) m[k] = got[k]->values.data();
+    for (size_t k = 0; k < got.size(); ++k) m[k] = views[k].data();
     WeightedSum<T>(neighbours_, m, out);
     return absl::OkStatus();
   }
@@ -65,9 +71,12 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       const std::function<void(int, absl::Span<const T>)>& fn) override {
     std::vector<Message> got;
     if (auto s = Collect(round, slot, &got); !s.ok()) return s;
-    for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), absl::MakeConstSpan(got[k]->values));
+    const auto views = Screen(slot, got);
+    for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), views[k]);
     return absl::OkStatus();
   }
+
+  int64_t messages_refused() const { return refused_; }
 
   int64_t bytes_sent() const override { return sent_; }
   int64_t bytes_received() const override { return received_; }
@@ -125,6 +134,15 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   }
   static constexpr size_t kPoolSize = 16;
 
+  // The messages as the algorithm gets them: implausible ones replaced (message_guard.h), exactly
+  // as the gRPC exchange does, so gut-sim and a cluster agree on every refusal.
+  std::vector<absl::Span<const T>> Screen(int slot, const std::vector<Message>& got) {
+    std::vector<absl::Span<const T>> views(got.size());
+    for (size_t k = 0; k < got.size(); ++k) views[k] = got[k]->values;
+    ScreenMessages(&guard_, slot, &views, [&](int, const GuardVerdict&) { ++refused_; });
+    return views;
+  }
+
   absl::Status Collect(int64_t round, int slot, std::vector<Message>* got) {
     absl::MutexLock lock(&hub_->mu_);
     auto& box = hub_->mailbox_[rank_];
@@ -168,6 +186,8 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   Codec codec_;
   std::string wire_;
   std::vector<float> narrow_, decoded_;  // codec scratch
+  MessageGuard<T> guard_;
+  int64_t refused_ = 0;  // messages the guard refused
 };
 
 template <typename T>
@@ -206,6 +226,11 @@ absl::Status InProcessExchange<T>::Post(int from, int to, int64_t round, int slo
 template <typename T>
 void InProcessExchange<T>::RestoreByteCounters(int rank, int64_t sent, int64_t received, int64_t raw_sent) {
   endpoints_[rank]->RestoreCounters(sent, received, raw_sent);
+}
+
+template <typename T>
+int64_t InProcessExchange<T>::messages_refused(int rank) const {
+  return endpoints_[rank]->messages_refused();
 }
 
 template <typename T>

@@ -37,6 +37,8 @@ class InProcessExchange {
   int size() const { return static_cast<int>(endpoints_.size()); }
   int64_t total_bytes_sent() const;
   int64_t total_raw_bytes_sent() const;
+  // Messages agent `rank` refused as implausible (core/exchange/message_guard.h).
+  int64_t messages_refused(int rank) const;
   // Puts agent `rank`'s byte counters back where a checkpoint recorded them.
   void RestoreByteCounters(int rank, int64_t sent, int64_t received, int64_t raw_sent);
 

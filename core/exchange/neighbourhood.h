@@ -52,6 +52,10 @@ class Neighbourhood {
   virtual const std::vector<NeighbourInfo>& neighbours() const = 0;
   int degree() const { return static_cast<int>(neighbours().size()); }
 
+  // ||x_i||, the agent's model, before each round: the scale against which received messages are
+  // judged (core/exchange/message_guard.h). Drivers call it; an exchange without a guard ignores it.
+  virtual void NoteModelNorm(double norm) {}
+
   virtual absl::Status Broadcast(int64_t round, int slot, absl::Span<T> message) = 0;
   virtual absl::Status SendTo(int64_t round, int slot, int neighbour_index,
                               absl::Span<T> message) = 0;

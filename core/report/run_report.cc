@@ -129,6 +129,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
                 {"consensus_before_gossip", s.consensus_before_gossip},
                 {"consensus_after_gossip", s.consensus_after_gossip}};
   if (s.solver_fallbacks >= 0) j["final"]["solver_fallbacks"] = s.solver_fallbacks;
+  if (s.messages_refused >= 0) j["final"]["messages_refused"] = s.messages_refused;
   j["status"] = s.status;
   if (!s.failure.empty()) j["failure"] = s.failure;
   nlohmann::json dropped = nlohmann::json::array();

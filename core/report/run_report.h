@@ -60,6 +60,7 @@ struct Summary {
   int64_t num_params = 0;
   int threads = 0;
   int64_t solver_fallbacks = -1;  // summed over agents (Algorithm::solver_fallbacks); -1: not known
+  int64_t messages_refused = -1;  // summed over agents (core/exchange/message_guard.h); -1: not known
   // How the run ended: "finished", "failed" (with `failure`, the first error) or "stopped".
   std::string status = "finished";
   std::string failure;

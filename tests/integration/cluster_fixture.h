@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -142,6 +143,7 @@ class Cluster : public ::testing::Test {
                                         "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(),
                                         "--fast-failure-detection", "--report-flush-s", "2", "--stop-timeout-s", "4"};
       args.insert(args.end(), agent_extra.begin(), agent_extra.end());
+      if (rank_extra_.count(r)) args.insert(args.end(), rank_extra_[r].begin(), rank_extra_[r].end());
       agent_args_.push_back(args);
       agents.push_back(Spawn(args, AgentLog(r)));
     }
@@ -160,6 +162,7 @@ class Cluster : public ::testing::Test {
   }
   std::vector<std::string> coordinator_args_;
   std::vector<std::string> coordinator_extra_;  // more coordinator flags for StartByHand
+  std::map<int, std::vector<std::string>> rank_extra_;  // more flags for one rank's agent
   std::vector<std::vector<std::string>> agent_args_;
   std::string port_;
   fs::path dir_;

@@ -77,6 +77,7 @@ class Ring {
       o.codec_seed = 5;
       o.deadline = absl::Seconds(20);
       o.tuning = tuning;
+      if (i == 0) o.forge = forge;
       auto ex = GrpcExchange::Create(o, nodes_[i].service.get());
       EXPECT_TRUE(ex.ok()) << ex.status();
       nodes_[i].exchange = std::move(*ex);
@@ -88,6 +89,7 @@ class Ring {
   }
   Node& operator[](int i) { return nodes_[i]; }
   int size() const { return static_cast<int>(nodes_.size()); }
+  double weight(int i, int k) const { return w_->weight(i, k); }
 
   // One round on every agent (each from its own thread); checks the weighted sums.
   void Round(int64_t r, size_t len = 64) {
@@ -119,6 +121,7 @@ class Ring {
   StreamTuning tuning = StreamTuning::ForTests();  // the exchanges' (set before Connect)
   std::vector<std::string> layout;                  // the hello's layout description
   std::string model_sha256;
+  Forgery forge;  // agent 0's drill (set before Connect)
 
  private:
   core::CodecOptions codec_;
@@ -423,30 +426,58 @@ TEST(GrpcExchange, BatchedAcksBoundWhatIsKeptAndFlushEmptiesIt) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(ring[i].exchange->Stats().unacknowledged, 0);
 }
 
-// A message holding NaN or infinity is refused by the receiver, which names the sender and counts
-// it; the lossless codec (viewed in place, not decoded) and bf16 (decoded) alike.
-TEST(GrpcExchange, NonFiniteMessagesAreRefusedAndTheSenderNamed) {
+// A message holding NaN or infinity, one a hundred times the receiver's model and an all-zero one
+// are refused by the receiver (core/exchange/message_guard.h): it uses its own message instead,
+// counts the refusal under its reason and against the sender, and the round goes on. The lossless
+// codec (viewed in place, not decoded) and bf16 (decoded) alike; the forgeries come from agent 0's
+// drill (--inject-forged-updates), which leaves its own state honest.
+TEST(GrpcExchange, ImplausibleMessagesAreReplacedCountedAndTheSenderNamed) {
+  struct Case {
+    std::string mode;  // "" : a NaN in an honest broadcast
+    Reject reason;
+  };
   for (auto kind : {core::CodecKind::kFp32, core::CodecKind::kBf16}) {
-    core::CodecOptions o;
-    o.kind = kind;
-    Ring ring(3, o);
-    std::vector<std::thread> ts;
-    std::vector<absl::Status> got(3);
-    for (int i = 0; i < 3; ++i) {
-      ts.emplace_back([&, i] {
-        std::vector<float> m(64, 1.0f), out(64);
-        if (i == 0) m[17] = kind == core::CodecKind::kFp32 ? std::numeric_limits<float>::infinity() : std::nanf("");
-        EXPECT_TRUE(ring[i].exchange->Broadcast(0, 0, absl::MakeSpan(m)).ok());
-        got[i] = ring[i].exchange->ReceiveWeightedSum(0, 0, absl::MakeSpan(out));
-      });
-    }
-    for (auto& t : ts) t.join();
-    EXPECT_TRUE(got[0].ok()) << got[0];
-    for (int i : {1, 2}) {
-      EXPECT_EQ(got[i].code(), absl::StatusCode::kDataLoss) << core::CodecName(kind) << ": " << got[i];
-      EXPECT_NE(got[i].message().find("from agent 0"), std::string::npos) << got[i];
-      EXPECT_NE(got[i].message().find("NaN or infinity"), std::string::npos) << got[i];
-      EXPECT_EQ(ring[i].service->rejected(Reject::kNonFinite), 1);
+    for (const Case& c : {Case{"", Reject::kNonFinite}, Case{"huge", Reject::kImplausible},
+                          Case{"zeros", Reject::kZeroMessage}}) {
+      core::CodecOptions o;
+      o.kind = kind;
+      Ring ring(3, o, 1024, /*connect=*/false);
+      ring.forge = {c.mode, 1, 2};  // rounds 1 and 2
+      ring.Connect();
+      std::vector<std::vector<std::vector<float>>> out(3, std::vector<std::vector<float>>(4));
+      std::vector<std::thread> ts;
+      for (int i = 0; i < 3; ++i) {
+        ts.emplace_back([&, i] {
+          for (int64_t r = 0; r < 4; ++r) {
+            std::vector<float> m(64, static_cast<float>(i + 1)), sum(64);
+            if (i == 0 && c.mode.empty() && r >= 1 && r < 3) m[17] = std::nanf("");
+            ring[i].exchange->NoteModelNorm(10.0);
+            EXPECT_TRUE(ring[i].exchange->Broadcast(r, 0, absl::MakeSpan(m)).ok());
+            const absl::Status st = ring[i].exchange->ReceiveWeightedSum(r, 0, absl::MakeSpan(sum));
+            EXPECT_TRUE(st.ok()) << st;
+            out[i][r] = sum;
+          }
+        });
+      }
+      for (auto& t : ts) t.join();
+      const std::string what = std::string(core::CodecName(kind)) + " " + RejectName(c.reason);
+      for (int i : {1, 2}) {
+        // Uniform weights: the order of the two terms does not change the float sum.
+        const float w = static_cast<float>(ring.weight(i, 0));
+        const float own = static_cast<float>(i + 1), other = static_cast<float>(i == 1 ? 3 : 2);
+        for (int64_t r = 0; r < 4; ++r) {
+          const bool forged = r >= 1 && r < 3;
+          const float from0 = forged ? own : 1.0f;
+          const float want = w * from0 + w * other;
+          EXPECT_EQ(out[i][r][5], want) << what << ": agent " << i << " round " << r;
+        }
+        EXPECT_EQ(ring[i].service->rejected(c.reason), 2) << what;
+        int64_t refused_from0 = -1, refused_other = -1;
+        for (const auto& p : ring[i].exchange->Stats().peers) (p.rank == 0 ? refused_from0 : refused_other) = p.messages_refused;
+        EXPECT_EQ(refused_from0, 2) << what << ": agent " << i;
+        EXPECT_EQ(refused_other, 0) << what << ": agent " << i;
+      }
+      EXPECT_EQ(ring[0].service->rejected(c.reason), 0) << what;
     }
   }
 }

@@ -1,0 +1,64 @@
+// A participant that forges its model updates (issue: trust no one): agent 0 of a real 4-agent
+// loopback cluster plays the hostile agent with gut-agentd's drill flag, sending 1e30 everywhere
+// or all zeros instead of its messages for 8 of the 13 rounds while its own state stays honest. Its
+// neighbours (1 and 3) must refuse every forged message, count each under its reason and against
+// agent 0, name agent 0 in their logs, and the run must finish (rc 0 everywhere, the coordinator's
+// summary "finished") with finite parameters; agent 2, who never hears from agent 0, counts nothing.
+#include <cmath>
+
+#include "tests/integration/cluster_fixture.h"
+
+namespace gut {
+namespace {
+
+// The value of a Prometheus sample line "name{labels} value" in a text page, -1 if absent.
+double Sample(const std::string& page, const std::string& series) {
+  const size_t at = page.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(page.substr(at + series.size() + 2));
+}
+
+std::vector<float> Floats(const fs::path& p) {
+  const std::string raw = Read(p);
+  std::vector<float> v(raw.size() / 4);
+  std::memcpy(v.data(), raw.data(), v.size() * 4);
+  return v;
+}
+
+class ForgedUpdates : public Cluster, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ForgedUpdates, AreRefusedCountedAndBlamedOnTheSenderAndTheRunFinishes) {
+  const std::string mode = GetParam();
+  const std::string reason = mode == "huge" ? "implausible" : "zero";
+  const std::string manifest = WriteManifest(Manifest((dir_ / "data").string(), 2, "fp32"));
+  rank_extra_[0] = {"--inject-forged-updates", mode + ":2:8"};
+  pid_t coordinator = -1;
+  const auto agents = StartByHand(manifest, &coordinator, {"--metrics", "127.0.0.1:0"});
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 120), 0) << "agent " << r << ":\n" << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  EXPECT_NE(Read(dir_ / "out" / "summary.json").find("\"finished\""), std::string::npos);
+
+  for (int r = 0; r < 4; ++r) {
+    const std::string page = Read(dir_ / ("rank-" + std::to_string(r)) / "metrics.prom");
+    ASSERT_FALSE(page.empty()) << "rank " << r;
+    const bool neighbour = r == 1 || r == 3;
+    EXPECT_EQ(Sample(page, "gut_agent_peer_messages_refused_total{peer=\"0\"}"), neighbour ? 8 : -1) << "rank " << r;
+    EXPECT_EQ(Sample(page, "gut_agent_frames_rejected_total{reason=\"" + reason + "\"}"), neighbour ? 8 : 0)
+        << "rank " << r;
+    for (int p : {1, 2, 3}) {
+      EXPECT_LE(Sample(page, "gut_agent_peer_messages_refused_total{peer=\"" + std::to_string(p) + "\"}"), 0)
+          << "rank " << r << " refused honest agent " << p;
+    }
+    if (neighbour) {
+      EXPECT_NE(Read(AgentLog(r)).find("message from agent 0: "), std::string::npos) << Read(AgentLog(r));
+    }
+    for (float x : Floats(dir_ / ("rank-" + std::to_string(r)) / "params-final.f32")) {
+      ASSERT_TRUE(std::isfinite(x)) << "rank " << r;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ForgedUpdates, ::testing::Values("huge", "zeros"));
+
+}  // namespace
+}  // namespace gut
