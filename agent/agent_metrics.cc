@@ -115,11 +115,15 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
                                     "This neighbour's messages refused as implausible (NaN or infinity, all zeros, "
                                     "implausibly large) and replaced by the agent's own; not zero means the neighbour "
                                     "is broken or hostile.");
+  auto& replaced = MakeCounterFamily(r, "gut_agent_peer_streams_replaced_total",
+                                     "Live streams of this neighbour replaced by a newer one (a reconnect after a break "
+                                     "the old stream had not noticed, or another holder of its certificate).");
   for (int p : peers) {
     const std::map<std::string, std::string> label = {{"peer", std::to_string(p)}};
     peers_.emplace(p, PeerSeries{RunningTotal(&sent.Add(label)), RunningTotal(&recv.Add(label)),
                                  RunningTotal(&connects.Add(label)), RunningTotal(&wait.Add(label)),
-                                 RunningTotal(&refused.Add(label)), &up.Add(label)});
+                                 RunningTotal(&refused.Add(label)), RunningTotal(&replaced.Add(label)),
+                                 &up.Add(label)});
   }
 }
 
@@ -170,6 +174,7 @@ void AgentMetrics::Sync(const services::ExchangeStats& s, int64_t fallbacks) {
     it->second.connects.Update(static_cast<double>(p.connects));
     it->second.wait.Update(p.wait_seconds);
     it->second.refused.Update(static_cast<double>(p.messages_refused));
+    it->second.replaced.Update(static_cast<double>(p.streams_replaced));
     it->second.up->Set(p.connected ? 1 : 0);
     seen[p.rank] = true;
   }

@@ -98,7 +98,7 @@ class AgentMetrics {
   services::LazyGauge lr_, progress_, eta_, train_loss_, test_accuracy_, test_loss_, consensus_;
   services::LazyGauge compression_, replica_error_;
   struct PeerSeries {
-    RunningTotal sent, received, connects, wait, refused;
+    RunningTotal sent, received, connects, wait, refused, replaced;
     prometheus::Gauge* up;
   };
   std::map<int, PeerSeries> peers_;  // by the neighbour's rank

@@ -195,6 +195,11 @@ StreamActions ExchangeCore::HandleHello(PeerStream* s, const gut::v1::Hello& h) 
   if (!s->is_client()) s->Enqueue(std::make_shared<PeerFrame>(MakeHello()));
   StreamActions a;
   a.close_other = e.Attach(s->self(), opt_.tuning.initial_backoff_ms);
+  if (a.close_other) {
+    spdlog::warn("agent {}: a new stream for agent {} from {} replaces its live stream from {} (a reconnect after a "
+                 "break, or another holder of its certificate)", opt_.rank, e.peer().rank, s->peer(),
+                 a.close_other->peer());
+  }
   s->edge = k;
   a.kick = true;
   spdlog::info("agent {}: {} agent {} ({}){}", opt_.rank, s->is_client() ? "connected to" : "accepted", e.peer().rank,

@@ -20,7 +20,10 @@ void PeerEdge::SetChannel(std::shared_ptr<grpc::Channel> channel) {
 
 std::shared_ptr<PeerStream> PeerEdge::Attach(std::shared_ptr<PeerStream> s, int initial_backoff_ms) {
   std::shared_ptr<PeerStream> replaced;
-  if (stream_ && stream_ != s) replaced = stream_;
+  if (stream_ && stream_ != s) {
+    replaced = stream_;
+    ++stats_.streams_replaced;
+  }
   stream_ = s;
   if (pending_ == s) pending_.reset();
   backoff_ms_ = initial_backoff_ms;

@@ -41,6 +41,9 @@ struct PeerStats {
   int64_t connects = 0;       // successful handshakes (the first one plus reconnects)
   double wait_seconds = 0;    // time the agent waited for this neighbour's messages
   int64_t messages_refused = 0;  // its messages the guard refused (core/exchange/message_guard.h)
+  // Live streams replaced by a newer one with this neighbour's hello: a reconnect after a break
+  // the old stream did not notice yet, or someone else holding the neighbour's certificate.
+  int64_t streams_replaced = 0;
 };
 
 class PeerEdge {

@@ -57,3 +57,37 @@ TEST(PeerEdge, OwedAcksGoOutAsOneFramePerSlotWithTheLatestRound) {
 
 }  // namespace
 }  // namespace gut::services
+
+namespace gut::services {
+namespace {
+
+// A stream that does nothing: PeerEdge only queues on it.
+class IdleStream final : public PeerStream {
+ public:
+  IdleStream() : PeerStream(/*client=*/false, nullptr) {}
+
+ private:
+  void DoWrite(const gut::v1::PeerFrame*) override {}
+  void DoRead() override {}
+  void DoFinish(const grpc::Status&, bool) override {}
+  void DoCancel() override {}
+  const grpc::AuthContext* Auth() const override { return nullptr; }
+};
+
+// A second hello for a neighbour whose stream is live replaces that stream and is counted (the
+// operator's sign of a silent break, or of someone else holding the neighbour's certificate); a
+// reconnect after the old stream ended is not.
+TEST(PeerEdge, ALiveStreamReplacedIsCounted) {
+  PeerEdge e({3, 0.5, "127.0.0.1:1", ""}, /*dialer=*/false, AssemblyLimits(), 10);
+  auto first = std::make_shared<IdleStream>(), second = std::make_shared<IdleStream>();
+  EXPECT_EQ(e.Attach(first, 10), nullptr);
+  EXPECT_EQ(e.Attach(second, 10), first);
+  EXPECT_EQ(e.stats().streams_replaced, 1);
+  EXPECT_TRUE(e.StreamEnded(second.get(), 100));
+  EXPECT_EQ(e.Attach(std::make_shared<IdleStream>(), 10), nullptr);
+  EXPECT_EQ(e.stats().streams_replaced, 1);
+  EXPECT_EQ(e.stats().connects, 3);
+}
+
+}  // namespace
+}  // namespace gut::services
