@@ -65,6 +65,10 @@ absl::Status AgentParticipant::TrainRound(int64_t round, double lr) {
   return absl::OkStatus();
 }
 
+std::string AgentParticipant::DivergenceHint() {
+  return core::RefusalHint(p_.exchange->Refusals()) + core::DivergenceAdvice(*p_.config);
+}
+
 absl::Status AgentParticipant::GossipRound(int64_t round) {
   if (pending_) return absl::AbortedError("a recovery command is waiting");
   p_.exchange->NoteModelNorm(core::MessageNorm(algorithm_->params()));

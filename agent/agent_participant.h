@@ -67,7 +67,7 @@ class AgentParticipant final : public core::RunParticipant {
   absl::Status Finish(int64_t rounds) override;
   absl::Status Checkpoint(int64_t rounds) override;
   bool StopRequested() override;
-  std::string DivergenceHint() override { return core::DivergenceAdvice(*p_.config); }
+  std::string DivergenceHint() override;
 
   // ---- recovery ----
   // A command is waiting: the next round (and any wait in the exchange) ends with ABORTED.

@@ -7,8 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "core/exchange/forgery.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "core/common/cli.h"
@@ -61,22 +60,12 @@ int main(int argc, char** argv) {
                  "drill: play a hostile agent, MODE:FROM_ROUND:ROUNDS with MODE huge (1e30), zeros or negate10 "
                  "(the honest update times -10); the neighbours must refuse every forged message")
       ->check([](const std::string& v) -> std::string {
-        std::vector<std::string> p = absl::StrSplit(v, ':');
-        int64_t a = 0, b = 0;
-        if (p.size() != 3 || (p[0] != "huge" && p[0] != "zeros" && p[0] != "negate10") ||
-            !absl::SimpleAtoi(p[1], &a) || !absl::SimpleAtoi(p[2], &b) || a < 0 || b < 1) {
-          return "expected MODE:FROM_ROUND:ROUNDS with MODE huge, zeros or negate10, FROM_ROUND >= 0, ROUNDS >= 1";
-        }
-        return "";
+        auto f = gut::core::ParseForgery(v);
+        return f.ok() ? "" : std::string(f.status().message());
       });
   gut::core::AddCommonFlags(app, "gut-agentd", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
-  if (!forge.empty()) {
-    std::vector<std::string> p = absl::StrSplit(forge, ':');
-    o.forge.mode = p[0];
-    o.forge.from_round = std::stoll(p[1]);
-    o.forge.rounds = std::stoll(p[2]);
-  }
+  if (!forge.empty()) o.forge = *gut::core::ParseForgery(forge);
   gut::core::SetProgramArguments(argc, argv);
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/report_checks.h"
 #include "core/common/atomic_file.h"
+#include "core/common/redact.h"
 #include "services/peer_wire.h"
 
 namespace gut::coordinator {
@@ -461,7 +462,7 @@ grpc::Status CoordinatorService::Status(grpc::ServerContext*, const gut::v1::Sta
   resp->set_epoch(v.epoch);
   resp->set_finished(finished_);
   resp->set_left(v.left);
-  resp->set_failure(v.failure);
+  resp->set_failure(core::RedactPaths(v.failure));  // any certificate holder may ask
   resp->set_numerics(config_.numerics);
   return grpc::Status::OK;
 }

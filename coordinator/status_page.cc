@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/common/redact.h"
 #include "core/common/sha256.h"
 
 namespace gut::coordinator {
@@ -47,7 +48,7 @@ std::string StatusJson(const CoordinatorView& v) {
   nlohmann::json j = {{"run_id", v.run_id},
                       {"metric", v.metric},
                       {"status", v.status},
-                      {"failure", v.failure},
+                      {"failure", core::RedactPaths(v.failure)},
                       {"agents_expected", v.expected},
                       {"agents_joined", v.joined},
                       {"agents_active", v.active},

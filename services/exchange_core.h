@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/codec/codec.h"
+#include "core/exchange/forgery.h"
 #include "core/exchange/neighbourhood.h"
 #include "services/grpc_options.h"
 #include "services/peer_edge.h"
@@ -39,18 +40,7 @@ namespace gut::services {
 
 class PeerService;
 
-// Fault injection for drills and the adversary tests (gut-agentd --inject-forged-updates): the
-// agent puts forged values on the wire instead of its slot-0 messages of `rounds` rounds from
-// `from_round` on, while its own state goes on with the honest ones. mode: "huge" (every value
-// 1e30), "zeros", "negate10" (the honest message times -10).
-struct Forgery {
-  std::string mode;
-  int64_t from_round = 0;
-  int64_t rounds = 0;
-  bool Active(int64_t round, int slot) const {
-    return !mode.empty() && slot == 0 && round >= from_round && round < from_round + rounds;
-  }
-};
+using core::Forgery;  // the drill (core/exchange/forgery.h)
 
 struct GrpcExchangeOptions {
   std::string run_id;

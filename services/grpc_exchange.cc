@@ -52,8 +52,7 @@ absl::Status GrpcExchange::Broadcast(int64_t round, int slot, absl::Span<float> 
 absl::Status GrpcExchange::SendMessage(int64_t round, int slot, int target, absl::Span<float> message) {
   if (forge_.Active(round, slot)) {
     // The drill: the neighbours get forged values, this agent's state keeps the honest message.
-    forged_.assign(message.begin(), message.end());
-    for (float& v : forged_) v = forge_.mode == "huge" ? 1e30f : forge_.mode == "zeros" ? 0.0f : -10.0f * v;
+    forge_.Forge<float>(message, &forged_);
     if (auto s = core_->Send(round, slot, target, absl::MakeSpan(forged_)); !s.ok()) return s;
   } else if (auto s = core_->Send(round, slot, target, message); !s.ok()) {
     return s;
@@ -76,6 +75,7 @@ std::vector<absl::Span<const float>> GrpcExchange::Screened(int64_t round, int s
     {
       absl::MutexLock l(&refused_mu_);
       count = ++refused_[k];
+      refusals_.Add(infos[k].rank, round);
       // One line per neighbour per 10 s: a forging peer must not flood the log either.
       const absl::Time now = absl::Now();
       if (now - last_logged_[k] >= absl::Seconds(10)) {

@@ -71,6 +71,11 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   // Closes every stream (draining queued frames first) and detaches from the service.
   void Shutdown(absl::Duration timeout);
   ExchangeStats Stats() const;
+  // The messages this agent refused, by sender, and the first (any thread).
+  core::RefusalLog Refusals() const {
+    absl::MutexLock l(&refused_mu_);
+    return refusals_;
+  }
   // Seconds the caller has spent waiting in Receive* so far.
   double wait_seconds() const;
   // Counters a checkpoint restores, so that the totals continue.
@@ -97,6 +102,7 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   std::vector<int64_t> refused_ ABSL_GUARDED_BY(refused_mu_);          // per neighbour index
   std::vector<absl::Time> last_logged_ ABSL_GUARDED_BY(refused_mu_);  // per neighbour index
   std::vector<int> ranks_ ABSL_GUARDED_BY(refused_mu_);               // neighbour index -> rank
+  core::RefusalLog refusals_ ABSL_GUARDED_BY(refused_mu_);
 };
 
 }  // namespace gut::services

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
@@ -41,11 +42,28 @@ int main(int argc, char** argv) {
   app.add_flag("--print-numerics-environment", print_numerics,
                "print the environment run.numerics sets (KEY=VALUE lines) and exit");
   app.add_option("--checkpoint-dir", checkpoint_dir, "checkpoint directory (default OUT/checkpoints)");
+  std::string forge;
+  app.add_option("--inject-forged-updates", forge,
+                 "drill: agent RANK plays a hostile agent, RANK:MODE:FROM_ROUND:ROUNDS with MODE huge (1e30), zeros "
+                 "or negate10 (its honest update times -10)");
   app.add_flag("--resume", resume, "continue from the newest checkpoint in the checkpoint directory");
   gut::core::AddCommonFlags(app, "gut-sim", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
   gut::core::SetProgramArguments(argc, argv);
   gut::core::SetupLogging(log, "gut-sim");
+  int forge_rank = -1;
+  gut::core::Forgery forgery;
+  if (!forge.empty()) {
+    const size_t colon = forge.find(':');
+    auto f = gut::core::ParseForgery(colon == std::string::npos ? "" : forge.substr(colon + 1));
+    if (colon == std::string::npos || !absl::SimpleAtoi(forge.substr(0, colon), &forge_rank) || forge_rank < 0 ||
+        !f.ok()) {
+      spdlog::error("--inject-forged-updates: expected RANK:MODE:FROM_ROUND:ROUNDS with MODE huge, zeros or "
+                    "negate10, got '{}'", forge);
+      return 2;
+    }
+    forgery = *f;
+  }
   gut::core::TuneAllocator();
 
   gut::core::RunConfig config;
@@ -84,6 +102,14 @@ int main(int argc, char** argv) {
   if (!(*sim)->model_sha256().empty()) {
     spdlog::info("model: TorchScript file {} (sha256 {}), test metric {}", config.model_path,
                  (*sim)->model_sha256(), gut::core::MetricName(config));
+  }
+  if (forge_rank >= 0) {
+    if (auto s = (*sim)->InjectForgery(forge_rank, forgery); !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));
+      return 2;
+    }
+    spdlog::warn("drill: agent {} forges its messages ({}) in rounds {} to {}", forge_rank, forgery.mode,
+                 forgery.from_round, forgery.from_round + forgery.rounds - 1);
   }
   gut::sim::SimRunOptions run_options;
   if (config.checkpoint_enabled || resume) {

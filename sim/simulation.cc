@@ -215,7 +215,9 @@ class Simulation::Participant final : public core::RunParticipant {
   }
   absl::Status Checkpoint(int64_t rounds) override { return Save(rounds, /*scheduled=*/true); }
   bool StopRequested() override { return o_.stop != nullptr && o_.stop->load(); }
-  std::string DivergenceHint() override { return core::DivergenceAdvice(s_.config); }
+  std::string DivergenceHint() override {
+    return core::RefusalHint(s_.exchange->Refusals()) + core::DivergenceAdvice(s_.config);
+  }
 
   // The whole run after `rounds` rounds.
   absl::Status Save(int64_t rounds, bool scheduled) {
@@ -349,6 +351,14 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(const core::RunCo
     s->scratch.emplace_back(s->model.num_params());
   }
   return std::unique_ptr<Simulation>(new Simulation(std::move(s)));
+}
+
+absl::Status Simulation::InjectForgery(int rank, const core::Forgery& f) {
+  if (rank < 0 || rank >= s_->n()) {
+    return absl::InvalidArgumentError(absl::StrCat("--inject-forged-updates: no agent ", rank, " (", s_->n(), " agents)"));
+  }
+  s_->exchange->SetForgery(rank, f);
+  return absl::OkStatus();
 }
 
 int Simulation::num_agents() const { return s_->n(); }

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/config/manifest.h"
+#include "core/exchange/forgery.h"
 #include "core/report/run_report.h"
 
 namespace gut::sim {
@@ -45,6 +46,9 @@ class Simulation {
 
   // Runs `rounds` training rounds without evaluation (benchmarks); returns seconds taken.
   absl::StatusOr<double> RunTrainingRounds(int rounds);
+
+  // The drill (core/exchange/forgery.h): agent `rank` forges what its neighbours receive.
+  absl::Status InjectForgery(int rank, const core::Forgery& f);
 
   int num_agents() const;
   int64_t num_params() const;

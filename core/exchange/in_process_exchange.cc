@@ -27,6 +27,14 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     auto m = Encode(message, MessageTag{round, slot, -1});
     if (!m.ok()) return m.status();
     guard_.Sent(slot, -1, (*m)->values);
+    if (forgery_.Active(round, slot)) {
+      // The drill: neighbours get the forged values; `message` keeps the honest decoded ones.
+      std::vector<T> honest(message.begin(), message.end());
+      forgery_.Forge<T>(honest, &forged_);
+      m = Encode(absl::MakeSpan(forged_), MessageTag{round, slot, -1});
+      if (!m.ok()) return m.status();
+      std::copy(honest.begin(), honest.end(), message.begin());
+    }
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
     }
@@ -59,7 +67,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
             got[k]->values.size(), " elements, expected ", out.size()));
       }
     }
-    const auto views = Screen(slot, got);
+    const auto views = Screen(round, slot, got);
     std::vector<const T*> m(got.size());
     for (size_t k = 0; k < got.size(); ++k) m[k] = views[k].data();
     WeightedSum<T>(neighbours_, m, out);
@@ -71,12 +79,14 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
       const std::function<void(int, absl::Span<const T>)>& fn) override {
     std::vector<Message> got;
     if (auto s = Collect(round, slot, &got); !s.ok()) return s;
-    const auto views = Screen(slot, got);
+    const auto views = Screen(round, slot, got);
     for (size_t k = 0; k < got.size(); ++k) fn(static_cast<int>(k), views[k]);
     return absl::OkStatus();
   }
 
   int64_t messages_refused() const { return refused_; }
+  const RefusalLog& refusals() const { return refusals_; }
+  void SetForgery(const Forgery& f) { forgery_ = f; }
 
   int64_t bytes_sent() const override { return sent_; }
   int64_t bytes_received() const override { return received_; }
@@ -136,10 +146,13 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
 
   // The messages as the algorithm gets them: implausible ones replaced (message_guard.h), exactly
   // as the gRPC exchange does, so gut-sim and a cluster agree on every refusal.
-  std::vector<absl::Span<const T>> Screen(int slot, const std::vector<Message>& got) {
+  std::vector<absl::Span<const T>> Screen(int64_t round, int slot, const std::vector<Message>& got) {
     std::vector<absl::Span<const T>> views(got.size());
     for (size_t k = 0; k < got.size(); ++k) views[k] = got[k]->values;
-    ScreenMessages(&guard_, slot, &views, [&](int, const GuardVerdict&) { ++refused_; });
+    ScreenMessages(&guard_, slot, &views, [&](int k, const GuardVerdict&) {
+      ++refused_;
+      refusals_.Add(neighbours_[k].rank, round);
+    });
     return views;
   }
 
@@ -187,7 +200,10 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   std::string wire_;
   std::vector<float> narrow_, decoded_;  // codec scratch
   MessageGuard<T> guard_;
+  Forgery forgery_;
+  std::vector<T> forged_;
   int64_t refused_ = 0;  // messages the guard refused
+  RefusalLog refusals_;  // ... by sender
 };
 
 template <typename T>
@@ -226,6 +242,18 @@ absl::Status InProcessExchange<T>::Post(int from, int to, int64_t round, int slo
 template <typename T>
 void InProcessExchange<T>::RestoreByteCounters(int rank, int64_t sent, int64_t received, int64_t raw_sent) {
   endpoints_[rank]->RestoreCounters(sent, received, raw_sent);
+}
+
+template <typename T>
+RefusalLog InProcessExchange<T>::Refusals() const {
+  RefusalLog all;
+  for (const auto& e : endpoints_) all.Merge(e->refusals());
+  return all;
+}
+
+template <typename T>
+void InProcessExchange<T>::SetForgery(int rank, const Forgery& f) {
+  endpoints_[rank]->SetForgery(f);
 }
 
 template <typename T>

@@ -19,6 +19,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/codec/codec.h"
+#include "core/exchange/forgery.h"
+#include "core/exchange/message_guard.h"
 #include "core/exchange/neighbourhood.h"
 #include "core/topology/mixing.h"
 
@@ -37,6 +39,10 @@ class InProcessExchange {
   int size() const { return static_cast<int>(endpoints_.size()); }
   int64_t total_bytes_sent() const;
   int64_t total_raw_bytes_sent() const;
+  // The drill (core/exchange/forgery.h): agent `rank` forges what its neighbours receive.
+  void SetForgery(int rank, const Forgery& f);
+  // Messages refused by any agent, by sender (read between rounds).
+  RefusalLog Refusals() const;
   // Messages agent `rank` refused as implausible (core/exchange/message_guard.h).
   int64_t messages_refused(int rank) const;
   // Puts agent `rank`'s byte counters back where a checkpoint recorded them.

@@ -144,6 +144,43 @@ class MessageGuard {
   std::vector<T> zeros_;
 };
 
+// Who sent the messages an agent (or every agent of gut-sim) refused, and the first one.
+struct RefusalLog {
+  std::map<int, int64_t> by_sender;
+  int first_sender = -1;
+  int64_t first_round = -1;
+
+  void Add(int sender, int64_t round) {
+    ++by_sender[sender];
+    if (first_round < 0 || round < first_round || (round == first_round && sender < first_sender)) {
+      first_sender = sender;
+      first_round = round;
+    }
+  }
+  void Merge(const RefusalLog& o) {
+    for (const auto& [rank, n] : o.by_sender) by_sender[rank] += n;
+    if (o.first_round >= 0 && (first_round < 0 || o.first_round < first_round ||
+                               (o.first_round == first_round && o.first_sender < first_sender))) {
+      first_sender = o.first_sender;
+      first_round = o.first_round;
+    }
+  }
+};
+
+// The start of a divergence error when messages were refused (empty when none were): the first
+// sender is named, since the refusals it causes spread: its receivers drift and their messages
+// are refused next.
+inline std::string RefusalHint(const RefusalLog& log) {
+  if (log.first_sender < 0) return "";
+  int64_t total = 0;
+  for (const auto& [rank, n] : log.by_sender) total += n;
+  return absl::StrFormat(
+      "implausible messages were refused, the first from agent %d in round %d (%d from it, %d in all; the "
+      "receivers' replicas lack the refused steps, which the GUT family's tracking accumulates): a broken or "
+      "hostile agent %d, not the learning rate, is the likely cause; otherwise ",
+      log.first_sender, log.first_round, log.by_sender.at(log.first_sender), total, log.first_sender);
+}
+
 // Screens every neighbour's message of one (round, slot): messages[k] is replaced by the
 // substitute when refused, and `refused(k, verdict)` is called for each refusal.
 template <typename T, typename OnRefused>

@@ -76,6 +76,26 @@ TEST(MessageGuard, InProcessExchangeReplacesAndCountsLikeTheWire) {
   EXPECT_EQ(ex.messages_refused(0), 0);
   EXPECT_EQ(ex.messages_refused(1), 1);
   EXPECT_EQ(ex.messages_refused(2), 1);
+  const RefusalLog log = ex.Refusals();
+  EXPECT_EQ(log.by_sender.at(0), 2);
+  EXPECT_EQ(log.by_sender.count(1) + log.by_sender.count(2), 0u);
+  EXPECT_EQ(log.first_sender, 0);
+  EXPECT_EQ(log.first_round, 0);
+}
+
+// A divergence after refusals names the sender first (the learning-rate advice comes after).
+TEST(MessageGuard, TheDivergenceHintNamesWhoseMessagesWereRefused) {
+  RefusalLog log;
+  EXPECT_EQ(RefusalHint(log), "");
+  log.Add(5, 40);  // the drift spreads: later refusals of other senders
+  log.Add(3, 20);
+  log.Add(3, 21);
+  RefusalLog other;
+  other.Add(4, 30);
+  log.Merge(other);
+  const std::string h = RefusalHint(log);
+  EXPECT_NE(h.find("the first from agent 3 in round 20 (2 from it, 4 in all"), std::string::npos) << h;
+  EXPECT_NE(h.find("hostile agent 3, not the learning rate"), std::string::npos) << h;
 }
 
 }  // namespace
