@@ -37,6 +37,7 @@
 #include "services/health_server.h"
 #include "services/library_logs.h"
 #include "services/metrics.h"
+#include "services/restarting_server.h"
 #include "services/tls.h"
 #include "core/common/cli.h"
 #include "core/common/numerics.h"
@@ -77,7 +78,7 @@ class Agent {
   const std::atomic<bool>* stop_;
   services::PeerService peer_service_{o_.fast_failure_detection ? services::StreamTuning::ForTests()
                                                                 : services::StreamTuning()};
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<services::RestartingServer> server_;
   std::unique_ptr<services::HealthServer> health_server_;  // --health-listen
   std::optional<services::TlsMaterial> tls_;
   std::unique_ptr<services::MetricsEndpoint> endpoint_;
@@ -130,16 +131,17 @@ absl::Status Agent::Serve() {
                                                    "HOST:PORT, the address the neighbours can reach"));
   }
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder b;
-  int port = 0;
-  b.AddListeningPort(o_.listen, services::ServerCredentials(tls_ ? &*tls_ : nullptr), &port);
   const auto tuning = o_.fast_failure_detection ? services::StreamTuning::ForTests() : services::StreamTuning();
-  tuning.ApplyToServer(&b, /*peer_port=*/true);
-  b.RegisterService(&peer_service_);
-  server_ = b.BuildAndStart();
-  if (!server_ || port == 0) return absl::UnavailableError(absl::StrCat("cannot listen on '", o_.listen, "'"));
+  auto server = services::RestartingServer::Start(o_.listen, services::ServerCredentials(tls_ ? &*tls_ : nullptr),
+                                                  [this, tuning](grpc::ServerBuilder* b) {
+                                                    tuning.ApplyToServer(b, /*peer_port=*/true);
+                                                    b->RegisterService(&peer_service_);
+                                                  });
+  if (!server.ok()) return server.status();
+  server_ = std::move(*server);
+  const int port = server_->port();
   // "" (liveness) serves from now on; gut.v1.Peer (readiness) once the neighbours are connected.
-  server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  server_->SetServing("gut.v1.Peer", false);
   if (!o_.health_listen.empty()) {
     // Kubernetes' gRPC probes: "" alive, gut.v1.Peer ready, in plaintext on a port of their own.
     auto h = services::HealthServer::Start(o_.health_listen);
@@ -458,7 +460,7 @@ int Agent::Train() {
       if (auto s = exchange_->WaitConnected(connect); !s.ok()) {
         st = s;
       } else {
-        server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", true);
+        server_->SetServing("gut.v1.Peer", true);
         if (health_server_) health_server_->SetServing("gut.v1.Peer", true);
         spdlog::info("rank {}: connected to all {} neighbours; training {} epochs from round {}", join_.rank(),
                      join_.neighbours_size(), config_.epochs, participant_->rounds());
@@ -532,10 +534,10 @@ void Agent::Shutdown() {
   shut_down_ = true;
   const absl::Duration budget = absl::Seconds(o_.stop_timeout_s);
   if (client_) client_->StopHeartbeats();
-  if (server_) server_->GetHealthCheckService()->SetServingStatus("gut.v1.Peer", false);
+  if (server_) server_->SetServing("gut.v1.Peer", false);
   if (health_server_) health_server_->SetServing("gut.v1.Peer", false);
   if (exchange_) exchange_->Shutdown(budget / 2);
-  if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + budget / 4));
+  if (server_) server_->Shutdown(absl::Now() + budget / 4);
   if (health_server_) health_server_->Shutdown();
 }
 

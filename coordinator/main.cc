@@ -26,6 +26,7 @@
 #include "services/health_server.h"
 #include "services/library_logs.h"
 #include "services/metrics.h"
+#include "services/restarting_server.h"
 #include "services/tls.h"
 
 namespace {
@@ -158,16 +159,17 @@ int main(int argc, char** argv) {
   });
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, gut::services::ServerCredentials(tls ? &*tls : nullptr), &port);
-  gut::services::StreamTuning().ApplyToServer(&builder, /*peer_port=*/false);
-  builder.RegisterService(&service);
-  auto server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    spdlog::error("cannot listen on '{}'", listen);
+  // Comes back after gRPC gives its port up for lack of file descriptors (restarting_server.h).
+  auto server = gut::services::RestartingServer::Start(
+      listen, gut::services::ServerCredentials(tls ? &*tls : nullptr), [&service](grpc::ServerBuilder* b) {
+        gut::services::StreamTuning().ApplyToServer(b, /*peer_port=*/false);
+        b->RegisterService(&service);
+      });
+  if (!server.ok()) {
+    spdlog::error("{}", std::string(server.status().message()));
     return 2;
   }
+  const int port = (*server)->port();
   std::unique_ptr<gut::services::HealthServer> health_server;
   if (!health_listen.empty()) {
     // Kubernetes' gRPC probes speak neither TLS nor our protocol: the health service alone, in
@@ -209,7 +211,7 @@ int main(int argc, char** argv) {
   // Agents learn of a failure from their next heartbeat, and Prometheus sees the final status on
   // its next scrape: keep answering a little longer.
   if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*server)->Shutdown(absl::Now() + absl::Seconds(2));
   if (health_server) health_server->Shutdown();
   if (metrics) (void)gut::core::AtomicWrite(out_dir + "/metrics.prom", metrics->Render());
   if (stopped) {

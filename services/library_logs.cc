@@ -34,7 +34,11 @@ void OnHandshakeFailure(const char* message) {
   spdlog::warn("TLS handshake failed ({} since the last such line, {} in all): {}", since, n, message);
 }
 
+std::atomic<int64_t> g_accept_failures{0};
+
 void OnGrpcLog(gpr_log_func_args* args) {
+  // gRPC 1.51's accept loop gives a listening port up after this line (services/restarting_server.h).
+  if (std::strncmp(args->message, "Failed accept4", 14) == 0) ++g_accept_failures;
   if (std::strncmp(args->message, "Handshake failed", 16) == 0) {
     OnHandshakeFailure(args->message);
     return;
@@ -48,6 +52,7 @@ void OnGrpcLog(gpr_log_func_args* args) {
 }  // namespace
 
 int64_t TlsHandshakeFailures() { return g_handshake_failures.load(); }
+int64_t AcceptFailures() { return g_accept_failures.load(); }
 
 void RouteLibraryLogsToSpdlog() {
   google::protobuf::SetLogHandler(&OnProtobufLog);

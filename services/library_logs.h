@@ -24,6 +24,9 @@ void RouteLibraryLogsToSpdlog();
 // TLS handshakes that failed on this process's gRPC ports since it started.
 int64_t TlsHandshakeFailures();
 
+// Times gRPC's accept loop failed (out of file descriptors, most likely) and gave its port up.
+int64_t AcceptFailures();
+
 }  // namespace gut::services
 
 #endif  // GUT_SERVICES_LIBRARY_LOGS_H_
