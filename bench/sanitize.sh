@@ -31,7 +31,8 @@ set +e
 (cd "$tree" && ctest -j "$jobs" -R "$tests" --timeout 900) > "$tree.ctest.log" 2>&1
 rc=$?
 set -e
-reports=$(grep -c -E 'ERROR: AddressSanitizer|runtime error:' "$tree.ctest.log" "$tree"/Testing/Temporary/LastTest.log 2>/dev/null | awk -F: '{s+=$2} END {print s+0}')
+reports=$( (grep -c -E 'ERROR: AddressSanitizer|runtime error:' "$tree.ctest.log" "$tree"/Testing/Temporary/LastTest.log 2>/dev/null || true) |
+  awk -F: '{s+=$2} END {print s+0}')
 {
   echo "### sanitize, $(date -u '+%Y-%m-%d %H:%M') UTC: ASan + UBSan (g++ $(g++ -dumpversion)), tests matching $tests"
   echo
