@@ -14,6 +14,7 @@
 #include "core/common/numerics.h"
 #include "core/common/process.h"
 #include "services/library_logs.h"
+#include "services/tls.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--heartbeat-s", o.heartbeat_s, "seconds between heartbeats to the coordinator")->capture_default_str();
   app.add_flag("--fast-failure-detection", o.fast_failure_detection, "1 s keepalive (tests)");
+  bool public_metrics = false;
+  app.add_flag("--public-metrics", public_metrics,
+               "allow --metrics and --health-listen on a non-loopback address (they have no authentication)");
   std::string forge;
   app.add_option("--inject-forged-updates", forge,
                  "drill: play a hostile agent, MODE:FROM_ROUND:ROUNDS with MODE huge (1e30), zeros or negate10 "
@@ -66,6 +70,13 @@ int main(int argc, char** argv) {
   gut::core::AddCommonFlags(app, "gut-agentd", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
   if (!forge.empty()) o.forge = *gut::core::ParseForgery(forge);
+  for (const auto& [flag, address] : {std::pair<const char*, std::string>{"--metrics", o.metrics_address},
+                                      {"--health-listen", o.health_listen}}) {
+    if (auto s = gut::services::RequirePublicFlag(flag, address, public_metrics); !s.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
   gut::core::SetProgramArguments(argc, argv);
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-timeout-s", heartbeat_timeout_s, "an agent silent this long is lost")->capture_default_str();
   app.add_option("--run-timeout-s", run_timeout_s, "give up when the run has not finished by then")->capture_default_str();
   app.add_option("--linger-s", linger_s, "keep serving this long after the run ends (late leaves)")->capture_default_str();
+  bool public_metrics = false;
+  app.add_flag("--public-metrics", public_metrics,
+               "allow --metrics and --health-listen on a non-loopback address (they have no authentication)");
   app.add_flag("--print-config", print_config, "print the resolved manifest and exit");
   app.add_flag("--print-num-agents", print_num_agents, "print the number of agents and exit (launchers)");
   gut::core::AddCommonFlags(app, "gut-coordinator", &log);
@@ -72,6 +75,13 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, "coordinator");
   gut::services::RouteLibraryLogsToSpdlog();
+  for (const auto& [flag, address] : {std::pair<const char*, std::string>{"--metrics", metrics_address},
+                                      {"--health-listen", health_listen}}) {
+    if (auto s = gut::services::RequirePublicFlag(flag, address, public_metrics); !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));
+      return 2;
+    }
+  }
   gut::core::RaiseFileLimit();
 
   gut::core::RunConfig config;
