@@ -10,10 +10,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/exchange/message_guard.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
 #include "core/common/sketch.h"
+#include "core/exchange/message_guard.h"
 #include "core/report/run_report.h"
 
 namespace gut::agent {

@@ -7,12 +7,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/exchange/forgery.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "core/common/cli.h"
 #include "core/common/numerics.h"
 #include "core/common/process.h"
+#include "core/exchange/forgery.h"
 #include "services/library_logs.h"
 #include "services/tls.h"
 
@@ -70,12 +70,9 @@ int main(int argc, char** argv) {
   gut::core::AddCommonFlags(app, "gut-agentd", &log);
   if (const int code = gut::core::Parse(app, argc, argv); code >= 0) return code;
   if (!forge.empty()) o.forge = *gut::core::ParseForgery(forge);
-  for (const auto& [flag, address] : {std::pair<const char*, std::string>{"--metrics", o.metrics_address},
-                                      {"--health-listen", o.health_listen}}) {
-    if (auto s = gut::services::RequirePublicFlag(flag, address, public_metrics); !s.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
-      return 2;
-    }
+  if (auto s = gut::services::RequirePublicFlag(o.metrics_address, o.health_listen, public_metrics); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 2;
   }
   gut::core::SetProgramArguments(argc, argv);
   // Debian's Abseil keeps mutex deadlock detection on (a graph update on every lock).

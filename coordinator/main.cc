@@ -75,12 +75,9 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   gut::core::SetupLogging(log, "coordinator");
   gut::services::RouteLibraryLogsToSpdlog();
-  for (const auto& [flag, address] : {std::pair<const char*, std::string>{"--metrics", metrics_address},
-                                      {"--health-listen", health_listen}}) {
-    if (auto s = gut::services::RequirePublicFlag(flag, address, public_metrics); !s.ok()) {
-      spdlog::error("{}", std::string(s.message()));
-      return 2;
-    }
+  if (auto s = gut::services::RequirePublicFlag(metrics_address, health_listen, public_metrics); !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
   }
   gut::core::RaiseFileLimit();
 

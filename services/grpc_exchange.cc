@@ -26,8 +26,7 @@ absl::StatusOr<std::unique_ptr<GrpcExchange>> GrpcExchange::Create(GrpcExchangeO
   auto core = std::make_shared<ExchangeCore>(std::move(o), service);
   if (auto s = service->Attach(core); !s.ok()) return s;
   core->StartDialing();
-  Forgery forge = core->forge();
-  return std::unique_ptr<GrpcExchange>(new GrpcExchange(std::move(core), std::move(forge)));
+  return std::unique_ptr<GrpcExchange>(new GrpcExchange(std::move(core)));
 }
 
 GrpcExchange::~GrpcExchange() { Shutdown(absl::Seconds(5)); }
@@ -50,9 +49,9 @@ absl::Status GrpcExchange::Broadcast(int64_t round, int slot, absl::Span<float> 
 }
 
 absl::Status GrpcExchange::SendMessage(int64_t round, int slot, int target, absl::Span<float> message) {
-  if (forge_.Active(round, slot)) {
+  if (const Forgery& forge = core_->forge(); forge.Active(round, slot)) {
     // The drill: the neighbours get forged values, this agent's state keeps the honest message.
-    forge_.Forge<float>(message, &forged_);
+    forge.Forge<float>(message, &forged_);
     if (auto s = core_->Send(round, slot, target, absl::MakeSpan(forged_)); !s.ok()) return s;
   } else if (auto s = core_->Send(round, slot, target, message); !s.ok()) {
     return s;
@@ -70,23 +69,25 @@ std::vector<absl::Span<const float>> GrpcExchange::Screened(int64_t round, int s
                        : v.why == core::Implausible::kZero    ? Reject::kZeroMessage
                                                               : Reject::kImplausible;
     core_->service()->CountReject(why);
+    const int sender = infos[k].rank;
     int64_t count = 0;
     bool log = false;
     {
       absl::MutexLock l(&refused_mu_);
-      count = ++refused_[k];
-      refusals_.Add(infos[k].rank, round);
+      refusals_.Add(sender, round);
+      count = refusals_.From(sender);
       // One line per neighbour per 10 s: a forging peer must not flood the log either.
       const absl::Time now = absl::Now();
-      if (now - last_logged_[k] >= absl::Seconds(10)) {
-        last_logged_[k] = now;
+      auto [last, fresh] = last_logged_.emplace(sender, now);
+      if (fresh || now - last->second >= absl::Seconds(10)) {
+        last->second = now;
         log = true;
       }
     }
     if (log) {
       spdlog::warn("agent {}: refused the round {} slot {} message from agent {}: {}; used this agent's own "
                    "message instead ({} refused from agent {} so far)",
-                   core_->rank(), round, slot, infos[k].rank, v.reason, count, infos[k].rank);
+                   core_->rank(), round, slot, sender, v.reason, count, sender);
     }
   });
   return views;
@@ -125,24 +126,12 @@ void GrpcExchange::Reset(uint64_t generation, std::vector<PeerAddress> neighbour
                          int64_t next_round) {
   core_->Reset(generation, std::move(neighbours), self_weight, next_round);
   guard_.Reset();
-  absl::MutexLock l(&refused_mu_);
-  // Counts follow the neighbour's rank across a changed neighbourhood.
-  std::vector<int64_t> counts(core_->infos().size());
-  for (size_t k = 0; k < counts.size(); ++k)
-    for (size_t j = 0; j < ranks_.size(); ++j)
-      if (ranks_[j] == core_->infos()[k].rank) counts[k] = refused_[j];
-  refused_ = std::move(counts);
-  last_logged_.assign(refused_.size(), absl::InfinitePast());
-  ranks_.clear();
-  for (const auto& n : core_->infos()) ranks_.push_back(n.rank);
 }
 void GrpcExchange::Shutdown(absl::Duration timeout) { core_->Shutdown(timeout); }
 ExchangeStats GrpcExchange::Stats() const {
   ExchangeStats s = core_->Stats();
   absl::MutexLock l(&refused_mu_);
-  for (auto& p : s.peers)
-    for (size_t j = 0; j < ranks_.size(); ++j)
-      if (ranks_[j] == p.rank) p.messages_refused = refused_[j];
+  for (auto& p : s.peers) p.messages_refused = refusals_.From(p.rank);
   return s;
 }
 

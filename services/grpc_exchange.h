@@ -23,6 +23,7 @@
 #ifndef GUT_SERVICES_GRPC_EXCHANGE_H_
 #define GUT_SERVICES_GRPC_EXCHANGE_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -82,27 +83,19 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   void RestoreByteCounters(int64_t sent, int64_t received, int64_t raw_sent);
 
  private:
-  explicit GrpcExchange(std::shared_ptr<ExchangeCore> core, Forgery forge)
-      : core_(std::move(core)), forge_(std::move(forge)) {
-    absl::MutexLock l(&refused_mu_);
-    refused_.assign(core_->infos().size(), 0);
-    last_logged_.assign(refused_.size(), absl::InfinitePast());
-    for (const auto& n : core_->infos()) ranks_.push_back(n.rank);
-  }
+  explicit GrpcExchange(std::shared_ptr<ExchangeCore> core) : core_(std::move(core)) {}
   absl::Status SendMessage(int64_t round, int slot, int target, absl::Span<float> message);
   // The decoded messages of (round, slot) after the guard, in neighbour order.
   std::vector<absl::Span<const float>> Screened(int64_t round, int slot);
 
   std::shared_ptr<ExchangeCore> core_;
-  const Forgery forge_;
   // The agent thread only.
   core::MessageGuard<float> guard_;
   std::vector<float> forged_;
   mutable absl::Mutex refused_mu_;  // a leaf lock: Stats() reads what the agent thread counts
-  std::vector<int64_t> refused_ ABSL_GUARDED_BY(refused_mu_);          // per neighbour index
-  std::vector<absl::Time> last_logged_ ABSL_GUARDED_BY(refused_mu_);  // per neighbour index
-  std::vector<int> ranks_ ABSL_GUARDED_BY(refused_mu_);               // neighbour index -> rank
+  // By sender rank, so counts follow a neighbour across a changed neighbourhood.
   core::RefusalLog refusals_ ABSL_GUARDED_BY(refused_mu_);
+  std::map<int, absl::Time> last_logged_ ABSL_GUARDED_BY(refused_mu_);  // sender rank -> last log line
 };
 
 }  // namespace gut::services

@@ -80,12 +80,16 @@ absl::Status RequireSecureListen(const std::string& flag, const std::string& add
       "that"));
 }
 
-absl::Status RequirePublicFlag(const std::string& flag, const std::string& address, bool public_metrics) {
-  if (address.empty() || public_metrics || IsLoopback(address)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      flag, " ", address, " is not a loopback address: this endpoint has no authentication, so anyone who can "
-      "reach it reads the run's metrics, agent names and status. Give --public-metrics to serve it there anyway "
-      "(behind a network policy or a firewall), or a loopback address"));
+absl::Status RequirePublicFlag(const std::string& metrics, const std::string& health_listen, bool public_metrics) {
+  for (const auto& [flag, address] : {std::pair<const char*, const std::string&>{"--metrics", metrics},
+                                      {"--health-listen", health_listen}}) {
+    if (address.empty() || public_metrics || IsLoopback(address)) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " ", address, " is not a loopback address: this endpoint has no authentication, so anyone who can "
+        "reach it reads the run's metrics, agent names and status. Give --public-metrics to serve it there anyway "
+        "(behind a network policy or a firewall), or a loopback address"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gut::services

@@ -43,9 +43,9 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsMaterial* 
 bool IsLoopback(const std::string& address);
 // A listener on a non-loopback address needs TLS, or --insecure (which says so in the log).
 absl::Status RequireSecureListen(const std::string& flag, const std::string& address, bool tls, bool insecure);
-// --metrics and --health-listen have no authentication: a non-loopback address needs
-// --public-metrics, so that nobody exposes a run's metrics, names and status page by accident.
-absl::Status RequirePublicFlag(const std::string& flag, const std::string& address, bool public_metrics);
+// --metrics and --health-listen have no authentication: a non-loopback address for either (empty:
+// off) needs --public-metrics, so that nobody exposes a run's metrics, names and status by accident.
+absl::Status RequirePublicFlag(const std::string& metrics, const std::string& health_listen, bool public_metrics);
 
 // The common name in a PEM certificate ("" if there is none).
 std::string CommonName(const std::string& pem);

@@ -29,11 +29,9 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     guard_.Sent(slot, -1, (*m)->values);
     if (forgery_.Active(round, slot)) {
       // The drill: neighbours get the forged values; `message` keeps the honest decoded ones.
-      std::vector<T> honest(message.begin(), message.end());
-      forgery_.Forge<T>(honest, &forged_);
+      forgery_.Forge<T>(message, &forged_);
       m = Encode(absl::MakeSpan(forged_), MessageTag{round, slot, -1});
       if (!m.ok()) return m.status();
-      std::copy(honest.begin(), honest.end(), message.begin());
     }
     for (const auto& nb : neighbours_) {
       if (auto s = hub_->Post(rank_, nb.rank, round, slot, *m); !s.ok()) return s;
@@ -84,7 +82,6 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
     return absl::OkStatus();
   }
 
-  int64_t messages_refused() const { return refused_; }
   const RefusalLog& refusals() const { return refusals_; }
   void SetForgery(const Forgery& f) { forgery_ = f; }
 
@@ -149,10 +146,8 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   std::vector<absl::Span<const T>> Screen(int64_t round, int slot, const std::vector<Message>& got) {
     std::vector<absl::Span<const T>> views(got.size());
     for (size_t k = 0; k < got.size(); ++k) views[k] = got[k]->values;
-    ScreenMessages(&guard_, slot, &views, [&](int k, const GuardVerdict&) {
-      ++refused_;
-      refusals_.Add(neighbours_[k].rank, round);
-    });
+    ScreenMessages(&guard_, slot, &views,
+                   [&](int k, const GuardVerdict&) { refusals_.Add(neighbours_[k].rank, round); });
     return views;
   }
 
@@ -202,8 +197,7 @@ class InProcessExchange<T>::EndpointImpl final : public Neighbourhood<T> {
   MessageGuard<T> guard_;
   Forgery forgery_;
   std::vector<T> forged_;
-  int64_t refused_ = 0;  // messages the guard refused
-  RefusalLog refusals_;  // ... by sender
+  RefusalLog refusals_;  // the messages the guard refused, by sender
 };
 
 template <typename T>
@@ -258,7 +252,7 @@ void InProcessExchange<T>::SetForgery(int rank, const Forgery& f) {
 
 template <typename T>
 int64_t InProcessExchange<T>::messages_refused(int rank) const {
-  return endpoints_[rank]->messages_refused();
+  return endpoints_[rank]->refusals().Total();
 }
 
 template <typename T>

@@ -157,6 +157,15 @@ struct RefusalLog {
       first_round = round;
     }
   }
+  int64_t From(int sender) const {
+    auto it = by_sender.find(sender);
+    return it == by_sender.end() ? 0 : it->second;
+  }
+  int64_t Total() const {
+    int64_t total = 0;
+    for (const auto& [rank, n] : by_sender) total += n;
+    return total;
+  }
   void Merge(const RefusalLog& o) {
     for (const auto& [rank, n] : o.by_sender) by_sender[rank] += n;
     if (o.first_round >= 0 && (first_round < 0 || o.first_round < first_round ||
@@ -172,13 +181,11 @@ struct RefusalLog {
 // are refused next.
 inline std::string RefusalHint(const RefusalLog& log) {
   if (log.first_sender < 0) return "";
-  int64_t total = 0;
-  for (const auto& [rank, n] : log.by_sender) total += n;
   return absl::StrFormat(
       "implausible messages were refused, the first from agent %d in round %d (%d from it, %d in all; the "
       "receivers' replicas lack the refused steps, which the GUT family's tracking accumulates): a broken or "
       "hostile agent %d, not the learning rate, is the likely cause; otherwise ",
-      log.first_sender, log.first_round, log.by_sender.at(log.first_sender), total, log.first_sender);
+      log.first_sender, log.first_round, log.From(log.first_sender), log.Total(), log.first_sender);
 }
 
 // Screens every neighbour's message of one (round, slot): messages[k] is replaced by the
