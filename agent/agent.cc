@@ -108,7 +108,7 @@ class Agent {
 absl::Status Agent::LoadIdentity() {
   const services::TlsFiles files{o_.tls_ca, o_.tls_cert, o_.tls_key};
   if (files.enabled()) {
-    auto m = services::LoadTls(files);
+    auto m = services::LoadTls(files, services::Role::kAgent);
     if (!m.ok()) return m.status();
     tls_ = std::move(*m);
     if (o_.name.empty()) o_.name = tls_->identity;
@@ -119,8 +119,7 @@ absl::Status Agent::LoadIdentity() {
   }
   if (o_.name.empty()) o_.name = DefaultName();
   core::SetLogName(o_.name);
-  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator,
-                                                        services::ChannelCredentials(tls_ ? &*tls_ : nullptr));
+  client_ = std::make_unique<services::CoordinatorClient>(o_.coordinator, tls_ ? &*tls_ : nullptr);
   return absl::OkStatus();
 }
 

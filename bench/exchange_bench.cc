@@ -67,7 +67,7 @@ absl::StatusOr<double> GrpcSide(const Options& o, int rank, int in, int out) {
   std::shared_ptr<grpc::ServerCredentials> server_creds = grpc::InsecureServerCredentials();
   if (!o.tls_dir.empty()) {
     const std::string me = o.tls_dir + "/agent-" + std::to_string(rank);
-    auto m = gut::services::LoadTls({o.tls_dir + "/ca.pem", me + ".pem", me + ".key"});
+    auto m = gut::services::LoadTls({o.tls_dir + "/ca.pem", me + ".pem", me + ".key"}, gut::services::Role::kNone);
     if (!m.ok()) return m.status();
     tls = std::move(*m);
     server_creds = gut::services::ServerCredentials(&*tls);

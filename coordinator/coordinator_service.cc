@@ -16,6 +16,7 @@
 #include "core/common/atomic_file.h"
 #include "core/common/redact.h"
 #include "services/peer_wire.h"
+#include "services/tls.h"
 
 namespace gut::coordinator {
 
@@ -282,6 +283,29 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
     return Refuse(Refusal::kIdentity, grpc::StatusCode::UNAUTHENTICATED,
                   absl::StrCat("join from ", ctx->peer(), " without a client certificate"), "a client certificate is required");
   }
+  int requested_rank = req->requested_rank();
+  if (options_.require_identity) {
+    // Roles and rank binding: only an agent certificate joins, and one bound to rank K takes K.
+    const services::CertificateRole role = services::RoleOfPeer(ctx->auth_context().get());
+    if (role.role != services::Role::kAgent) {
+      return Refuse(Refusal::kIdentity, grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat("join of '", identity, "' from ", ctx->peer(), " with ", services::DescribeRole(role)),
+                    absl::StrCat("joining needs a certificate with the agent role; this one has ",
+                                 services::DescribeRole(role)));
+    }
+    if (role.rank >= 0 && requested_rank >= 0 && requested_rank != role.rank) {
+      return Refuse(Refusal::kRank, grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat("join of '", identity, "' from ", ctx->peer(), " asking for rank ", requested_rank,
+                                 " with a certificate bound to rank ", role.rank),
+                    absl::StrCat("this certificate is bound to rank ", role.rank, ", not ", requested_rank));
+    }
+    if (role.rank < 0 && options_.require_rank_binding) {
+      return Refuse(Refusal::kRank, grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat("join of '", identity, "' from ", ctx->peer(), " with a certificate bound to no rank"),
+                    "this run admits only certificates bound to a rank (spiffe://gut/agent/rank/K)");
+    }
+    if (role.rank >= 0) requested_rank = role.rank;
+  }
   if ((req->numerics().empty() ? "native" : req->numerics()) != config_.numerics) {
     return Refuse(Refusal::kBadRequest, grpc::StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("join of '", req->agent_name(), "' computing in ", req->numerics(), " mode"),
@@ -301,7 +325,7 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
   j.address = req->advertised_address();
   j.metrics_address = req->metrics_address();
   j.identity = identity;
-  j.requested_rank = req->requested_rank();
+  j.requested_rank = requested_rank;
   j.local_samples = req->local_samples();
   if (req->checkpoint_run_id() == run_id_) j.checkpoints.assign(req->checkpoints().begin(), req->checkpoints().end());
   auto joined = members_.Join(j, absl::Now());

@@ -41,6 +41,9 @@ struct CoordinatorOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   std::string join_token;  // empty: none required
   bool require_identity = false;  // TLS: refuse callers without a verified certificate
+  // TLS: every joining certificate must be bound to a rank (spiffe://gut/agent/rank/K), so no
+  // agent certificate can take a rank meant for another (--require-rank-binding).
+  bool require_rank_binding = false;
 };
 
 // Why the coordinator refused a call (label of gut_coordinator_requests_refused_total).

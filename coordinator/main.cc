@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_files.cert, "PEM certificate of the coordinator");
   app.add_option("--tls-key", tls_files.key, "PEM private key of --tls-cert");
   app.add_flag("--insecure", insecure, "allow plaintext on a non-loopback address");
+  bool require_rank_binding = false;
+  app.add_flag("--require-rank-binding", require_rank_binding,
+               "TLS: admit only agent certificates bound to a rank (spiffe://gut/agent/rank/K), each to its rank");
   app.add_option("--port-file", port_file, "write the bound port here once listening");
   app.add_option("--metrics", metrics_address, "serve Prometheus /metrics and the status page on this address (empty: off)");
   std::string health_listen;
@@ -93,7 +96,7 @@ int main(int argc, char** argv) {
   }
   std::optional<gut::services::TlsMaterial> tls;
   if (tls_files.enabled()) {
-    auto m = gut::services::LoadTls(tls_files);
+    auto m = gut::services::LoadTls(tls_files, gut::services::Role::kCoordinator);
     if (!m.ok()) {
       spdlog::error("{}", std::string(m.status().message()));
       return 2;
@@ -112,6 +115,11 @@ int main(int argc, char** argv) {
   opt.resume = resume;
   opt.heartbeat_timeout = absl::Seconds(heartbeat_timeout_s);
   opt.require_identity = tls.has_value();
+  if (require_rank_binding && !tls) {
+    spdlog::error("--require-rank-binding needs TLS (--tls-ca, --tls-cert, --tls-key): ranks are bound to certificates");
+    return 2;
+  }
+  opt.require_rank_binding = require_rank_binding;
   if (!token_file.empty()) {
     auto token = gut::core::ReadWholeFile(token_file);
     if (!token.ok()) {

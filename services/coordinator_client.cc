@@ -8,13 +8,28 @@
 
 namespace gut::services {
 
-CoordinatorClient::CoordinatorClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+CoordinatorClient::CoordinatorClient(const std::string& address, const TlsMaterial* tls)
+    : address_(address), tls_(tls != nullptr) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  channel_ = grpc::CreateCustomChannel(address, credentials ? credentials : grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(address, ChannelCredentials(tls), args);
   stub_ = gut::v1::Coordinator::NewStub(channel_);
+}
+
+grpc::Status CoordinatorClient::CheckServer(const grpc::ClientContext& ctx) const {
+  if (!tls_) return grpc::Status::OK;
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  const CertificateRole role = RoleOfPeer(auth.get());
+  if (role.role == Role::kCoordinator) return grpc::Status::OK;
+  std::string name;
+  if (auth != nullptr) {
+    for (const auto& v : auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) name.assign(v.data(), v.size());
+  }
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      absl::StrCat("the server at ", address_, " presents certificate '", name, "' with ",
+                                   DescribeRole(role), ", not the coordinator role: its answer is not used"));
 }
 
 CoordinatorClient::~CoordinatorClient() {
@@ -36,7 +51,8 @@ absl::StatusOr<gut::v1::JoinResponse> CoordinatorClient::Join(const gut::v1::Joi
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(2))));
     gut::v1::JoinResponse resp;
-    const grpc::Status s = stub_->Join(&ctx, req, &resp);
+    grpc::Status s = stub_->Join(&ctx, req, &resp);
+    if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!retry || absl::Now() >= until) return FromGrpc(s, "join");
@@ -53,7 +69,8 @@ absl::StatusOr<gut::v1::StatusResponse> CoordinatorClient::Status(absl::Duration
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(2))));
     gut::v1::StatusResponse resp;
-    const grpc::Status s = stub_->Status(&ctx, gut::v1::StatusRequest(), &resp);
+    grpc::Status s = stub_->Status(&ctx, gut::v1::StatusRequest(), &resp);
+    if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!retry || absl::Now() >= until) return FromGrpc(s, "status");
@@ -81,8 +98,9 @@ absl::StatusOr<std::string> CoordinatorClient::FetchModel(const gut::v1::FetchMo
       }
       bytes += c.data();
     }
-    const grpc::Status s = reader->Finish();
+    grpc::Status s = reader->Finish();
     if (!bad.ok()) return bad;
+    if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) {
       if (static_cast<int64_t>(bytes.size()) != size) {
         return absl::DataLossError(absl::StrCat("the coordinator sent ", bytes.size(), " bytes of the model file, not ", size));
@@ -137,7 +155,11 @@ void CoordinatorClient::ReportLoop() {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     gut::v1::ReportResponse resp;
-    const grpc::Status s = stub_->Report(&ctx, req, &resp);
+    grpc::Status s = stub_->Report(&ctx, req, &resp);
+    if (s.ok()) {
+      // Not delivered unless the coordinator took it: kept and retried.
+      if (const grpc::Status who = CheckServer(ctx); !who.ok()) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, who.error_message());
+    }
     std::unique_lock<std::mutex> l(mu_);
     const bool refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
                          s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
@@ -195,7 +217,11 @@ void CoordinatorClient::HeartbeatLoop(absl::Duration period) {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     gut::v1::HeartbeatResponse resp;
     const grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
-    if (s.ok()) {
+    // An answer from a server without the coordinator role is not applied; it counts as unanswered.
+    const grpc::Status who = s.ok() ? CheckServer(ctx) : grpc::Status::OK;
+    if (!who.ok()) {
+      if (failures++ % 40 == 0) spdlog::error("heartbeat answer ignored: {}", who.error_message());
+    } else if (s.ok()) {
       if (failures > 0) spdlog::info("coordinator answers heartbeats again (after {} missed)", failures);
       failures = 0;
       on_command_(resp.command());

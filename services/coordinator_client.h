@@ -7,6 +7,9 @@
 //  * Heartbeats: a background thread sends the agent's state a few times a second and hands every
 //    RunCommand the coordinator answers with to a callback (recovery, failure).
 //  * Leave: one short call when the agent stops.
+// Under TLS every answer is used only if the server's certificate has the coordinator role (an
+// agent's certificate signed by the same CA cannot pose as the coordinator): Status, the first
+// call an agent makes, carries nothing, so a listener without the role learns nothing from it.
 // Thread-safety: every method may be called from any thread; the callbacks run on the heartbeat
 // thread and must not block.
 #ifndef GUT_SERVICES_COORDINATOR_CLIENT_H_
@@ -26,13 +29,14 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "gut/v1/coordinator.grpc.pb.h"
+#include "services/tls.h"
 
 namespace gut::services {
 
 class CoordinatorClient {
  public:
-  // `credentials` null: plaintext.
-  CoordinatorClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  // `tls` null: plaintext.
+  CoordinatorClient(const std::string& address, const TlsMaterial* tls);
   ~CoordinatorClient();  // stops the background threads
 
   // Retries while the coordinator is unreachable or the barrier times out, until `timeout`.
@@ -66,7 +70,11 @@ class CoordinatorClient {
  private:
   void ReportLoop();
   void HeartbeatLoop(absl::Duration period);
+  // OK unless TLS is on and the server that answered `ctx`'s call lacks the coordinator role.
+  grpc::Status CheckServer(const grpc::ClientContext& ctx) const;
 
+  std::string address_;
+  bool tls_ = false;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<gut::v1::Coordinator::Stub> stub_;
   std::string run_id_;

@@ -69,6 +69,9 @@ void ExchangeCore::BuildEdges(const std::vector<PeerAddress>& neighbours) {
       if (channel == nullptr) {
         grpc::ChannelArguments args;
         opt_.tuning.ApplyToChannel(&args);
+        // Under TLS the listener must hold the neighbour's certificate (its name as a DNS SAN):
+        // checked in the handshake, before the hello tells it the run id and the layout.
+        if (!p.identity.empty()) args.SetSslTargetNameOverride(p.identity);
         channel = grpc::CreateCustomChannel(
             p.address, opt_.channel_credentials ? opt_.channel_credentials : grpc::InsecureChannelCredentials(), args);
       }

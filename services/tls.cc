@@ -3,8 +3,10 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/common/atomic_file.h"
 
@@ -27,7 +29,88 @@ std::string CommonName(const std::string& pem) {
   return cn;
 }
 
-absl::StatusOr<TlsMaterial> LoadTls(const TlsFiles& f) {
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kAgent: return "agent";
+    case Role::kCoordinator: return "coordinator";
+    case Role::kNone: break;
+  }
+  return "none";
+}
+
+CertificateRole ParseRoleUri(const std::string& uri) {
+  constexpr absl::string_view kPrefix = "spiffe://gut/";
+  CertificateRole r;
+  if (!absl::StartsWith(uri, kPrefix)) return r;
+  const absl::string_view path = absl::string_view(uri).substr(kPrefix.size());
+  if (path == "coordinator") {
+    r.role = Role::kCoordinator;
+  } else if (path == "agent") {
+    r.role = Role::kAgent;
+  } else if (absl::StartsWith(path, "agent/rank/")) {
+    const absl::string_view k = path.substr(11);
+    int rank = -1;
+    // Digits only: "+3", " 3" and "03" would let two certificates name one rank differently.
+    if (!k.empty() && k.size() <= 9 && k.find_first_not_of("0123456789") == absl::string_view::npos &&
+        (k.size() == 1 || k[0] != '0') && absl::SimpleAtoi(k, &rank)) {
+      r.role = Role::kAgent;
+      r.rank = rank;
+    }
+  }
+  return r;
+}
+
+CertificateRole RoleOfPem(const std::string& pem) {
+  CertificateRole out;
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return out;
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    if (g->type != GEN_URI) continue;
+    const ASN1_IA5STRING* u = g->d.uniformResourceIdentifier;
+    const CertificateRole r = ParseRoleUri(
+        std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(u)), static_cast<size_t>(ASN1_STRING_length(u))));
+    if (r.role != Role::kNone) {
+      out = r;
+      break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  X509_free(cert);
+  return out;
+}
+
+CertificateRole RoleOfPeer(const grpc::AuthContext* auth) {
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return {};
+  for (const auto& v : auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME)) {
+    return RoleOfPem(std::string(v.data(), v.size()));
+  }
+  return {};
+}
+
+std::string DescribeRole(const CertificateRole& r) {
+  switch (r.role) {
+    case Role::kCoordinator: return "the coordinator role";
+    case Role::kAgent: return r.rank < 0 ? "the agent role" : absl::StrCat("the agent role bound to rank ", r.rank);
+    case Role::kNone: break;
+  }
+  return "no gut role (no spiffe://gut/... URI)";
+}
+
+absl::Status RequireOwnRole(const TlsMaterial& tls, Role want, const std::string& cert_path) {
+  if (tls.role.role == want) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--tls-cert: ", cert_path, " has ", DescribeRole(tls.role), "; this daemon needs a certificate with the ",
+      RoleName(want), " role (a URI subject alternative name spiffe://gut/",
+      want == Role::kCoordinator ? "coordinator" : "agent or spiffe://gut/agent/rank/K",
+      "; deploy/local/make-certs.sh writes it)"));
+}
+
+absl::StatusOr<TlsMaterial> LoadTls(const TlsFiles& f, Role role) {
   if (f.ca.empty() || f.cert.empty() || f.key.empty()) {
     return absl::InvalidArgumentError("TLS needs all three of --tls-ca, --tls-cert and --tls-key");
   }
@@ -45,6 +128,10 @@ absl::StatusOr<TlsMaterial> LoadTls(const TlsFiles& f) {
   m.identity = CommonName(m.cert);
   if (m.identity.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("--tls-cert: ", f.cert, " has no common name (the agent's name)"));
+  }
+  m.role = RoleOfPem(m.cert);
+  if (role != Role::kNone) {
+    if (auto s = RequireOwnRole(m, role, f.cert); !s.ok()) return s;
   }
   return m;
 }

@@ -4,10 +4,13 @@
 # writes DIR/ca.pem (and ca.key) and DIR/NAME.pem + DIR/NAME.key for each NAME: ECDSA P-256,
 # common name NAME (gut uses it as the agent's identity), valid for 30 days, usable as server and
 # client, with subject alternative names localhost, 127.0.0.1 and NAME (extra SANs: set
-# GUT_CERT_SANS="DNS:host.example,IP:10.0.0.5"). Keys are readable by their owner only. Nothing
-# here is meant to outlive the run: production deployments bring their own CA (docs/operations/edge.md).
+# GUT_CERT_SANS="DNS:host.example,IP:10.0.0.5"). Each certificate carries its role in the run as a
+# URI SAN: a NAME containing "coordinator" gets spiffe://gut/coordinator, agent-K (K a number)
+# spiffe://gut/agent/rank/K (only it can take rank K), any other NAME spiffe://gut/agent.
+# Keys are readable by their owner only. Nothing here is meant to outlive the run: production
+# deployments bring their own CA (docs/operations/edge.md).
 set -euo pipefail
-[[ $# -ge 2 ]] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 command -v openssl >/dev/null || { echo "make-certs: openssl not found (apt-get install openssl)" >&2; exit 2; }
 dir="$1"; shift
 mkdir -p "$dir"
@@ -21,7 +24,10 @@ ext="$(mktemp)"
 trap 'rm -f "$ext"' EXIT
 for name in "$@"; do
   [[ -f "$dir/$name.pem" ]] && continue
-  sans="DNS:localhost,IP:127.0.0.1,DNS:$name${GUT_CERT_SANS:+,$GUT_CERT_SANS}"
+  if [[ "$name" == *coordinator* ]]; then role=spiffe://gut/coordinator
+  elif [[ "$name" =~ ^agent-(0|[1-9][0-9]{0,8})$ ]]; then role="spiffe://gut/agent/rank/${BASH_REMATCH[1]}"
+  else role=spiffe://gut/agent; fi
+  sans="DNS:localhost,IP:127.0.0.1,DNS:$name,URI:$role${GUT_CERT_SANS:+,$GUT_CERT_SANS}"
   printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=%s\n' \
     "$sans" >"$ext"
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/$name.key" \

@@ -59,7 +59,8 @@ if [[ $insecure == 0 ]]; then
   for ((r = 0; r < n; r++)); do names+=("agent-$r"); done
   [[ $resume == 1 ]] || rm -rf "$out/tls"
   bash "$here/deploy/local/make-certs.sh" "$out/tls" "${names[@]}" || exit 2
-  tls_coordinator=(--tls-ca "$out/tls/ca.pem" --tls-cert "$out/tls/gut-coordinator.pem" --tls-key "$out/tls/gut-coordinator.key")
+  tls_coordinator=(--tls-ca "$out/tls/ca.pem" --tls-cert "$out/tls/gut-coordinator.pem" --tls-key "$out/tls/gut-coordinator.key"
+                   --require-rank-binding)
 fi
 tls_agent() {  # $1: rank
   [[ $insecure == 1 ]] && return

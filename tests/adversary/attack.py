@@ -52,9 +52,30 @@ def outcome(fn):
         return {"code": e.code().name, "message": e.details() or ""}
 
 
+def join_window(cfg, coordinator_pb2, coordinator_pb2_grpc):
+    """Before any agent has joined: certificates of the run's own CA try to take ranks that are not
+    theirs (the coordinator runs with --require-rank-binding)."""
+    result = {}
+
+    def join(cert, rank, name):
+        with grpc.secure_channel(cfg["coordinator"], credentials(cfg, cert)) as ch:
+            c = coordinator_pb2_grpc.CoordinatorStub(ch)
+            return outcome(lambda: c.Join(coordinator_pb2.JoinRequest(
+                agent_name=name, advertised_address="10.9.9.9:1", protocol_version=1, requested_rank=rank), timeout=10))
+    # The coordinator's own certificate is not an agent's.
+    result["join_as_coordinator"] = join(cfg["coordinator_cert"], -1, "agent-0")
+    # An agent certificate bound to no rank, in a run that binds every rank.
+    result["join_unbound"] = join(cfg["unbound"], 0, "agent-0")
+    # agent-5's certificate is bound to rank 5: it asks for rank 1, free at this point.
+    result["join_other_rank"] = join(cfg["stranger"], 1, "agent-1")
+    print(json.dumps(result))
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     coordinator_pb2, coordinator_pb2_grpc, peer_pb2, peer_pb2_grpc = stubs(cfg["proto_dir"])
+    if cfg.get("phase") == "join":
+        return join_window(cfg, coordinator_pb2, coordinator_pb2_grpc)
     target = cfg["agents"][str(cfg["target_rank"])]
     claimed = cfg["claimed_rank"]
     result = {}

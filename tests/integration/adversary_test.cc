@@ -56,7 +56,7 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   }
   const fs::path tls = dir_ / "tls";
   ASSERT_EQ(std::system(("bash " + std::string(GUT_SOURCE_DIR) + "/deploy/local/make-certs.sh " + tls.string() +
-                         " gut-coordinator agent-0 agent-1 agent-2 agent-3 agent-5")
+                         " gut-coordinator agent-0 agent-1 agent-2 agent-3 agent-5 stranger >/dev/null")
                             .c_str()),
             0);
   // 150 epochs of 5 rounds: long enough that every attack lands during training.
@@ -68,12 +68,36 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   };
   std::vector<std::string> cargs = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(),
                                     "--listen", "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "1",
-                                    "--metrics", "127.0.0.1:0"};
+                                    "--metrics", "127.0.0.1:0", "--require-rank-binding"};
   for (auto& a : tls_args("gut-coordinator")) cargs.push_back(a);
   const pid_t coordinator = Spawn(cargs, (dir_ / "coordinator.log").string());
   ASSERT_TRUE(WaitForFile(dir_ / "port", 20));
   std::string port;
   std::ifstream(dir_ / "port") >> port;
+  nlohmann::json cfg;
+  cfg["coordinator"] = "127.0.0.1:" + port;
+  cfg["tls_dir"] = tls.string();
+  cfg["proto_dir"] = std::string(GUT_SOURCE_DIR) + "/proto";
+  cfg["stranger"] = "agent-5";
+  cfg["unbound"] = "stranger";
+  cfg["coordinator_cert"] = "gut-coordinator";
+  auto attack = [&](const std::string& phase) {
+    cfg["phase"] = phase;
+    const std::string out = (dir_ / ("attack-" + phase + ".json")).string();
+    const std::string cmd = "/usr/bin/python3 " + std::string(GUT_SOURCE_DIR) + "/tests/adversary/attack.py '" +
+                            cfg.dump() + "' > " + out + " 2> " + (dir_ / "attack.err").string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << Read(dir_ / "attack.err");
+    return nlohmann::json::parse(Read(out));
+  };
+  // Scope 1 of issue 20: in the join window, before any agent: no certificate takes a rank that
+  // is not its own (the coordinator's, an unbound agent's, one bound to another rank).
+  const auto window = attack("join");
+  for (const char* k : {"join_as_coordinator", "join_unbound", "join_other_rank"}) {
+    EXPECT_EQ(window[k]["code"], "PERMISSION_DENIED") << k << ": " << window.dump();
+  }
+  EXPECT_EQ(window["join_as_coordinator"]["message"], "joining needs a certificate with the agent role; this one has the coordinator role");
+  EXPECT_EQ(window["join_unbound"]["message"], "this run admits only certificates bound to a rank (spiffe://gut/agent/rank/K)");
+  EXPECT_EQ(window["join_other_rank"]["message"], "this certificate is bound to rank 5, not 1");
   std::vector<pid_t> agents;
   for (int r = 0; r < 4; ++r) {
     std::vector<std::string> args = {GUT_AGENTD, "--coordinator", "127.0.0.1:" + port, "--rank", std::to_string(r),
@@ -86,7 +110,6 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   EXPECT_NE(Read(dir_ / "coordinator.log").find("(mutual TLS)"), std::string::npos);
 
   const auto agents_json = nlohmann::json::parse(Read(dir_ / "out" / "agents.json"));
-  nlohmann::json cfg;
   for (const auto& a : agents_json) cfg["agents"][std::to_string(a["rank"].get<int>())] = a["address"];
   const auto state = nlohmann::json::parse(Read(dir_ / "out" / "coordinator-state.json"));
   const std::string run_id = state["run_id"];
@@ -95,17 +118,13 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   const uint64_t layout = core::ModelForRun(*config)->layout_hash();
   cfg["run_id"] = run_id;
   cfg["layout_hash"] = layout;
-  cfg["coordinator"] = "127.0.0.1:" + port;
-  cfg["tls_dir"] = tls.string();
-  cfg["proto_dir"] = std::string(GUT_SOURCE_DIR) + "/proto";
   cfg["target_rank"] = 1;
   cfg["claimed_rank"] = 0;  // a neighbour of 1 that dials it
-  cfg["stranger"] = "agent-5";
   cfg["idle_streams"] = 200;
-  const std::string cmd = "/usr/bin/python3 " + std::string(GUT_SOURCE_DIR) + "/tests/adversary/attack.py '" +
-                          cfg.dump() + "' > " + (dir_ / "attack.json").string() + " 2> " + (dir_ / "attack.err").string();
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << Read(dir_ / "attack.err");
-  const auto got = nlohmann::json::parse(Read(dir_ / "attack.json"));
+  const auto got = attack("run");
+  for (const auto& a : agents_json) {
+    EXPECT_EQ(a["name"], "agent-" + std::to_string(a["rank"].get<int>())) << "every rank went to its own certificate";
+  }
 
   EXPECT_EQ(got["no_certificate"]["code"], "UNAVAILABLE") << got.dump(1);
   EXPECT_EQ(got["wrong_identity"]["code"], "PERMISSION_DENIED") << got.dump(1);
@@ -147,7 +166,9 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   EXPECT_EQ(Series(page, "gut_agent_frames_rejected_total{reason=\"too_many_pending\"}"), refused);
   EXPECT_GE(timed_out + refused, 180) << "most idle streams should reach the agent: " << got["idle"].dump();
   const std::string log = Read(dir_ / "coordinator.log");
-  for (const char* what : {"report for rank 0", "leave for rank 0", "heartbeat for rank 0", "join of 'agent-0'"}) {
+  for (const char* what : {"report for rank 0", "leave for rank 0", "heartbeat for rank 0",
+                           "asking for rank 0 with a certificate bound to rank 5", "with the coordinator role",
+                           "with a certificate bound to no rank", "asking for rank 1 with a certificate bound to rank 5"}) {
     EXPECT_NE(log.find(what), std::string::npos) << "coordinator did not log the refused " << what;
   }
 
@@ -156,6 +177,7 @@ TEST_F(Cluster, StrangersAreRefusedCountedAndChangeNothing) {
   EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
   const std::string prom = Read(dir_ / "out" / "metrics.prom");
   EXPECT_GE(Series(prom, "gut_coordinator_requests_refused_total{reason=\"identity\"}"), 4) << prom;
+  EXPECT_GE(Series(prom, "gut_coordinator_requests_refused_total{reason=\"rank\"}"), 3) << prom;
   config->threads = 2;
   auto sim = sim::Simulation::Create(*config);
   ASSERT_TRUE(sim.ok()) << sim.status();

@@ -5,8 +5,13 @@
 // JoinResponse with rank -5 once corrupted its heap).
 #include <grpcpp/grpcpp.h>
 
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <functional>
+#include <thread>
 #include <limits>
 
 #include "agent/coordinator_checks.h"
@@ -21,7 +26,10 @@ class FakeCoordinator final : public gut::v1::Coordinator::Service {
   std::function<void(gut::v1::JoinResponse*)> join;
   std::function<void(gut::v1::RunCommand*)> heartbeat;  // null: repeat the join's command
 
+  std::function<void()> on_join;  // called for every Join that arrives
+
   grpc::Status Join(grpc::ServerContext*, const gut::v1::JoinRequest*, gut::v1::JoinResponse* r) override {
+    if (on_join) on_join();
     join(r);
     last_ = r->command();
     return grpc::Status::OK;
@@ -127,6 +135,101 @@ TEST_F(FakeCoordinatorTest, AnInvalidLaterCommandStopsTheAgentSayingWhy) {
   auto [rc, log] = RunAgent(&fake, "later");
   EXPECT_EQ(rc, 1) << log;
   EXPECT_NE(log.find("topology.neighbours[0].weight is 1e+30, not in (0, 1]"), std::string::npos) << log;
+}
+
+// A listener that counts the peer streams and hellos that reach it.
+class FakePeer final : public gut::v1::Peer::Service {
+ public:
+  std::atomic<int> streams{0}, hellos{0};
+  grpc::Status Exchange(grpc::ServerContext*, grpc::ServerReaderWriter<gut::v1::PeerFrame, gut::v1::PeerFrame>* s) override {
+    ++streams;
+    gut::v1::PeerFrame f;
+    while (s->Read(&f)) hellos += f.has_hello() ? 1 : 0;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake");
+  }
+};
+
+std::shared_ptr<grpc::ServerCredentials> TlsServer(const fs::path& tls, const std::string& name) {
+  grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  o.pem_root_certs = Read(tls / "ca.pem");
+  o.pem_key_cert_pairs.push_back({Read(tls / (name + ".key")), Read(tls / (name + ".pem"))});
+  return grpc::SslServerCredentials(o);
+}
+
+// Roles (issue 20, scope 1): gut-agentd takes answers only from a certificate with the coordinator
+// role, and its dial to a neighbour fails in the TLS handshake, before its hello (run id, layout)
+// is sent, unless the listener holds that neighbour's certificate. Each half has a control that
+// shows the same set-up succeeds with the right certificate.
+TEST_F(FakeCoordinatorTest, AnAgentTrustsOnlyTheCoordinatorRoleAndSendsItsHelloOnlyToTheNamedNeighbour) {
+  if (std::system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "openssl not installed";
+  const fs::path tls = dir_ / "tls";
+  ASSERT_EQ(std::system(("bash " + std::string(GUT_SOURCE_DIR) + "/deploy/local/make-certs.sh " + tls.string() +
+                         " gut-coordinator agent-0 agent-1 agent-3 agent-9 >/dev/null")
+                            .c_str()),
+            0);
+  auto run = [&](const std::string& coordinator_cert, const std::string& peer_cert, FakeCoordinator* fake,
+                 FakePeer* peer, const std::string& name) {
+    grpc::ServerBuilder pb;
+    int peer_port = 0;
+    pb.AddListeningPort("127.0.0.1:0", TlsServer(tls, peer_cert), &peer_port);
+    pb.RegisterService(peer);
+    auto peer_server = pb.BuildAndStart();
+    fake->join = [&, peer_port](gut::v1::JoinResponse* r) {
+      Honest(r, manifest_);
+      for (auto& n : *r->mutable_command()->mutable_topology()->mutable_neighbours()) {
+        n.set_address("127.0.0.1:" + std::to_string(peer_port));
+        n.set_identity("agent-" + std::to_string(n.rank()));
+      }
+    };
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", TlsServer(tls, coordinator_cert), &port);
+    b.RegisterService(fake);
+    auto server = b.BuildAndStart();
+    const std::string log = (dir_ / (name + ".log")).string();
+    const pid_t agent = Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + std::to_string(port), "--rank", "0",
+                               "--join-timeout-s", "10", "--stop-timeout-s", "2", "--tls-ca", (tls / "ca.pem").string(),
+                               "--tls-cert", (tls / "agent-0.pem").string(), "--tls-key", (tls / "agent-0.key").string()},
+                              log);
+    // Long enough for several dials (the first is immediate, retries back off from 200 ms).
+    for (int i = 0; i < 40 && peer->hellos == 0 && kill(agent, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    kill(agent, SIGTERM);
+    const int rc = Wait(agent, 30);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    return std::make_pair(rc, Read(log));
+  };
+  std::atomic<int> joins{0};
+  {
+    // An agent's certificate (agent-9, same CA) poses as the coordinator: nothing is taken from it
+    // and the Join (with the agent's token, if any) is never sent.
+    FakeCoordinator fake;
+    FakePeer peer;
+    fake.on_join = [&] { ++joins; };
+    auto [rc, log] = run("agent-9", "agent-1", &fake, &peer, "wrong-coordinator");
+    EXPECT_NE(rc, 0) << log;
+    EXPECT_NE(log.find("presents certificate 'agent-9' with the agent role bound to rank 9, not the coordinator role"),
+              std::string::npos) << log;
+    EXPECT_EQ(joins, 0);
+    EXPECT_EQ(peer.streams, 0);
+  }
+  {
+    // The right coordinator, but the listener at neighbour 1's address holds agent-9's certificate.
+    FakeCoordinator fake;
+    FakePeer peer;
+    fake.on_join = [&] { ++joins; };
+    auto [rc, log] = run("gut-coordinator", "agent-9", &fake, &peer, "wrong-listener");
+    EXPECT_EQ(joins, 1) << log;
+    EXPECT_EQ(peer.streams, 0) << "a stream reached a listener that is not the neighbour";
+    EXPECT_EQ(peer.hellos, 0);
+  }
+  {
+    // Control: the listener holds agent-1's certificate, and the hello arrives.
+    FakeCoordinator fake;
+    FakePeer peer;
+    auto [rc, log] = run("gut-coordinator", "agent-1", &fake, &peer, "right-listener");
+    EXPECT_GE(peer.hellos, 1) << log;
+  }
 }
 
 TEST(CoordinatorChecks, IdentitiesMustBeThereUnderTls) {
