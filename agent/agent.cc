@@ -247,10 +247,9 @@ absl::Status Agent::Prepare() {
   file.reset();
   data_ = std::move(loaded->data);
   model_ = std::move(loaded->model);
-  std::vector<int64_t> shard = std::move(loaded->shard);
   // Keep only this agent's samples (edge devices: the full training set is not needed after the
   // partition).
-  shard_ = core::Subset(data_.train, shard);
+  shard_ = core::Subset(data_.train, loaded->shard);
   data_.train = core::Dataset();
   malloc_trim(0);
   std::vector<int64_t> local(shard_.size());
@@ -266,7 +265,6 @@ absl::Status Agent::Prepare() {
   plan_.final_gossip_rounds = config_.final_gossip_rounds;
   plan_.eval_every = config_.eval_every;
   plan_.schedule = config_.schedule;
-
   if (!o_.checkpoint_dir.empty()) {
     auto store = core::CheckpointStore::Open(o_.checkpoint_dir + "/checkpoints", {join_.run_id(), model_.identity_hash()});
     if (!store.ok()) return store.status();
@@ -386,6 +384,7 @@ void Agent::OnCommand(const gut::v1::RunCommand& command) {
     c.set_reason(std::string(s.message()));
   }
   std::lock_guard<std::mutex> l(mu_);
+  if (participant_) participant_->Hold(c.hold_round());  // with every answer, not only new commands
   const bool fail = c.action() == gut::v1::RunCommand::FAIL;
   if (!fail && c.generation() <= generation_.load()) return;
   if (pending_ && pending_->action() == gut::v1::RunCommand::FAIL) return;  // a failure is final
@@ -414,10 +413,12 @@ gut::v1::HeartbeatRequest Agent::HeartbeatState() {
     h.set_loss(p.loss);
     h.set_accuracy(p.accuracy);
     for (int64_t c : p.checkpoints) h.add_checkpoints(c);
+    h.set_holding(participant_->holding());
   }
   if (exchange_) {
     for (const auto& peer : exchange_->Stats().peers)
       if (!peer.connected) h.add_peers_down(peer.rank);
+    services::AddRefusals(exchange_->Refusals(), &h);
     // SIGTERM: give the current round a moment to finish at a boundary (where a checkpoint can
     // be taken), then end any wait.
     if (stopping()) {

@@ -72,6 +72,11 @@ class AgentParticipant final : public core::RunParticipant {
   // ---- recovery ----
   // A command is waiting: the next round (and any wait in the exchange) ends with ABORTED.
   void SetPending(bool pending) { pending_ = pending; }
+  // RunCommand.hold_round: keep that checkpoint for a restore the coordinator prepares (any thread).
+  void Hold(int64_t round) {
+    if (p_.store != nullptr) p_.store->Pin(round);
+  }
+  int64_t holding() const { return p_.store != nullptr ? p_.store->pinned() : 0; }
   // The state of a fresh run (round 0, the manifest's topology: version 1).
   absl::Status RestoreInitial();
   // The checkpoint of `round`, bit for bit; returns the topology version it was taken under.

@@ -91,13 +91,15 @@ bool Membership::IsActive(int rank) const {
   return it != agents_.end() && it->second.active();
 }
 
-int64_t Membership::CommonCheckpoint() const {
+int64_t Membership::CommonCheckpoint(int64_t at_most, int exclude) const {
   // Round 0 (the initial state) every agent can always restore.
   std::set<int64_t> common;
   bool first = true;
   for (const auto& [r, a] : agents_) {
-    if (!a.active()) continue;
-    std::set<int64_t> mine(a.checkpoints.begin(), a.checkpoints.end());
+    if (!a.active() || r == exclude) continue;
+    std::set<int64_t> mine;
+    for (int64_t c : a.checkpoints)
+      if (c <= at_most) mine.insert(c);
     if (first) {
       common = mine;
       first = false;
@@ -112,6 +114,8 @@ int64_t Membership::CommonCheckpoint() const {
 }
 
 void Membership::NewGeneration(int64_t restore, absl::Time) {
+  accused_.clear();  // refusals of the old generation are restored away
+  hold_ = 0;
   command_.set_generation(command_.generation() + 1);
   command_.set_restore_round(restore);
 }
@@ -131,6 +135,7 @@ bool Membership::waiting_for_agents() const {
 
 gut::v1::RunCommand Membership::CommandFor(int rank) const {
   gut::v1::RunCommand c = command_;
+  c.set_hold_round(hold_);
   const core::MixingMatrix& w = current_ ? *current_ : base_;
   auto* t = c.mutable_topology();
   t->set_version(topology_version_);
@@ -176,9 +181,70 @@ absl::Status Membership::Heartbeat(const gut::v1::HeartbeatRequest& h, const std
   a.loss = h.loss();
   a.accuracy = h.accuracy();
   a.peers_down.assign(h.peers_down().begin(), h.peers_down().end());
+  a.holding = h.holding();
   if (h.rounds_per_epoch() > 0) rounds_per_epoch_ = h.rounds_per_epoch();
   if (a.state == AgentState::kUnknown || a.state == AgentState::kLost) a.state = AgentState::kAlive;
+  // Accusations count only from the current generation and only against a current neighbour: an
+  // agent cannot accuse a rank it does not hear from.
+  if (h.generation() == command_.generation()) {
+    const std::vector<int>& nb = graph().neighbours(h.rank());
+    for (const auto& r : h.refused()) {
+      if (r.count() <= 0 || std::find(nb.begin(), nb.end(), r.rank()) == nb.end()) continue;
+      auto [it, fresh] = accused_[r.rank()].emplace(h.rank(), std::max<int64_t>(0, r.first_round()));
+      if (!fresh) it->second = std::min(it->second, std::max<int64_t>(0, r.first_round()));
+    }
+  }
   return absl::OkStatus();
+}
+
+void Membership::ApplyAccusations(absl::Time now, std::string* log) {
+  if (config_.on_refused_peer == "keep" || !failure_.empty()) return;
+  for (const auto& [sender, accusers] : accused_) {
+    if (!IsActive(sender)) continue;
+    const int degree = graph().degree(sender);
+    // A majority of its neighbours: one lying agent cannot have an honest neighbour removed.
+    if (2 * static_cast<int>(accusers.size()) <= degree) continue;
+    int64_t first = std::numeric_limits<int64_t>::max();
+    std::vector<int> who;
+    for (const auto& [accuser, round] : accusers) {
+      first = std::min(first, round);
+      who.push_back(accuser);
+    }
+    const std::string what = absl::StrFormat(
+        "agent %d ('%s') sent model messages that %d of its %d neighbours (agent %s) refused as implausible, the first "
+        "in round %d", sender, agents_[sender].name, who.size(), degree, absl::StrJoin(who, ", "), first);
+    for (const auto& [r, a] : agents_) {
+      if (a.state == AgentState::kFinished) {
+        // Too late to roll anyone back: the run ends as it is, with the refusals on record.
+        if (accusations_noted_.insert(sender).second) *log = absl::StrCat(what, "; agents have finished, so it stays");
+        return;
+      }
+    }
+    if (config_.on_refused_peer == "fail") {
+      Fail(absl::StrCat(what, " (fault.on_refused_peer: fail)"));
+      *log = absl::StrCat("run failed: ", failure_);
+      return;
+    }
+    // The survivors restore a round from before the first refused message, so nothing of it (and
+    // none of the replica offsets the refusals left) survives the drop. Their checkpoint lists are
+    // a heartbeat old and retention may drop that round meanwhile, so the drop waits until every
+    // survivor says it holds the round (hold_round, echoed as holding); if one lost it before the
+    // hold reached it, an older common round is held instead (round 0 needs no file).
+    const int64_t restore = CommonCheckpoint(first, sender);
+    bool held = true;
+    for (const auto& [r, a] : agents_) {
+      if (r != sender && a.active() && !(a.holding == restore &&
+                                         std::find(a.checkpoints.begin(), a.checkpoints.end(), restore) != a.checkpoints.end())) {
+        held = false;
+      }
+    }
+    if (restore > 0 && !held) {
+      hold_ = restore;  // sent with every command; the drop happens at a later tick
+      return;
+    }
+    DropRank(sender, restore, what, now, log);
+    return;
+  }
 }
 
 absl::Status Membership::Leave(const gut::v1::LeaveRequest& l, const std::string& identity, absl::Time now) {
@@ -216,6 +282,11 @@ void Membership::ApplyPolicy(int rank, absl::Time now, std::string* log) {
     *log = absl::StrCat("run failed: ", what, " (fault.on_peer_loss: fail)");
     return;
   }
+  DropRank(rank, std::numeric_limits<int64_t>::max(), what, now, log);
+}
+
+void Membership::DropRank(int rank, int64_t at_most, const std::string& what, absl::Time now, std::string* log) {
+  AgentRecord& a = agents_[rank];
   std::vector<int> gone;
   for (const auto& d : dropped_) gone.push_back(d.rank);
   gone.push_back(rank);
@@ -228,7 +299,7 @@ void Membership::ApplyPolicy(int rank, absl::Time now, std::string* log) {
   current_ = std::make_unique<core::MixingMatrix>(std::move(*w));
   ++topology_version_;
   a.state = AgentState::kDropped;
-  NewGeneration(CommonCheckpoint(), now);
+  NewGeneration(CommonCheckpoint(at_most), now);  // among the survivors
   dropped_.push_back({rank, command_.restore_round()});
   *log = absl::StrCat(what, "; dropped it: ", active_agents(), " agents go on from round ", command_.restore_round(),
                       " (generation ", command_.generation(), ", topology version ", topology_version_, ")");
@@ -252,6 +323,7 @@ std::string Membership::Tick(absl::Time now) {
       if (!failure_.empty()) break;
     }
   }
+  if (log.empty()) ApplyAccusations(now, &log);
   return log;
 }
 

@@ -13,7 +13,9 @@
 // longer than the heartbeat timeout is lost; one that said goodbye (a planned stop) is away. If
 // either stays gone for fault.rejoin_timeout_s, the policy applies: `fail` fails the run naming
 // the rank, `drop` removes it (the survivors must stay connected; Metropolis weights on the rest)
-// and starts a new generation with the new topology.
+// and starts a new generation with the new topology. An agent whose model messages a majority of
+// its neighbours refuse as implausible (they say so in their heartbeats) is dropped the same way
+// from a round before the first refusal, or fails the run (fault.on_refused_peer).
 //
 // Not thread-safe: the service calls it under its own mutex.
 #ifndef GUT_COORDINATOR_MEMBERSHIP_H_
@@ -23,6 +25,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +69,7 @@ struct AgentRecord : AgentHello {
   double accuracy = std::numeric_limits<double>::quiet_NaN();
   uint64_t generation = 0;           // the generation it last said it runs in
   std::vector<int> peers_down;
+  int64_t holding = 0;               // the hold_round it says it keeps
   bool active() const { return state != AgentState::kDropped; }
   bool present() const { return state == AgentState::kAlive || state == AgentState::kFinished; }
 };
@@ -146,9 +150,15 @@ class Membership {
   absl::Status FromJson(const nlohmann::json& j, absl::Time now);
 
  private:
-  int64_t CommonCheckpoint() const;
+  // The newest round every active agent but `exclude` holds, among rounds <= at_most (0 if none).
+  int64_t CommonCheckpoint(int64_t at_most = std::numeric_limits<int64_t>::max(), int exclude = -1) const;
   void NewGeneration(int64_t restore, absl::Time now);
   void ApplyPolicy(int rank, absl::Time now, std::string* log);
+  // fault.on_refused_peer: a rank whose messages a majority of its neighbours refused is dropped
+  // (restoring a round before the first refusal) or fails the run.
+  void ApplyAccusations(absl::Time now, std::string* log);
+  // Restores the survivors' newest common round <= at_most.
+  void DropRank(int rank, int64_t at_most, const std::string& what, absl::Time now, std::string* log);
 
   const core::RunConfig config_;
   core::MixingMatrix base_;                      // the manifest's graph and weights
@@ -162,6 +172,11 @@ class Membership {
   int64_t rounds_per_epoch_ = 0;
   bool resumed_ = false;  // restored from a saved state: Begin restores the common checkpoint
   bool recovery_requested_ = false;
+  // Refused senders, from the heartbeats of the current generation: sender -> accuser -> the
+  // round of the accuser's first refusal. Cleared by every new generation.
+  std::map<int, std::map<int, int64_t>> accused_;
+  std::set<int> accusations_noted_;  // logged once after the run's end made them moot
+  int64_t hold_ = 0;  // the round a prepared drop will restore: every agent keeps its checkpoint
 };
 
 }  // namespace gut::coordinator

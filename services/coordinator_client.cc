@@ -8,6 +8,16 @@
 
 namespace gut::services {
 
+void AddRefusals(const core::RefusalLog& log, gut::v1::HeartbeatRequest* h) {
+  for (const auto& [rank, count] : log.by_sender) {
+    auto* r = h->add_refused();
+    r->set_rank(rank);
+    r->set_count(count);
+    const auto first = log.first_round_of.find(rank);
+    r->set_first_round(first == log.first_round_of.end() ? 0 : first->second);
+  }
+}
+
 CoordinatorClient::CoordinatorClient(const std::string& address, const TlsMaterial* tls)
     : address_(address), tls_(tls != nullptr) {
   grpc::ChannelArguments args;

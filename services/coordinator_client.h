@@ -28,10 +28,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/exchange/message_guard.h"
 #include "gut/v1/coordinator.grpc.pb.h"
 #include "services/tls.h"
 
 namespace gut::services {
+
+// The neighbours whose messages this agent refused (the message guard), for its heartbeat.
+void AddRefusals(const core::RefusalLog& log, gut::v1::HeartbeatRequest* h);
 
 class CoordinatorClient {
  public:

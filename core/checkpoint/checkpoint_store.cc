@@ -136,6 +136,8 @@ absl::Status CheckpointStore::Write(int64_t round, const StateBundle& state, boo
     bool keep;
     if (e.round != round && !Read(e).ok()) {
       keep = false;
+    } else if (e.scheduled && e.round > 0 && e.round == pinned_->load()) {
+      keep = true;  // held for a restore the coordinator is preparing; not one of the two
     } else if (e.scheduled) {
       keep = ++scheduled_kept <= 2;
     } else {

@@ -12,7 +12,9 @@
 #ifndef GUT_CORE_CHECKPOINT_CHECKPOINT_STORE_H_
 #define GUT_CORE_CHECKPOINT_CHECKPOINT_STORE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,11 @@ class CheckpointStore {
   // Removes every checkpoint after `round` (a rollback abandons them).
   void DiscardAfter(int64_t round);
 
+  // Retention keeps the checkpoint of `round` as well (0: nothing extra), until pinned otherwise:
+  // the coordinator may order a restore of it (RunCommand.hold_round). Any thread.
+  void Pin(int64_t round) { pinned_->store(round); }
+  int64_t pinned() const { return pinned_->load(); }
+
   const std::string& dir() const { return dir_; }
 
  private:
@@ -70,6 +77,8 @@ class CheckpointStore {
     std::string path;
   };
   std::vector<Entry> List() const;  // every checkpoint-named file, newest first
+  // Shared so that the store stays movable; set from the heartbeat thread, read by Write.
+  std::shared_ptr<std::atomic<int64_t>> pinned_ = std::make_shared<std::atomic<int64_t>>(0);
   std::string PathFor(int64_t round, bool scheduled) const;
   absl::StatusOr<LoadedCheckpoint> Read(const Entry& e) const;
 

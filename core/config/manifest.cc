@@ -257,6 +257,10 @@ absl::Status Validate(const RunConfig& c) {
     return bad(absl::StrCat("fault.rejoin_timeout_s must be a positive number of seconds, got ", c.rejoin_timeout_s));
   if (c.on_peer_loss == "drop" && c.hyper.algorithm == "relaysgd")
     return bad("fault.on_peer_loss: relaysgd relays over a fixed spanning tree and cannot drop a rank; use fail");
+  if (c.on_refused_peer != "drop" && c.on_refused_peer != "fail" && c.on_refused_peer != "keep")
+    return bad(absl::StrCat("fault.on_refused_peer: unknown policy '", c.on_refused_peer, "'; allowed: drop, fail, keep"));
+  if (c.on_refused_peer == "drop" && c.hyper.algorithm == "relaysgd")
+    return bad("fault.on_refused_peer: relaysgd cannot drop a rank; use fail or keep");
   if (!(c.deadline_s > 0)) return bad(absl::StrCat("exchange.deadline_s must be positive, got ", c.deadline_s));
   if (!(c.codec.topk_fraction > 0 && c.codec.topk_fraction <= 1))
     return bad(absl::StrCat("exchange.topk_fraction must be in (0, 1], got ", c.codec.topk_fraction));
@@ -384,7 +388,9 @@ absl::StatusOr<RunConfig> ParseManifestUnguarded(const std::string& yaml_text, c
   section("model", {{"name", &c.model}, {"init", &c.init}, {"norm", &c.norm}, {"path", &c.model_path},
                     {"loss", &c.loss}});
   section("checkpoint", {{"enabled", &c.checkpoint_enabled}, {"every_rounds", &c.checkpoint_every_rounds}});
-  section("fault", {{"on_peer_loss", &c.on_peer_loss}, {"rejoin_timeout_s", &c.rejoin_timeout_s}});
+  section("fault", {{"on_peer_loss", &c.on_peer_loss}, {"rejoin_timeout_s", &c.rejoin_timeout_s},
+                    {"on_refused_peer", &c.on_refused_peer}});
+  if (c.on_refused_peer.empty()) c.on_refused_peer = c.hyper.algorithm == "relaysgd" ? "fail" : "drop";
 
   // Codec names and "auto" are parsed after every key is read, so the first error is the YAML's.
   std::string codec_name = CodecName(c.codec.kind);
@@ -563,7 +569,8 @@ std::string ToYaml(const RunConfig& c) {
       << c.checkpoint_enabled << YAML::Key << "every_rounds" << YAML::Value << c.checkpoint_every_rounds
       << YAML::EndMap;
   out << YAML::Key << "fault" << YAML::Value << YAML::BeginMap << YAML::Key << "on_peer_loss" << YAML::Value
-      << c.on_peer_loss << YAML::Key << "rejoin_timeout_s" << YAML::Value << c.rejoin_timeout_s << YAML::EndMap;
+      << c.on_peer_loss << YAML::Key << "rejoin_timeout_s" << YAML::Value << c.rejoin_timeout_s << YAML::Key
+      << "on_refused_peer" << YAML::Value << c.on_refused_peer << YAML::EndMap;
   out << YAML::Key << "exchange" << YAML::Value << YAML::BeginMap << YAML::Key << "deadline_s"
       << YAML::Value << c.deadline_s << YAML::Key << "codec" << YAML::Value << CodecName(c.codec.kind)
       << YAML::Key << "zstd" << YAML::Value << c.codec.zstd << YAML::Key << "zstd_level" << YAML::Value

@@ -65,6 +65,10 @@ struct RunConfig {
   // fault
   std::string on_peer_loss = "fail";  // fail | drop
   double rejoin_timeout_s = 60;       // how long a lost agent may take to come back
+  // drop | fail | keep: what the coordinator does with an agent whose model messages most of its
+  // neighbours refuse as implausible (docs/algorithms.md §11). "" in a manifest: drop, or fail for
+  // relaysgd (which cannot drop a rank).
+  std::string on_refused_peer;
   // exchange
   double deadline_s = 60;
   // exchange.codec, zstd, topk_fraction, sparse_values, lowrank_rank, int8_chunk (README, manifest keys; docs/algorithms.md §8).

@@ -30,6 +30,7 @@
 #ifndef GUT_CORE_EXCHANGE_MESSAGE_GUARD_H_
 #define GUT_CORE_EXCHANGE_MESSAGE_GUARD_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -147,11 +148,14 @@ class MessageGuard {
 // Who sent the messages an agent (or every agent of gut-sim) refused, and the first one.
 struct RefusalLog {
   std::map<int, int64_t> by_sender;
+  std::map<int, int64_t> first_round_of;  // sender -> round of its first refused message
   int first_sender = -1;
   int64_t first_round = -1;
 
   void Add(int sender, int64_t round) {
     ++by_sender[sender];
+    auto [it, fresh] = first_round_of.emplace(sender, round);
+    if (!fresh) it->second = std::min(it->second, round);
     if (first_round < 0 || round < first_round || (round == first_round && sender < first_sender)) {
       first_sender = sender;
       first_round = round;
@@ -168,6 +172,10 @@ struct RefusalLog {
   }
   void Merge(const RefusalLog& o) {
     for (const auto& [rank, n] : o.by_sender) by_sender[rank] += n;
+    for (const auto& [rank, r] : o.first_round_of) {
+      auto [it, fresh] = first_round_of.emplace(rank, r);
+      if (!fresh) it->second = std::min(it->second, r);
+    }
     if (o.first_round >= 0 && (first_round < 0 || o.first_round < first_round ||
                                (o.first_round == first_round && o.first_sender < first_sender))) {
       first_sender = o.first_sender;

@@ -171,6 +171,120 @@ TEST_F(MembershipTest, ASilentAgentIsDroppedAndTheSurvivorsGetANewTopology) {
   EXPECT_EQ(c0.topology().dropped(0), 3);
 }
 
+// fault.on_refused_peer (issue 20): agents accuse a neighbour whose messages they refused.
+absl::Status Accuse(Membership* m, int accuser, int sender, int64_t first_round, absl::Time now,
+                    uint64_t generation) {
+  gut::v1::HeartbeatRequest h;
+  h.set_rank(accuser);
+  h.set_incarnation(m->agents().at(accuser).incarnation);
+  h.set_generation(generation);
+  h.set_round(first_round + 3);
+  for (int64_t c : {30, 20, 10}) h.add_checkpoints(c);
+  auto* r = h.add_refused();
+  r->set_rank(sender);
+  r->set_first_round(first_round);
+  r->set_count(4);
+  return m->Heartbeat(h, "", now);
+}
+
+TEST_F(MembershipTest, ASenderMostOfItsNeighboursRefuseIsDroppedFromARoundBeforeTheFirstRefusal) {
+  core::RunConfig c = Config("fail");
+  c.on_refused_peer = "drop";
+  Make(c);
+  Bootstrap();
+  const uint64_t g = m_->generation();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {30, 20, 10}, 31).ok());
+  // One accuser of agent 0 (neighbours 1 and 3) is not a majority: a liar cannot drop anyone.
+  ASSERT_TRUE(Accuse(m_.get(), 1, 0, 25, now_, g).ok());
+  // Agent 2 is not agent 0's neighbour: its word does not count.
+  ASSERT_TRUE(Accuse(m_.get(), 2, 0, 12, now_, g).ok());
+  // Nor does an accusation from an old generation.
+  ASSERT_TRUE(Accuse(m_.get(), 3, 0, 22, now_, g - 1).ok());
+  EXPECT_EQ(m_->Tick(now_), "");
+  EXPECT_EQ(m_->generation(), g);
+  ASSERT_TRUE(Accuse(m_.get(), 3, 0, 22, now_, g).ok());
+  // A majority. The newest round every survivor listed at or before round 22 is 20, but their
+  // lists are a heartbeat old: first every survivor is told to keep round 20 ...
+  EXPECT_EQ(m_->Tick(now_), "");
+  EXPECT_EQ(m_->generation(), g);
+  EXPECT_EQ(m_->CommandFor(2).hold_round(), 20);
+  // ... and the drop waits until each says so in a heartbeat (holding 20, with 20 in its list).
+  auto beat = [&](int r, std::vector<int64_t> held, int64_t holding) {
+    gut::v1::HeartbeatRequest h;
+    h.set_rank(r);
+    h.set_incarnation(m_->agents().at(r).incarnation);
+    h.set_generation(g);
+    h.set_round(40);
+    h.set_holding(holding);
+    for (int64_t c : held) h.add_checkpoints(c);
+    ASSERT_TRUE(m_->Heartbeat(h, "", now_).ok());
+  };
+  beat(1, {40, 30, 20}, 20);
+  beat(3, {40, 30, 20}, 20);
+  beat(2, {40, 30, 20}, 0);
+  EXPECT_EQ(m_->Tick(now_), "") << "agent 2 has not said it holds 20 yet";
+  beat(2, {40, 30, 20}, 20);
+  const std::string log = m_->Tick(now_);
+  EXPECT_NE(log.find("agent 0 ('a0') sent model messages that 2 of its 2 neighbours (agent 1, 3) refused as "
+                     "implausible, the first in round 22; dropped it: 3 agents go on from round 20"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(m_->generation(), g + 1);
+  EXPECT_EQ(m_->restore_round(), 20) << "a round every survivor holds, before round 22 (30 is after it)";
+  EXPECT_EQ(m_->CommandFor(1).hold_round(), 0) << "the hold ends with the new generation";
+  EXPECT_EQ(m_->agents().at(0).state, AgentState::kDropped);
+  EXPECT_TRUE(m_->failure().empty());
+  gut::v1::HeartbeatRequest h;
+  h.set_rank(0);
+  h.set_incarnation(m_->agents().at(0).incarnation);
+  EXPECT_EQ(m_->Heartbeat(h, "", now_).code(), absl::StatusCode::kFailedPrecondition) << "the sender is told";
+}
+
+TEST_F(MembershipTest, ARoundLostBeforeTheHoldArrivedFallsBackToARoundAllStillHold) {
+  core::RunConfig c = Config("fail");
+  c.on_refused_peer = "drop";
+  Make(c);
+  Bootstrap();
+  const uint64_t g = m_->generation();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {30, 20, 10}, 31).ok());
+  for (int r : {1, 3}) ASSERT_TRUE(Accuse(m_.get(), r, 0, 22, now_, g).ok());
+  EXPECT_EQ(m_->Tick(now_), "");
+  EXPECT_EQ(m_->CommandFor(2).hold_round(), 20);
+  // Agent 2's checkpoints moved on (40, 30) before the hold reached it: no round at or before 22
+  // is common any more but the start, which needs no file.
+  gut::v1::HeartbeatRequest h;
+  h.set_rank(2);
+  h.set_incarnation(m_->agents().at(2).incarnation);
+  h.set_generation(g);
+  h.set_holding(20);
+  for (int64_t k : {40, 30}) h.add_checkpoints(k);
+  ASSERT_TRUE(m_->Heartbeat(h, "", now_).ok());
+  const std::string log = m_->Tick(now_);
+  EXPECT_NE(log.find("dropped it: 3 agents go on from round 0"), std::string::npos) << log;
+  EXPECT_EQ(m_->restore_round(), 0);
+}
+
+TEST_F(MembershipTest, RefusedSenderPoliciesFailAndKeep) {
+  for (const std::string policy : {"fail", "keep"}) {
+    SCOPED_TRACE(policy);
+    core::RunConfig c = Config("fail");
+    c.on_refused_peer = policy;
+    Make(c);
+    Bootstrap();
+    const uint64_t g = m_->generation();
+    for (int r : {1, 3}) ASSERT_TRUE(Accuse(m_.get(), r, 0, 7, now_, g).ok());
+    const std::string log = m_->Tick(now_);
+    if (policy == "fail") {
+      EXPECT_NE(m_->failure().find("agent 0 ('a0') sent model messages that 2 of its 2 neighbours"), std::string::npos);
+      EXPECT_NE(m_->failure().find("(fault.on_refused_peer: fail)"), std::string::npos) << m_->failure();
+    } else {
+      EXPECT_EQ(log, "");
+      EXPECT_TRUE(m_->failure().empty());
+      EXPECT_EQ(m_->agents().at(0).state, AgentState::kAlive);
+    }
+  }
+}
+
 TEST_F(MembershipTest, DroppingACutVertexFailsTheRunInstead) {
   Make(Config("drop", "chain"));
   Bootstrap();

@@ -156,6 +156,18 @@ TEST_F(CheckpointTest, RetentionKeepsTwoScheduledAndTheNewestStop) {
   EXPECT_EQ(store.Rounds(), (std::vector<int64_t>{30}));
 }
 
+TEST_F(CheckpointTest, APinnedRoundOutlivesRetentionUntilUnpinned) {
+  auto store = Open("run", 7);
+  for (int64_t r : {10, 20}) ASSERT_TRUE(store.Write(r, Bundle(r), true).ok());
+  store.Pin(10);  // the coordinator prepares a restore of round 10 (RunCommand.hold_round)
+  for (int64_t r : {30, 40, 50}) ASSERT_TRUE(store.Write(r, Bundle(r), true).ok());
+  EXPECT_EQ(store.Rounds(), (std::vector<int64_t>{50, 40, 10}));
+  EXPECT_TRUE(store.Load(10).ok());
+  store.Pin(0);
+  ASSERT_TRUE(store.Write(60, Bundle(60), true).ok());
+  EXPECT_EQ(store.Rounds(), (std::vector<int64_t>{60, 50}));
+}
+
 TEST_F(CheckpointTest, NotACheckpointIsRefusedWithAClearError) {
   auto c = DecodeCheckpoint("hello, world", {});
   EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss);
