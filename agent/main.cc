@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   gut::core::SetupLogging(log, o.name.empty() ? "gut-agentd" : o.name);
   gut::services::RouteLibraryLogsToSpdlog();
   gut::core::RaiseFileLimit();
+  gut::core::RestrictFileModes();
   gut::core::TuneAllocator();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   gut::core::RaiseFileLimit();
+  gut::core::RestrictFileModes();
 
   gut::core::RunConfig config;
   if (const int code = gut::core::LoadManifestForMain(manifest, overrides, print_config, &config); code >= 0) return code;

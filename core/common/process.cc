@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 namespace gut::core {
 
@@ -18,6 +19,13 @@ long RaiseFileLimit() {
     if (setrlimit(RLIMIT_NOFILE, &r) != 0) return -1;
   }
   return static_cast<long>(r.rlim_cur);
+}
+
+unsigned RestrictFileModes() {
+  const mode_t old = umask(0);
+  const mode_t now = old | 027;
+  umask(now);
+  return now;
 }
 
 double CpuSeconds() {

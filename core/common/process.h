@@ -13,6 +13,11 @@ void TuneAllocator();
 // 1024 is what a stranger holding idle connections exhausts first. Returns the new soft limit.
 long RaiseFileLimit();
 
+// Adds group-write and every "other" bit to the umask (the daemons): run directories, logs,
+// checkpoints and outputs come out 0750/0640 at most, since they hold a run's models, names and
+// addresses. A stricter umask stays. Returns the new umask.
+unsigned RestrictFileModes();
+
 // The CPU seconds (user + system) this process has used so far (benchmarks).
 double CpuSeconds();
 

@@ -48,6 +48,7 @@ for b in "$coordinator_bin" "$agent_bin"; do
 done
 
 n="$("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --print-num-agents)" || exit 2
+umask 027  # the run directory holds models, names and addresses: 0750/0640, as the daemons write
 mkdir -p "$out/logs" "$out/agents" "$out/pids" || exit 2
 rm -f "$out/coordinator.port"
 [[ $resume == 1 ]] || rm -f "$out/summary.json"

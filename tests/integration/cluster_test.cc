@@ -66,6 +66,12 @@ void CheckBitIdentical(const std::string& codec, const fs::path& dir, const std:
   EXPECT_TRUE(fs::exists(out / "summary.json"));
   EXPECT_TRUE(fs::exists(out / "metrics.svg"));
   EXPECT_TRUE(fs::exists(out / "prometheus-targets.json"));
+  // Nothing of the run is readable by other users (issue 20): directories 0750, files 0640 at
+  // most; only the public certificates (tls/*.pem) are world-readable.
+  for (const auto& e : fs::recursive_directory_iterator(out)) {
+    if (e.is_symlink() || e.path().extension() == ".pem") continue;
+    EXPECT_EQ(e.status().permissions() & fs::perms::others_all, fs::perms::none) << e.path();
+  }
 
   const std::string promtool = Promtool();
   if (promtool.empty()) {
