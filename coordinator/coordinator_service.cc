@@ -523,6 +523,16 @@ void CoordinatorService::Monitor() {
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
     mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(200));
     if (stop_) return;
+    // This loop wakes every 200 ms; a much longer gap means this process did not run (stopped,
+    // throttled, suspended), and agents must not be judged lost on time it did not observe.
+    const absl::Time woke = absl::Now();
+    if (last_tick_ != absl::InfinitePast() && woke - last_tick_ > absl::Seconds(1)) {
+      const absl::Duration gap = woke - last_tick_ - absl::Milliseconds(200);
+      members_.ForgiveStall(gap, woke);
+      spdlog::warn("the coordinator did not run for {} (stopped, throttled or suspended): that time is not held "
+                   "against any agent", absl::FormatDuration(gap));
+    }
+    last_tick_ = woke;
     const uint64_t before = members_.generation();
     const bool failed_before = !members_.failure().empty();
     const std::string log = members_.Tick(absl::Now());

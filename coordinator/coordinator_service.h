@@ -141,6 +141,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
   absl::Time start_ = absl::Now();
+  absl::Time last_tick_ = absl::InfinitePast();  // the monitor thread's own (no lock needed)
   std::thread monitor_;
 };
 

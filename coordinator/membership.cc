@@ -305,6 +305,13 @@ void Membership::DropRank(int rank, int64_t at_most, const std::string& what, ab
                       " (generation ", command_.generation(), ", topology version ", topology_version_, ")");
 }
 
+void Membership::ForgiveStall(absl::Duration gap, absl::Time now) {
+  for (auto& [r, a] : agents_) {
+    if (a.last_seen != absl::InfinitePast()) a.last_seen = std::min(a.last_seen + gap, now);
+    if (a.gone_since != absl::InfinitePast()) a.gone_since = std::min(a.gone_since + gap, now);
+  }
+}
+
 std::string Membership::Tick(absl::Time now) {
   std::string log;
   if (!begun() || !failure_.empty()) return log;

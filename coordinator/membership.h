@@ -133,6 +133,11 @@ class Membership {
   // Marks silent agents lost and applies the fault policy to those gone for longer than the
   // rejoin timeout. Returns a line for the log when it changed the command.
   std::string Tick(absl::Time now);
+  // The coordinator itself did not run for `gap` (SIGSTOP, a throttled container, a paused VM, a
+  // suspended laptop): that time is not held against any agent. Every silence and absence clock
+  // moves forward by it, so an agent is judged lost only on time the coordinator observed.
+  // Clocks already set after the stall (a heartbeat handled before this call) stay at most `now`.
+  void ForgiveStall(absl::Duration gap, absl::Time now);
 
   // ---- the run ----
   const std::string& failure() const { return failure_; }

@@ -240,6 +240,31 @@ TEST_F(MembershipTest, ASenderMostOfItsNeighboursRefuseIsDroppedFromARoundBefore
   EXPECT_EQ(m_->Heartbeat(h, "", now_).code(), absl::StatusCode::kFailedPrecondition) << "the sender is told";
 }
 
+// Issue 21: a coordinator that did not run (SIGSTOP, a paused VM) must not blame the agents for it.
+TEST_F(MembershipTest, TimeTheCoordinatorDidNotRunIsNotHeldAgainstAnyAgent) {
+  Make(Config("drop"));
+  Bootstrap();
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {12}, 14).ok());
+  // Agent 3 was already silent for 2 s when the coordinator stopped for 74 s.
+  now_ += absl::Seconds(2);
+  for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {12}, 15).ok());
+  now_ += absl::Seconds(74);
+  ASSERT_TRUE(Beat(0, {12}, 99).ok());  // handled as the coordinator woke, before the monitor ran
+  m_->ForgiveStall(absl::Seconds(74), now_);
+  EXPECT_EQ(m_->Tick(now_), "") << "nobody is lost on time the coordinator did not observe";
+  EXPECT_EQ(m_->agents().at(1).state, AgentState::kAlive);
+  EXPECT_EQ(m_->generation(), 1u);
+  // The clocks go on from where they stopped: agent 3 (silent 2 s before) is lost after 1 s more,
+  // dropped after the rejoin timeout; agent 0, heard at the wake-up, is not moved into the future.
+  now_ += absl::Seconds(1.5);
+  for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {12}, 99).ok());
+  EXPECT_NE(m_->Tick(now_).find("agent 3 ('a3') is silent since round 14"), std::string::npos);
+  now_ += absl::Seconds(10);
+  for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {12}, 99).ok());
+  EXPECT_NE(m_->Tick(now_).find("dropped it"), std::string::npos);
+  EXPECT_EQ(m_->dropped().at(0).rank, 3);
+}
+
 TEST_F(MembershipTest, ARoundLostBeforeTheHoldArrivedFallsBackToARoundAllStillHold) {
   core::RunConfig c = Config("fail");
   c.on_refused_peer = "drop";

@@ -3,7 +3,11 @@
 // (fault.on_peer_loss: fail and drop). Every run that completes must end bit-identical to gut-sim's
 // uninterrupted run of the same manifest (checkpoints, a coordinated rollback, and a codec whose
 // randomness depends only on the message make it so).
+#include <signal.h>
+
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -42,7 +46,33 @@ class Faults : public Cluster {
   bool WaitForEpoch(int r, int epoch, double seconds) {
     return WaitForLog(AgentLog(r), "epoch " + std::to_string(epoch) + "/", seconds);
   }
+  // Issue 21: the coordinator stopped (SIGSTOP: a throttled container, a paused VM) for longer than
+  // the heartbeat timeout plus fault.rejoin_timeout_s while the agents train on. When it wakes it
+  // must not declare them lost: with `fail` the run failed, with `drop` a healthy rank was dropped.
+  void CoordinatorPausedPastTheRejoinWindow(const std::string& policy) {
+    const std::string text = Text(6, "fp32", "checkpoint: {every_rounds: 3}\nfault: {on_peer_loss: " + policy +
+                                                 ", rejoin_timeout_s: 2}\n");
+    report_flush_s_ = "60";  // agents that finish during the pause wait for the coordinator
+    pid_t coordinator;
+    auto agents = StartByHand(WriteManifest(text), &coordinator);
+    for (int r = 0; r < 4; ++r) ASSERT_TRUE(WaitForLog(AgentLog(r), "connected to all", 60)) << Read(AgentLog(r));
+    ASSERT_EQ(kill(coordinator, SIGSTOP), 0);
+    std::this_thread::sleep_for(std::chrono::seconds(7));  // heartbeat timeout 3 s + rejoin 2 s, and more
+    ASSERT_EQ(kill(coordinator, SIGCONT), 0);
+    for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 120), 0) << Read(AgentLog(r));
+    EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+    const std::string log = Read(dir_ / "coordinator.log");
+    EXPECT_NE(log.find("the coordinator did not run for"), std::string::npos) << log;
+    EXPECT_EQ(log.find("is silent since"), std::string::npos) << log;
+    auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+    EXPECT_EQ(summary["status"], "finished") << summary.dump(1);
+    EXPECT_TRUE(summary["dropped"].empty()) << summary.dump(1);
+    ExpectSameAsSimulator(text);
+  }
 };
+
+TEST_F(Faults, APausedCoordinatorBlamesNobodyWithFail) { CoordinatorPausedPastTheRejoinWindow("fail"); }
+TEST_F(Faults, APausedCoordinatorDropsNobodyWithDrop) { CoordinatorPausedPastTheRejoinWindow("drop"); }
 
 TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
   const std::string text = Text(8);
