@@ -561,7 +561,7 @@ int Agent::Run() {
   // Before anything listens or loads: this process may restart into the run's numerics mode.
   for (auto step : {&Agent::LoadIdentity, &Agent::EnterRunNumerics, &Agent::Serve}) {
     if (auto s = (this->*step)(); !s.ok()) {
-      if (stopping()) return 0;
+      if (stopping() || s.code() == absl::StatusCode::kAlreadyExists) return 0;  // kAlreadyExists: finished run
       spdlog::error("{}", std::string(s.message()));
       return 2;
     }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/common/atomic_file.h"
@@ -14,7 +16,21 @@
 namespace gut::agent {
 
 absl::Status EnterRunNumerics(services::CoordinatorClient* client, const AgentOptions& o, const std::atomic<bool>* stop) {
-  auto status = client->Status(absl::Seconds(o.join_timeout_s), stop);
+  // Finished runs stay finished (a restarted pod, a restarted unit): an agent whose directory holds
+  // a run's final parameters does not wait the join timeout for a coordinator that is gone.
+  const std::string final_params = o.checkpoint_dir.empty() ? "" : o.checkpoint_dir + "/params-final.f32";
+  const bool done_here = !final_params.empty() && std::filesystem::exists(final_params);
+  auto status = client->Status(absl::Seconds(done_here ? 4 : o.join_timeout_s), stop);
+  const bool unreachable = !status.ok() && (status.status().code() == absl::StatusCode::kUnavailable ||
+                                            status.status().code() == absl::StatusCode::kDeadlineExceeded);
+  if ((status.ok() && status->finished()) || (done_here && unreachable)) {
+    spdlog::info("{}: nothing to do{}", status.ok() ? "the coordinator says the run has finished"
+                                                    : "no coordinator answers, and this agent finished its run already",
+                 done_here ? absl::StrCat(" (its final parameters: ", final_params,
+                                          "; to take part in a new run, start it with another --checkpoint-dir)")
+                           : "");
+    return absl::AlreadyExistsError("the run has finished");  // exit 0
+  }
   if (!status.ok()) return status.status();
   auto mode = core::ParseNumerics(status->numerics().empty() ? "native" : status->numerics());
   if (!mode.ok()) return mode.status();

@@ -21,7 +21,9 @@
 namespace gut::agent {
 
 // Asks the coordinator for run.numerics and enters it (core::EnterNumerics: this process may start
-// again with the mode's environment before it joins, and then does not return here).
+// again with the mode's environment before it joins, and then does not return here). ALREADY_EXISTS
+// (the process exits 0) when the run has finished: the coordinator says so, or none answers within
+// 4 s and --checkpoint-dir holds this agent's final parameters already.
 absl::Status EnterRunNumerics(services::CoordinatorClient* client, const AgentOptions& o, const std::atomic<bool>* stop);
 
 // That this process computes in the run's numerics mode; a portable run computes each operation on

@@ -263,6 +263,12 @@ TEST_F(Cluster, ResumingAFinishedRunChangesNothing) {
   EXPECT_EQ(Wait(RestartCoordinator(), 30), 0);
   EXPECT_EQ(Read(dir_ / "out" / "summary.json"), summary);
   EXPECT_NE(Read(dir_ / "coordinator.log").find("has finished; its results are there"), std::string::npos);
+  // An agent restarted after the end (what Kubernetes does to an exited pod) does not wait the
+  // join timeout for a coordinator that is gone: it holds its final parameters and exits 0 (issue 21).
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Wait(Restart(2), 30), 0) << Read(AgentLog(2));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5 + 1.5);
+  EXPECT_NE(Read(AgentLog(2)).find("this agent finished its run already"), std::string::npos) << Read(AgentLog(2));
 }
 
 }  // namespace
