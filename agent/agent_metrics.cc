@@ -54,6 +54,8 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r, const core::RunConfig& c, co
       checkpoint_seconds_(MakeHistogram(r, "gut_agent_checkpoint_duration_seconds",
                                         "Time to write one checkpoint durably.")),
       checkpoints_(MakeCounter(r, "gut_agent_checkpoints_total", "Checkpoints written.")),
+      checkpoint_failures_(MakeCounter(r, "gut_agent_checkpoint_failures_total",
+                                       "Scheduled checkpoints that could not be written (training went on).")),
       last_checkpoint_round_(MakeGauge(r, "gut_agent_last_checkpoint_round",
                                        "Round of the newest durable checkpoint.")),
       recoveries_(MakeCounter(r, "gut_agent_recoveries_total",

@@ -67,6 +67,7 @@ class AgentMetrics {
   // (Algorithm::replica_error; negative: the method keeps no public copy, no series).
   void Compression(int64_t bytes_sent, int64_t raw_bytes_sent, double replica_error);
   void Checkpoint(int64_t round, double seconds);
+  void CheckpointFailed() { checkpoint_failures_.Increment(); }
   void Recovery(uint64_t generation);
   // The generation the agent starts in (1 for a fresh run, as the coordinator counts).
   void SetGeneration(uint64_t generation) { generation_.Set(static_cast<double>(generation)); }
@@ -90,6 +91,7 @@ class AgentMetrics {
   prometheus::Histogram& wait_seconds_;
   prometheus::Histogram& checkpoint_seconds_;
   prometheus::Counter& checkpoints_;
+  prometheus::Counter& checkpoint_failures_;
   prometheus::Gauge& last_checkpoint_round_;
   prometheus::Counter& recoveries_;
   prometheus::Gauge& generation_;

@@ -275,7 +275,19 @@ absl::Status AgentParticipant::Save(int64_t rounds, bool scheduled) {
   return absl::OkStatus();
 }
 
-absl::Status AgentParticipant::Checkpoint(int64_t rounds) { return Save(rounds, /*scheduled=*/true); }
+absl::Status AgentParticipant::Checkpoint(int64_t rounds) {
+  // A scheduled checkpoint that cannot be written (a full disk) does not end the run: the older
+  // ones stay valid (every write is atomic) and are what this agent announces, so a recovery
+  // restores one of them. Warned, counted and alerted (GutCheckpointFailing) instead.
+  if (auto s = Save(rounds, /*scheduled=*/true); !s.ok()) {
+    const auto held = p_.store->Rounds();
+    spdlog::warn("rank {}: the checkpoint of round {} was not written ({}); training goes on, the newest "
+                 "checkpoint is round {}", p_.rank, rounds, std::string(s.message()),
+                 held.empty() ? std::string("none") : std::to_string(held.front()));
+    if (p_.metrics != nullptr) p_.metrics->CheckpointFailed();
+  }
+  return absl::OkStatus();
+}
 
 absl::Status AgentParticipant::SaveStop() { return Save(round_, /*scheduled=*/false); }
 

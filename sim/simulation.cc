@@ -181,7 +181,11 @@ class Simulation::Participant final : public core::RunParticipant {
     rec.consensus = s_.ConsensusDistance();
     rec.wall_s = wall_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
     rec.train_s = train_s_;
-    rec.rounds_per_s = (e.rounds - s_.start_round) / std::max(1e-9, train_s_ - train_offset_);
+    // This epoch's training rounds over this epoch's training seconds (a checkpoint written at
+    // the end of the previous epoch once reset the time alone, inflating the rate epoch by epoch).
+    rec.rounds_per_s = (e.rounds - epoch_round0_) / std::max(1e-9, train_s_ - epoch_train0_);
+    epoch_round0_ = e.rounds;
+    epoch_train0_ = train_s_;
     rec.eta_s = rec.wall_s / e.epoch * (s_.config.epochs - e.epoch);
     rec.bytes_sent = s_.exchange->total_bytes_sent();
     rec.raw_bytes_sent = s_.exchange->total_raw_bytes_sent();
@@ -267,8 +271,11 @@ class Simulation::Participant final : public core::RunParticipant {
     }
     // Times continue from the checkpoint's (a loader has just replaced the wall time).
     wall_offset_ = wall;
-    train_offset_ = train_s_;
     start_ = Clock::now();
+    if (v->loading()) {
+      epoch_round0_ = rounds;  // a resumed run's first rate counts from where it starts
+      epoch_train0_ = train_s_;
+    }
     rounds_done_ = rounds;
     return rounds;
   }
@@ -279,7 +286,9 @@ class Simulation::Participant final : public core::RunParticipant {
   core::CheckpointStore* store_;
   Summary sum_;
   Clock::time_point start_;
-  double wall_offset_ = 0, train_s_ = 0, train_offset_ = 0;
+  double wall_offset_ = 0, train_s_ = 0;
+  int64_t epoch_round0_ = 0;  // rounds and training seconds at the start of the epoch being run
+  double epoch_train0_ = 0;
   int64_t rounds_done_ = 0;
 };
 

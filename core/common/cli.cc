@@ -5,7 +5,7 @@
 #include <mutex>
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>  // stderr_sink_mt
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
@@ -134,7 +134,7 @@ void SetLogRound(int64_t round) { g_round = round; }
 
 void SetupLogging(const LogOptions& log, const std::string& name) {
   SetLogName(name);
-  auto logger = std::make_shared<spdlog::logger>("gut", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("gut", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   f->add_flag<NameFlag>('N').add_flag<RoundFlag>('R').add_flag<JsonMessageFlag>('J').add_flag<JsonNameFlag>('Q');
   if (log.format == "json") {

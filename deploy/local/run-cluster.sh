@@ -13,12 +13,15 @@
 #               coordinator resumes from DIR, the agents from their checkpoints in DIR/agents
 #   --insecure  plaintext gRPC; by default every channel is mutual TLS with a throwaway CA and one
 #               certificate per process made for the run in DIR/tls (deploy/local/make-certs.sh)
+#   --version   the version of the binaries it starts
 #
 # Shows the coordinator's progress live; every process logs to DIR/logs/. The run's metrics.csv,
 # metrics.svg and summary.json land in DIR, each agent's own metrics.csv, checkpoints and final
 # parameters in DIR/agents/rank-NN/, and DIR/prometheus-targets.json lists the /metrics endpoints.
-# DIR/pids/ holds every process's pid (for fault-injection scripts). Ctrl-C stops everything (SIGTERM: agents checkpoint and say goodbye; SIGKILL after 15 s). The exit
-# status is the coordinator's: 0 when the run finished, non-zero when it or an agent failed.
+# DIR/pids/ holds every process's pid (for fault-injection scripts). Ctrl-C stops everything
+# (SIGTERM: agents checkpoint and say goodbye; SIGKILL after 15 s). Exit status: 0 only when the run
+# finished (summary.json says so), 3 when it stopped before the end (carry on with --resume), 2 for
+# bad arguments or a bad manifest, 130 after Ctrl-C, otherwise the failure's (non-zero).
 # Binaries come from $GUT_BUILD_DIR (default: build/ of this checkout).
 set -uo pipefail
 
@@ -27,7 +30,11 @@ build="${GUT_BUILD_DIR:-$here/build}"
 coordinator_bin="$build/coordinator/gut-coordinator"
 agent_bin="$build/agent/gut-agentd"
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() {  # $1: exit status (0: asked for with --help, to stdout)
+  if [[ ${1:-2} == 0 ]]; then sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0; fi
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit "$1"
+}
 manifest="" out="" sets=() agent_args=() restart=0 resume=0 insecure=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -38,16 +45,18 @@ while [[ $# -gt 0 ]]; do
     --resume) resume=1; shift ;;
     --insecure) insecure=1; shift ;;
     --agent-arg) agent_args+=("${2:-}"); shift 2 ;;  # extra flag for every gut-agentd (tests)
-    -h|--help) usage ;;
-    *) echo "run-cluster: unknown argument '$1'" >&2; usage ;;
+    -h|--help) usage 0 ;;
+    --version) exec "$coordinator_bin" --version ;;
+    *) echo "run-cluster: unknown argument '$1'" >&2; usage 2 ;;
   esac
 done
-[[ -n "$manifest" && -n "$out" ]] || usage
+[[ -n "$manifest" && -n "$out" ]] || { echo "run-cluster: --manifest and --out are required" >&2; usage 2; }
 for b in "$coordinator_bin" "$agent_bin"; do
   [[ -x "$b" ]] || { echo "run-cluster: $b not found; build first (scripts/build.sh)" >&2; exit 2; }
 done
 
-n="$("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --print-num-agents)" || exit 2
+n="$("$coordinator_bin" --manifest "$manifest" "${sets[@]}" --print-num-agents)" ||
+  { echo "run-cluster: the manifest cannot be used (above)" >&2; exit 2; }  # the reason is on stderr
 umask 027  # the run directory holds models, names and addresses: 0750/0640, as the daemons write
 mkdir -p "$out/logs" "$out/agents" "$out/pids" || exit 2
 rm -f "$out/coordinator.port"
@@ -184,5 +193,14 @@ for ((r = 0; r < n; r++)); do
   [[ $rc != 0 && $status == 0 ]] && { echo "run-cluster: agent $r exited with status $rc" >&2; status=1; }
 done
 kill "$tail_pid" 2>/dev/null
-[[ $status == 0 ]] && echo "run-cluster: done; results in $out (metrics.csv, metrics.svg, summary.json)"
+if [[ $status == 0 ]]; then
+  # The coordinator also exits 0 when it was stopped (SIGTERM) before the end: that run is not done.
+  ended="$(sed -n 's/^ *"status": "\([a-z]*\)".*/\1/p' "$out/summary.json" 2>/dev/null | head -n 1)"
+  if [[ $ended != finished ]]; then
+    echo "run-cluster: the run stopped before it finished (summary.json: ${ended:-none}); carry on with" \
+      "$0 --manifest $manifest --out $out --resume" >&2
+    exit 3
+  fi
+  echo "run-cluster: done; results in $out (metrics.csv, metrics.svg, summary.json)"
+fi
 exit $status

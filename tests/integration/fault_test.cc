@@ -74,6 +74,35 @@ class Faults : public Cluster {
 TEST_F(Faults, APausedCoordinatorBlamesNobodyWithFail) { CoordinatorPausedPastTheRejoinWindow("fail"); }
 TEST_F(Faults, APausedCoordinatorDropsNobodyWithDrop) { CoordinatorPausedPastTheRejoinWindow("drop"); }
 
+// Issue 21: one agent's full disk no longer fails the run. Agent 2's checkpoint directory is a
+// 2 MB tmpfs: its first checkpoint fits (about 1.3 MB of LeNet state), the next ones do not. Each
+// failed one is a warning and a counted metric, training goes on, and the run ends bit-identical.
+TEST_F(Faults, AFullCheckpointDiskIsAWarningAndTheRunFinishes) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  const fs::path small = dir_ / "rank-2";
+  fs::create_directories(small);
+  if (std::system(("mount -t tmpfs -o size=2m gut-test " + small.string() + " 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { (void)std::system(("umount -l " + path).c_str()); }
+  } unmount{small.string()};
+  const std::string text = Text(4);
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator, {"--metrics", "127.0.0.1:0"});
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 120), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  const std::string log = Read(AgentLog(2));
+  EXPECT_NE(log.find("was not written"), std::string::npos) << log;
+  EXPECT_NE(log.find("training goes on"), std::string::npos) << log;
+  const std::string page = Read(small / "metrics.prom");
+  const size_t at = page.find("\ngut_agent_checkpoint_failures_total ");
+  ASSERT_NE(at, std::string::npos) << page;
+  EXPECT_GE(std::stod(page.substr(at + 37)), 1) << page.substr(at, 60);
+  ExpectSameAsSimulator(text);
+}
+
 TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
   const std::string text = Text(8);
   pid_t coordinator;
