@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
   }
   const std::string state_path = options.out_dir + "/coordinator-state.json";
   nlohmann::json saved;
+  std::vector<std::string> rebuild;  // outputs of a finished run that are missing
   if (options.resume) {
     auto text = core::ReadWholeFile(state_path);
     if (!text.ok()) {
@@ -82,9 +83,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
     }
     if (saved.value("finished", false)) {
       // A restarted container (Kubernetes restarts exited ones) must not turn a finished run's
-      // results into a failed one: nothing to carry on, nothing is touched.
-      return absl::AlreadyExistsError(absl::StrCat("--resume: the run in ", options.out_dir,
-                                                   " has finished; its results are there (nothing to do)"));
+      // results into a failed one: nothing to carry on. Outputs that are missing (the disk was
+      // full when the run ended) are written again from the journal of reports.
+      for (const char* f : {"metrics.csv", "metrics.svg", "summary.json"})
+        if (!std::filesystem::exists(options.out_dir + "/" + f)) rebuild.push_back(f);
+      if (rebuild.empty()) {
+        return absl::AlreadyExistsError(absl::StrCat("--resume: the run in ", options.out_dir,
+                                                     " has finished; its results are there (nothing to do)"));
+      }
     }
     options.run_id = saved["run_id"].get<std::string>();
   }
@@ -95,9 +101,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorService>> CoordinatorService::Create(c
     absl::MutexLock l(&svc->mu_);
     if (svc->options_.resume) {
       if (auto s = svc->members_.FromJson(saved["membership"], absl::Now()); !s.ok()) return s;
+      if (!svc->members_.resumed_failure().empty()) {
+        spdlog::warn("--resume: the saved run had failed ({}); carrying on from the newest checkpoint every agent "
+                     "holds", svc->members_.resumed_failure());
+      }
       svc->rounds_per_epoch_ = saved.value("local_rounds_per_epoch", int64_t{-1});
     }
     if (auto s = svc->aggregator_.Open(svc->options_.resume, svc->members_); !s.ok()) return s;
+    if (!rebuild.empty()) {
+      const auto failed = svc->aggregator_.WriteOutputs(svc->members_, "finished", "");
+      if (!failed.empty()) {
+        return absl::ResourceExhaustedError(absl::StrCat("--resume: the run in ", svc->options_.out_dir,
+                                                         " has finished, but ", absl::StrJoin(failed, ", "),
+                                                         " still cannot be written (reasons above)"));
+      }
+      return absl::AlreadyExistsError(absl::StrCat("--resume: the run in ", svc->options_.out_dir, " has finished; ",
+                                                   absl::StrJoin(rebuild, ", "),
+                                                   " written again from its reports (nothing else to do)"));
+    }
     svc->Persist();
   }
   svc->monitor_ = std::thread([s = svc.get()] { s->Monitor(); });
@@ -324,6 +345,7 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
   j.name = req->agent_name();
   j.address = req->advertised_address();
   j.metrics_address = req->metrics_address();
+  j.nonce = req->process_nonce();
   j.identity = identity;
   j.requested_rank = requested_rank;
   j.local_samples = req->local_samples();
@@ -336,7 +358,8 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
                   std::string(joined.status().message()));
   }
   const JoinOutcome out = *joined;
-  spdlog::info("agent '{}' {} rank {} ({}), incarnation {}, {}/{} in", j.name, out.rejoin ? "rejoined as" : "joined as",
+  spdlog::info("agent '{}' {} rank {} ({}), incarnation {}, {}/{} in", j.name,
+               out.retry ? "asked again (the same process) for" : out.rejoin ? "rejoined as" : "joined as",
                out.rank, j.address, out.incarnation, members_.joined(), n);
   Persist();
   Changed();
@@ -442,7 +465,7 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1:
     Changed();
   }
   if (!finished_ && members_.failure().empty() && aggregator_.complete(members_)) {
-    aggregator_.WriteOutputs(members_, "finished", "");
+    unwritten_ = aggregator_.WriteOutputs(members_, "finished", "");
     const auto sum = aggregator_.Summarise(members_);
     const report::Metric metric = report::Metric::For(config_);
     spdlog::info("run {} finished: final mean {} {} [min {}, max {}] over {} agents", run_id_, metric.label,
@@ -515,72 +538,6 @@ grpc::Status CoordinatorService::Leave(grpc::ServerContext* ctx, const gut::v1::
   Persist();
   Changed();
   return grpc::Status::OK;
-}
-
-void CoordinatorService::Monitor() {
-  for (;;) {
-    absl::MutexLock l(&mu_);
-    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(200));
-    if (stop_) return;
-    // This loop wakes every 200 ms; a much longer gap means this process did not run (stopped,
-    // throttled, suspended), and agents must not be judged lost on time it did not observe.
-    const absl::Time woke = absl::Now();
-    if (last_tick_ != absl::InfinitePast() && woke - last_tick_ > absl::Seconds(1)) {
-      const absl::Duration gap = woke - last_tick_ - absl::Milliseconds(200);
-      members_.ForgiveStall(gap, woke);
-      spdlog::warn("the coordinator did not run for {} (stopped, throttled or suspended): that time is not held "
-                   "against any agent", absl::FormatDuration(gap));
-    }
-    last_tick_ = woke;
-    const uint64_t before = members_.generation();
-    const bool failed_before = !members_.failure().empty();
-    const std::string log = members_.Tick(absl::Now());
-    if (!log.empty()) {
-      if (members_.failure().empty()) {
-        spdlog::warn("{}", log);
-      } else {
-        spdlog::error("{}", log);
-      }
-      Persist();
-      WriteAgents();  // a dropped rank leaves the scrape targets
-      Changed();
-    }
-    AfterRecovery(before);
-    if (!failed_before && !members_.failure().empty()) aggregator_.WriteOutputs(members_, "failed", members_.failure());
-  }
-}
-
-absl::Status CoordinatorService::WaitFinished(absl::Duration timeout) {
-  absl::MutexLock l(&mu_);
-  auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || !members_.failure().empty()) return true;
-    if (!members_.all_joined()) return false;
-    for (const auto& [r, a] : members_.agents())
-      if (a.active() && a.state != AgentState::kFinished && a.state != AgentState::kFailed) return false;
-    return true;  // everyone left
-  };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&over), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("run did not finish within ", absl::FormatDuration(timeout)));
-  }
-  if (!members_.failure().empty()) return absl::AbortedError(members_.failure());
-  if (!finished_) return absl::AbortedError("every agent left before the run finished");
-  return absl::OkStatus();
-}
-
-bool CoordinatorService::WaitComplete(absl::Duration timeout) {
-  absl::MutexLock l(&mu_);
-  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return finished_ || !members_.failure().empty(); };
-  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
-  return finished_;
-}
-
-void CoordinatorService::WriteUnfinished(const std::string& status, const std::string& why) {
-  absl::MutexLock l(&mu_);
-  if (finished_) return;
-  stopped_ = status == "stopped";
-  aggregator_.WriteOutputs(members_, members_.failure().empty() ? status : "failed",
-                           members_.failure().empty() ? why : members_.failure());
 }
 
 }  // namespace gut::coordinator

@@ -100,6 +100,8 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   // The run's outputs as they stand, with `status` ("stopped", "failed") and `why`, when the
   // coordinator is stopped before the run ended.
   void WriteUnfinished(const std::string& status, const std::string& why);
+  // The outputs the last write of metrics.csv, metrics.svg and summary.json left out (empty: all written).
+  std::vector<std::string> Unwritten() const;
   const std::string& run_id() const { return run_id_; }
   CoordinatorView View() const;
   // The coordinator's own /metrics address, listed in prometheus-targets.json with the agents'.
@@ -140,6 +142,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> unwritten_ ABSL_GUARDED_BY(mu_);  // outputs the last WriteOutputs could not write
   absl::Time start_ = absl::Now();
   absl::Time last_tick_ = absl::InfinitePast();  // the monitor thread's own (no lock needed)
   std::thread monitor_;

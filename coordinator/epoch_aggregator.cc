@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include <google/protobuf/util/json_util.h>
@@ -27,10 +28,23 @@ absl::Status EpochAggregator::Open(bool replay, const Membership& members) {
     std::ifstream in(path);
     std::string line;
     int lines = 0;
+    uintmax_t good = 0;  // bytes of complete entries: appends continue after the last of them
+    bool torn = false;
     while (std::getline(in, line)) {
-      if (line.empty()) continue;
+      if (in.eof() && !line.empty()) {  // no newline after it: cut off mid-write
+        torn = true;
+        break;
+      }
+      if (line.empty()) {
+        good += 1;
+        continue;
+      }
       nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded()) break;  // a line torn by the crash: everything before it counts
+      if (j.is_discarded()) {  // a line torn by a crash or a full disk: everything before it counts
+        torn = true;
+        break;
+      }
+      good += line.size() + 1;
       if (j.contains("rewind")) {
         Rewind(j["rewind"].get<int64_t>(), j["rounds_per_epoch"].get<int64_t>());
       } else if (j.contains("report")) {
@@ -43,6 +57,13 @@ absl::Status EpochAggregator::Open(bool replay, const Membership& members) {
       ++lines;
     }
     spdlog::info("replayed {} journal entries from {}: {} epoch(s) aggregated", lines, path, last_epoch_);
+    if (torn) {
+      // New entries must not be glued to the fragment (a later replay would stop there again).
+      std::error_code ec;
+      std::filesystem::resize_file(path, good, ec);
+      spdlog::warn("{} ended in a torn entry (a crash or a full disk while writing it); cut at byte {}{}", path, good,
+                   ec ? absl::StrCat(" failed: ", ec.message()) : "");
+    }
   }
   journal_ = std::fopen(path.c_str(), replay ? "a" : "w");
   if (journal_ == nullptr) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
@@ -178,20 +199,24 @@ report::Summary EpochAggregator::Summarise(const Membership& members) const {
   return sum;
 }
 
-void EpochAggregator::WriteOutputs(const Membership& members, const std::string& status, const std::string& failure) {
+std::vector<std::string> EpochAggregator::WriteOutputs(const Membership& members, const std::string& status,
+                                                       const std::string& failure) {
+  std::vector<std::string> failed;
   report::Summary sum = Summarise(members);
   sum.status = status;
   sum.failure = failure;
   sum.model_sha256 = model_sha256_;
   const report::Metric metric = report::Metric::For(config_);
-  if (auto s = report::WriteMetricsCsv(out_dir_ + "/metrics.csv", epochs_, core::Durability::kFsync, metric); !s.ok())
+  const std::pair<const char*, absl::Status> writes[] = {
+      {"metrics.csv", report::WriteMetricsCsv(out_dir_ + "/metrics.csv", epochs_, core::Durability::kFsync, metric)},
+      {"metrics.svg", report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_, core::Durability::kRename, metric)},
+      {"summary.json", report::WriteSummaryJson(out_dir_ + "/summary.json", config_, sum)}};
+  for (const auto& [name, s] : writes) {
+    if (s.ok()) continue;
     spdlog::error("{}", s.ToString());
-  if (auto s = report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_, core::Durability::kRename, metric);
-      !s.ok())
-    spdlog::error("{}", s.ToString());
-  if (auto s = report::WriteSummaryJson(out_dir_ + "/summary.json", config_, sum); !s.ok()) {
-    spdlog::error("{}", s.ToString());
+    failed.push_back(name);
   }
+  return failed;
 }
 
 }  // namespace gut::coordinator

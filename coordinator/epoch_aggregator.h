@@ -45,7 +45,10 @@ class EpochAggregator {
   // The run's summary: the final reports if complete, else what the epochs so far say.
   report::Summary Summarise(const Membership& members) const;
   // metrics.csv, metrics.svg and summary.json with `status` ("finished", "failed").
-  void WriteOutputs(const Membership& members, const std::string& status, const std::string& failure);
+  // Writes metrics.csv, metrics.svg and summary.json; returns the names of those it could not
+  // write (each logged with its reason), so nobody says "wrote" for a file that is not there.
+  std::vector<std::string> WriteOutputs(const Membership& members, const std::string& status,
+                                        const std::string& failure);
   // The TorchScript model file's SHA-256, recorded in summary.json (empty: a built-in model).
   void set_model_sha256(std::string sha) { model_sha256_ = std::move(sha); }
 

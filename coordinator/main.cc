@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/coordinator_service.h"
@@ -236,6 +237,12 @@ int main(int argc, char** argv) {
   }
   if (!result.ok()) {
     spdlog::error("{}", std::string(result.message()));
+    return 1;
+  }
+  if (const auto unwritten = service.Unwritten(); !unwritten.empty()) {
+    spdlog::error("the run finished, but {} in {} could not be written (reasons above): its reports are in "
+                  "reports.jsonl; free space and run again with --resume to write them",
+                  absl::StrJoin(unwritten, ", "), out_dir);
     return 1;
   }
   spdlog::info("wrote {}/metrics.csv, metrics.svg and summary.json", out_dir);

@@ -46,6 +46,12 @@ absl::StatusOr<JoinOutcome> Membership::Join(const JoinInfo& j, absl::Time now) 
     if (j.requested_rank >= 0 && j.requested_rank != out.rank) {
       return absl::InvalidArgumentError(absl::StrCat("agent '", j.name, "' holds rank ", out.rank, ", not ", j.requested_rank));
     }
+    if (j.nonce != 0 && j.nonce == a.nonce) {  // a retry of the same process, not a restart
+      agents_[out.rank].last_seen = now;
+      out.incarnation = a.incarnation;
+      out.retry = true;
+      return out;
+    }
     out.rejoin = begun();
   } else if (j.requested_rank >= 0) {
     out.rank = j.requested_rank;
@@ -379,8 +385,10 @@ absl::Status Membership::FromJson(const nlohmann::json& j, absl::Time now) {
       gone.push_back(dropped_.back().rank);
     }
     rounds_per_epoch_ = j.at("rounds_per_epoch").get<int64_t>();
-    const std::string failure = j.at("failure").get<std::string>();
-    if (!failure.empty()) Fail(failure);
+    // A saved failure is not carried over: --resume of a failed run is the operator saying the
+    // cause is gone (the GutRunFailed runbook), so the run goes on from the newest round every
+    // agent holds, like any resumed run (issue 21). The caller logs it (resumed_failure()).
+    resumed_failure_ = j.at("failure").get<std::string>();
     if (!gone.empty()) {
       auto w = core::MixingWithout(base_.graph(), gone, config_.consensus_step);
       if (!w.ok()) return w.status();

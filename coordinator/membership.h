@@ -56,6 +56,7 @@ struct AgentHello {
   std::string identity;  // the caller's TLS identity ("" without TLS)
   int64_t local_samples = 0;
   std::vector<int64_t> checkpoints;  // durable rounds of this run, newest first
+  uint64_t nonce = 0;                 // JoinRequest.process_nonce (0: unknown)
 };
 
 struct AgentRecord : AgentHello {
@@ -82,6 +83,7 @@ struct JoinOutcome {
   int rank = -1;
   uint32_t incarnation = 0;
   bool rejoin = false;  // the name was bound before: a restarted agent
+  bool retry = false;   // the same process asking again (same nonce): nothing changes
 };
 
 struct DroppedRank {
@@ -151,8 +153,10 @@ class Membership {
 
   // ---- persistence (coordinator-state.json) ----
   nlohmann::json ToJson() const;
-  // Restores a saved state; every agent starts kUnknown (it has to be heard from again).
+  // Restores a saved state; every agent starts kUnknown (it has to be heard from again). A saved
+  // failure is not restored (resumed_failure() tells it): the resumed run carries on.
   absl::Status FromJson(const nlohmann::json& j, absl::Time now);
+  const std::string& resumed_failure() const { return resumed_failure_; }
 
  private:
   // The newest round every active agent but `exclude` holds, among rounds <= at_most (0 if none).
@@ -177,6 +181,7 @@ class Membership {
   int64_t rounds_per_epoch_ = 0;
   bool resumed_ = false;  // restored from a saved state: Begin restores the common checkpoint
   bool recovery_requested_ = false;
+  std::string resumed_failure_;  // the failure of the saved run FromJson read ("" if none)
   // Refused senders, from the heartbeats of the current generation: sender -> accuser -> the
   // round of the accuser's first refusal. Cleared by every new generation.
   std::map<int, std::map<int, int64_t>> accused_;

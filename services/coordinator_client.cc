@@ -3,6 +3,8 @@
 #include <grpcpp/create_channel.h>
 #include <spdlog/spdlog.h>
 
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "services/status.h"
 
@@ -20,6 +22,8 @@ void AddRefusals(const core::RefusalLog& log, gut::v1::HeartbeatRequest* h) {
 
 CoordinatorClient::CoordinatorClient(const std::string& address, const TlsMaterial* tls)
     : address_(address), tls_(tls != nullptr) {
+  std::random_device rd;
+  nonce_ = (uint64_t{rd()} << 32 | rd()) | 1;  // never 0 (older agents' value)
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
@@ -61,7 +65,9 @@ absl::StatusOr<gut::v1::JoinResponse> CoordinatorClient::Join(const gut::v1::Joi
     ctx.set_wait_for_ready(true);
     ctx.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(2))));
     gut::v1::JoinResponse resp;
-    grpc::Status s = stub_->Join(&ctx, req, &resp);
+    gut::v1::JoinRequest mine = req;
+    mine.set_process_nonce(nonce_);
+    grpc::Status s = stub_->Join(&ctx, mine, &resp);
     if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;

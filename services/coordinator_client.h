@@ -79,6 +79,7 @@ class CoordinatorClient {
 
   std::string address_;
   bool tls_ = false;
+  uint64_t nonce_ = 0;  // JoinRequest.process_nonce: this process, across Join retries
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<gut::v1::Coordinator::Stub> stub_;
   std::string run_id_;

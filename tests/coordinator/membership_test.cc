@@ -50,6 +50,16 @@ class MembershipTest : public ::testing::Test {
     ASSERT_TRUE(m_->all_joined());
     m_->Begin(now_);
   }
+  // A running 4-ring with fault.on_refused_peer = policy, every agent holding rounds 30, 20 and
+  // 10; returns the generation.
+  uint64_t StartRefusalRun(const std::string& policy) {
+    core::RunConfig c = Config("fail");
+    c.on_refused_peer = policy;
+    Make(c);
+    Bootstrap();
+    for (int r = 0; r < 4; ++r) EXPECT_TRUE(Beat(r, {30, 20, 10}, 31).ok());
+    return m_->generation();
+  }
 
   core::RunConfig config_;
   std::unique_ptr<core::MixingMatrix> w_;
@@ -101,6 +111,35 @@ TEST_F(MembershipTest, NoCommonCheckpointMeansTheStart) {
   JoinAs(1, "", {20});
   m_->Recover("rejoin", now_);
   EXPECT_EQ(m_->restore_round(), 0);
+}
+
+// Issue 21: a Join the same process retries (its call timed out in the bootstrap barrier) is not
+// a new incarnation, before or after the run began; another process under the name is a rejoin.
+TEST_F(MembershipTest, AJoinRetriedByTheSameProcessIsNotARejoin) {
+  Make(Config());
+  auto join = [&](int r, uint64_t nonce) {
+    JoinInfo j;
+    j.name = "a" + std::to_string(r);
+    j.address = "127.0.0.1:7000";
+    j.requested_rank = r;
+    j.nonce = nonce;
+    auto out = m_->Join(j, now_);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : JoinOutcome{};
+  };
+  for (int r = 0; r < 4; ++r) join(r, 100 + r);
+  JoinOutcome again = join(1, 101);
+  EXPECT_TRUE(again.retry);
+  EXPECT_EQ(again.incarnation, 1u);
+  m_->Begin(now_);
+  again = join(1, 101);  // the retry lands after the barrier completed
+  EXPECT_TRUE(again.retry);
+  EXPECT_FALSE(again.rejoin) << "no recovery for a retry";
+  EXPECT_EQ(again.incarnation, 1u);
+  const JoinOutcome restarted = join(1, 999);
+  EXPECT_TRUE(restarted.rejoin);
+  EXPECT_FALSE(restarted.retry);
+  EXPECT_EQ(restarted.incarnation, 2u);
 }
 
 TEST_F(MembershipTest, IdentitiesAreBoundAtJoin) {
@@ -188,12 +227,7 @@ absl::Status Accuse(Membership* m, int accuser, int sender, int64_t first_round,
 }
 
 TEST_F(MembershipTest, ASenderMostOfItsNeighboursRefuseIsDroppedFromARoundBeforeTheFirstRefusal) {
-  core::RunConfig c = Config("fail");
-  c.on_refused_peer = "drop";
-  Make(c);
-  Bootstrap();
-  const uint64_t g = m_->generation();
-  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {30, 20, 10}, 31).ok());
+  const uint64_t g = StartRefusalRun("drop");
   // One accuser of agent 0 (neighbours 1 and 3) is not a majority: a liar cannot drop anyone.
   ASSERT_TRUE(Accuse(m_.get(), 1, 0, 25, now_, g).ok());
   // Agent 2 is not agent 0's neighbour: its word does not count.
@@ -266,12 +300,7 @@ TEST_F(MembershipTest, TimeTheCoordinatorDidNotRunIsNotHeldAgainstAnyAgent) {
 }
 
 TEST_F(MembershipTest, ARoundLostBeforeTheHoldArrivedFallsBackToARoundAllStillHold) {
-  core::RunConfig c = Config("fail");
-  c.on_refused_peer = "drop";
-  Make(c);
-  Bootstrap();
-  const uint64_t g = m_->generation();
-  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {30, 20, 10}, 31).ok());
+  const uint64_t g = StartRefusalRun("drop");
   for (int r : {1, 3}) ASSERT_TRUE(Accuse(m_.get(), r, 0, 22, now_, g).ok());
   EXPECT_EQ(m_->Tick(now_), "");
   EXPECT_EQ(m_->CommandFor(2).hold_round(), 20);
@@ -292,11 +321,7 @@ TEST_F(MembershipTest, ARoundLostBeforeTheHoldArrivedFallsBackToARoundAllStillHo
 TEST_F(MembershipTest, RefusedSenderPoliciesFailAndKeep) {
   for (const std::string policy : {"fail", "keep"}) {
     SCOPED_TRACE(policy);
-    core::RunConfig c = Config("fail");
-    c.on_refused_peer = policy;
-    Make(c);
-    Bootstrap();
-    const uint64_t g = m_->generation();
+    const uint64_t g = StartRefusalRun(policy);
     for (int r : {1, 3}) ASSERT_TRUE(Accuse(m_.get(), r, 0, 7, now_, g).ok());
     const std::string log = m_->Tick(now_);
     if (policy == "fail") {

@@ -9,6 +9,7 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <nlohmann/json.hpp>
 
 #include "core/config/manifest.h"
 #include "sim/simulation.h"
@@ -269,6 +270,34 @@ TEST_F(Cluster, ResumingAFinishedRunChangesNothing) {
   EXPECT_EQ(Wait(Restart(2), 30), 0) << Read(AgentLog(2));
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5 + 1.5);
   EXPECT_NE(Read(AgentLog(2)).find("this agent finished its run already"), std::string::npos) << Read(AgentLog(2));
+}
+
+// Issue 21: an output the coordinator cannot write is never reported as written, and a later
+// --resume of the finished run writes it again from the journal of reports. metrics.svg is made
+// unwritable (a directory in its place) for the whole run, as a full disk would be at its end.
+TEST_F(Cluster, OutputsThatCouldNotBeWrittenAreNamedAndWrittenAgainOnResume) {
+  fs::create_directories(dir_ / "out" / "metrics.svg" / "blocker");
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(Manifest((dir_ / "data").string(), 2, "fp32")), &coordinator);
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 180), 0);
+  EXPECT_EQ(Wait(coordinator, 30), 1) << "the run finished, but not all of its outputs were written";
+  std::string log = Read(dir_ / "coordinator.log");
+  EXPECT_EQ(log.find("wrote "), std::string::npos) << log;
+  EXPECT_NE(log.find("the run finished, but metrics.svg in " + (dir_ / "out").string() + " could not be written"),
+            std::string::npos)
+      << log;
+  const std::string summary = Read(dir_ / "out" / "summary.json");
+  ASSERT_NE(summary.find("\"status\": \"finished\""), std::string::npos);
+  // Space is back: --resume writes what is missing from reports.jsonl, and nothing else.
+  fs::remove_all(dir_ / "out" / "metrics.svg");
+  fs::remove(dir_ / "out" / "summary.json");
+  EXPECT_EQ(Wait(RestartCoordinator(), 30), 0) << Read(dir_ / "coordinator.log");
+  log = Read(dir_ / "coordinator.log");
+  EXPECT_NE(log.find("metrics.svg, summary.json written again from its reports"), std::string::npos) << log;
+  EXPECT_NE(Read(dir_ / "out" / "metrics.svg").find("<svg"), std::string::npos);
+  auto before = nlohmann::json::parse(summary), after = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(after["status"], "finished");
+  EXPECT_EQ(after["final"], before["final"]) << "the same results, rebuilt from the same reports";
 }
 
 }  // namespace

@@ -103,6 +103,32 @@ TEST_F(Faults, AFullCheckpointDiskIsAWarningAndTheRunFinishes) {
   ExpectSameAsSimulator(text);
 }
 
+// Issue 21: --resume of a run that failed on a transient fault (an agent hung past the rejoin
+// window) carries on from the newest round every agent holds and ends bit-identical, instead of
+// replaying the saved failure within seconds.
+TEST_F(Faults, ResumingARunThatFailedCarriesOnAndEndsBitIdentical) {
+  const std::string text = Text(12, "fp32", "checkpoint: {every_rounds: 3}\nfault: {on_peer_loss: fail, rejoin_timeout_s: 2}\n");
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  ASSERT_TRUE(WaitForEpoch(1, 2, 120)) << Read(AgentLog(1));
+  ASSERT_EQ(kill(agents[2], SIGSTOP), 0);  // hung: no heartbeats, no messages
+  EXPECT_NE(Wait(coordinator, 60), 0) << "the run fails naming the hung rank";
+  EXPECT_NE(Read(dir_ / "coordinator.log").find("agent 2 ('a2') was lost"), std::string::npos)
+      << Read(dir_ / "coordinator.log");
+  kill(agents[2], SIGKILL);
+  for (int r = 0; r < 4; ++r) Wait(agents[r], 60);
+  ASSERT_NE(Read(dir_ / "out" / "summary.json").find("\"failed\""), std::string::npos);
+  // The cause is gone: the same commands again, the coordinator with --resume.
+  coordinator = RestartCoordinator();
+  for (int r = 0; r < 4; ++r) agents[r] = Restart(r);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  EXPECT_NE(Read(dir_ / "coordinator.log").find("--resume: the saved run had failed"), std::string::npos);
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished") << summary.dump(1);
+  ExpectSameAsSimulator(text);
+}
+
 TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
   const std::string text = Text(8);
   pid_t coordinator;
