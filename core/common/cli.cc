@@ -9,6 +9,8 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/config/manifest.h"
 
 namespace gut::core {
@@ -77,6 +79,27 @@ class JsonNameFlag final : public spdlog::custom_flag_formatter {
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonNameFlag>(); }
 };
 
+// A flag error comes before logging is set up; under --log-format=json it is one JSON object too
+// (the same fields as every log line, and "event"), so a log collector parses every line.
+void PrintFlagError(const std::string& program, const std::string& text, int argc, char** argv) {
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    json = json || a == "--log-format=json" || (a == "--log-format" && i + 1 < argc && std::string(argv[i + 1]) == "json");
+  }
+  if (!json) {
+    std::cerr << program << ": " << text << "\n";
+    return;
+  }
+  const std::string base = program.substr(program.rfind('/') + 1);  // argv[0] may be a path
+  spdlog::memory_buf_t name, msg;
+  AppendJsonEscaped(base.data(), base.data() + base.size(), name);
+  AppendJsonEscaped(text.data(), text.data() + text.size(), msg);
+  std::cerr << R"({"ts":")" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
+            << R"(","level":"error","name":")" << std::string(name.data(), name.size())
+            << R"(","round":"-","event":"flag_error","msg":")" << std::string(msg.data(), msg.size()) << "\"}\n";
+}
+
 }  // namespace
 
 std::string VersionString(const std::string& program) {
@@ -115,11 +138,9 @@ int Parse(CLI::App& app, int argc, char** argv) {
       a = a.substr(0, a.find('='));
       if (app.get_option_no_throw(a) == nullptr) unknown += (unknown.empty() ? "" : ", ") + a;
     }
-    if (!unknown.empty()) {
-      std::cerr << app.get_name() << ": unknown flag " << unknown << " (--help lists the flags)\n";
-    } else {
-      std::cerr << app.get_name() << ": " << e.what() << " (--help lists the flags)\n";
-    }
+    PrintFlagError(app.get_name(),
+                   absl::StrCat(unknown.empty() ? e.what() : "unknown flag " + unknown, " (--help lists the flags)"),
+                   argc, argv);
     return kExitBadInput;
   }
   return -1;
