@@ -392,6 +392,10 @@ absl::Status ExchangeCore::Collect(int64_t round, int slot, size_t n) {
         if (!e.in().Ready(round, slot)) return false;
       return true;
     };
+    // Time this process did not run (SIGSTOP, a throttled container, a suspended laptop: the whole
+    // cluster freezes together) is not held against the neighbours: a slice that took much longer
+    // than asked was such a stall, and the deadline moves by it.
+    absl::Duration frozen;
     for (;;) {
       if (ready()) break;
       // A neighbour that is connected gets the deadline; one that is down or said goodbye gets
@@ -400,14 +404,19 @@ absl::Status ExchangeCore::Collect(int64_t round, int slot, size_t n) {
       for (auto& e : edges_)
         if (!e.in().Ready(round, slot) && !e.up()) lost = true;
       const absl::Duration limit = lost ? std::max(opt_.deadline, opt_.peer_loss_grace) : opt_.deadline;
-      const absl::Duration waited = absl::Now() - t0;
+      const absl::Duration waited = absl::Now() - t0 - frozen;
       if (waited >= limit) {
         wait_ns += absl::ToInt64Nanoseconds(waited);
         return absl::DeadlineExceededError(absl::StrCat("agent ", opt_.rank, ": round ", round, " slot ", slot,
                                                         ": no message from agent(s) ", MissingDescription(round, slot),
                                                         " within ", absl::FormatDuration(limit)));
       }
-      mu_.AwaitWithTimeout(absl::Condition(&ready), std::min(kWaitSlice, limit - waited));
+      const absl::Duration slice = std::min(kWaitSlice, limit - waited);
+      const absl::Time before = absl::Now();
+      if (!mu_.AwaitWithTimeout(absl::Condition(&ready), slice)) {
+        const absl::Duration over = absl::Now() - before - slice;
+        if (over > absl::Seconds(1)) frozen += over;
+      }
     }
     if (!interrupted_.ok()) return interrupted_;
     if (shutting_down_) return absl::CancelledError(absl::StrCat("agent ", opt_.rank, ": exchange shut down"));

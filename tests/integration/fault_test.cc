@@ -129,6 +129,33 @@ TEST_F(Faults, ResumingARunThatFailedCarriesOnAndEndsBitIdentical) {
   ExpectSameAsSimulator(text);
 }
 
+// Issue 21: the whole cluster freezes (a suspended laptop: every process stopped at once) for
+// longer than exchange.deadline_s and than the heartbeat timeout plus the rejoin window. When it
+// wakes nobody is blamed: neither the agents' round waits nor the coordinator count the freeze.
+TEST_F(Faults, AWholeClusterFreezeLongerThanEveryTimeoutBlamesNobody) {
+  const std::string text = Manifest((dir_ / "data").string(), 12, "fp32", /*deadline_s=*/4,
+                                    "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}", "{graph: ring, weights: uniform}",
+                                    "checkpoint: {every_rounds: 3}\nfault: {on_peer_loss: fail, rejoin_timeout_s: 2}\n");
+  report_flush_s_ = "60";
+  pid_t coordinator;
+  auto agents = StartByHand(WriteManifest(text), &coordinator);
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(WaitForLog(AgentLog(r), "connected to all", 60)) << Read(AgentLog(r));
+  std::vector<pid_t> all = agents;
+  all.push_back(coordinator);
+  for (pid_t p : all) ASSERT_EQ(kill(p, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  // Agent 0 wakes half a second before the rest (machines do not resume in step): its round wait
+  // sees 8 s gone while its neighbours still cannot answer.
+  ASSERT_EQ(kill(agents[0], SIGCONT), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (pid_t p : all) ASSERT_EQ(kill(p, SIGCONT), 0);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 120), 0) << Read(AgentLog(r));
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["status"], "finished") << summary.dump(1);
+  ExpectSameAsSimulator(text);
+}
+
 TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
   const std::string text = Text(8);
   pid_t coordinator;
