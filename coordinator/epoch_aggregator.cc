@@ -209,7 +209,8 @@ std::vector<std::string> EpochAggregator::WriteOutputs(const Membership& members
   const report::Metric metric = report::Metric::For(config_);
   const std::pair<const char*, absl::Status> writes[] = {
       {"metrics.csv", report::WriteMetricsCsv(out_dir_ + "/metrics.csv", epochs_, core::Durability::kFsync, metric)},
-      {"metrics.svg", report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_, core::Durability::kRename, metric)},
+      {"metrics.svg",
+       report::WritePlot(out_dir_ + "/metrics.svg", config_.name, epochs_, core::Durability::kRename, metric)},
       {"summary.json", report::WriteSummaryJson(out_dir_ + "/summary.json", config_, sum)}};
   for (const auto& [name, s] : writes) {
     if (s.ok()) continue;

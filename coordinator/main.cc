@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
   opt.heartbeat_timeout = absl::Seconds(heartbeat_timeout_s);
   opt.require_identity = tls.has_value();
   if (require_rank_binding && !tls) {
-    spdlog::error("--require-rank-binding needs TLS (--tls-ca, --tls-cert, --tls-key): ranks are bound to certificates");
+    spdlog::error("--require-rank-binding needs TLS (--tls-ca, --tls-cert, --tls-key): ranks are bound to "
+                  "certificates");
     return 2;
   }
   opt.require_rank_binding = require_rank_binding;

@@ -239,10 +239,8 @@ void Membership::ApplyAccusations(absl::Time now, std::string* log) {
     const int64_t restore = CommonCheckpoint(first, sender);
     bool held = true;
     for (const auto& [r, a] : agents_) {
-      if (r != sender && a.active() && !(a.holding == restore &&
-                                         std::find(a.checkpoints.begin(), a.checkpoints.end(), restore) != a.checkpoints.end())) {
-        held = false;
-      }
+      const bool has = std::find(a.checkpoints.begin(), a.checkpoints.end(), restore) != a.checkpoints.end();
+      if (r != sender && a.active() && !(a.holding == restore && has)) held = false;
     }
     if (restore > 0 && !held) {
       hold_ = restore;  // sent with every command; the drop happens at a later tick

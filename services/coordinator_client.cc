@@ -174,7 +174,9 @@ void CoordinatorClient::ReportLoop() {
     grpc::Status s = stub_->Report(&ctx, req, &resp);
     if (s.ok()) {
       // Not delivered unless the coordinator took it: kept and retried.
-      if (const grpc::Status who = CheckServer(ctx); !who.ok()) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, who.error_message());
+      if (const grpc::Status who = CheckServer(ctx); !who.ok()) {
+        s = grpc::Status(grpc::StatusCode::UNAVAILABLE, who.error_message());
+      }
     }
     std::unique_lock<std::mutex> l(mu_);
     const bool refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
