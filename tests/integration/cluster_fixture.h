@@ -142,6 +142,7 @@ class Cluster : public ::testing::Test {
                                         "--rank", std::to_string(r), "--name", "a" + std::to_string(r),
                                         "--checkpoint-dir", (dir_ / ("rank-" + std::to_string(r))).string(),
                                         "--fast-failure-detection", "--report-flush-s", report_flush_s_, "--stop-timeout-s", "4"};
+      if (!fast_failure_detection_) args.erase(std::find(args.begin(), args.end(), "--fast-failure-detection"));
       args.insert(args.end(), agent_extra.begin(), agent_extra.end());
       if (rank_extra_.count(r)) args.insert(args.end(), rank_extra_[r].begin(), rank_extra_[r].end());
       agent_args_.push_back(args);
@@ -164,6 +165,7 @@ class Cluster : public ::testing::Test {
   std::vector<std::string> coordinator_extra_;  // more coordinator flags for StartByHand
   std::map<int, std::vector<std::string>> rank_extra_;  // more flags for one rank's agent
   std::string report_flush_s_ = "2";  // how long a finished agent waits for its reports to go out
+  bool fast_failure_detection_ = true;  // agents with a 1 s keepalive (false: gRPC's defaults)
   std::vector<std::vector<std::string>> agent_args_;
   std::string port_;
   fs::path dir_;
