@@ -154,17 +154,9 @@ absl::Status Agent::Serve() {
     o_.advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", port);
   }
   if (!o_.metrics_address.empty()) {
-    auto m = services::MetricsEndpoint::Start(o_.metrics_address);
+    auto m = StartMetricsEndpoint(o_.metrics_address, &peer_service_, &o_.metrics_advertise);
     if (!m.ok()) return m.status();
-    endpoint_ = std::move(*m);
-    endpoint_->AddCollectable(RejectionCollector(&peer_service_));  // peer_service_ outlives endpoint_
-    endpoint_->AddCollectable(services::CounterCollector(
-        "gut_agent_tls_handshake_failures_total", "TLS handshakes that failed on this agent's gRPC ports.",
-        [] { return static_cast<double>(services::TlsHandshakeFailures()); }));
-    if (o_.metrics_advertise.empty()) {
-      const std::string host = o_.metrics_address.substr(0, o_.metrics_address.rfind(':'));
-      o_.metrics_advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", endpoint_->port());
-    }
+    endpoint_ = std::move(*m);  // peer_service_ outlives endpoint_
   }
   spdlog::info("agent '{}': peer service on port {} (advertised {}){}", o_.name, port, o_.advertise,
                endpoint_ ? absl::StrCat(", metrics on ", o_.metrics_advertise, " (bound to ",
@@ -384,7 +376,12 @@ void Agent::OnCommand(const gut::v1::RunCommand& command) {
     c.set_reason(std::string(s.message()));
   }
   std::lock_guard<std::mutex> l(mu_);
-  if (participant_) participant_->Hold(c.hold_round());  // with every answer, not only new commands
+  // With every answer, not only new commands; an answer stays fresh for a few heartbeats.
+  if (participant_) participant_->Hold(c.hold_round());
+  if (exchange_) {
+    exchange_->CoordinatorJudging({c.missing().begin(), c.missing().end()},
+                                  absl::Now() + absl::Seconds(4 * o_.heartbeat_s + 1));
+  }
   const bool fail = c.action() == gut::v1::RunCommand::FAIL;
   if (!fail && c.generation() <= generation_.load()) return;
   if (pending_ && pending_->action() == gut::v1::RunCommand::FAIL) return;  // a failure is final

@@ -1,6 +1,8 @@
 #include "agent/agent_metrics.h"
 
 #include "core/codec/codec.h"
+#include "absl/strings/str_cat.h"
+#include "services/library_logs.h"
 #include "services/metrics.h"
 
 namespace gut::agent {
@@ -188,6 +190,22 @@ void AgentMetrics::Sync(const services::ExchangeStats& s, int64_t fallbacks) {
 void AgentMetrics::SetStatus(const std::string& status) {
   if (status == "finished") progress_.Set(1);
   for (auto& [name, g] : status_) g->Set(name == status ? 1 : 0);
+}
+
+absl::StatusOr<std::unique_ptr<services::MetricsEndpoint>> StartMetricsEndpoint(const std::string& address,
+                                                                                const services::PeerService* svc,
+                                                                                std::string* advertise) {
+  auto m = services::MetricsEndpoint::Start(address);
+  if (!m.ok()) return m.status();
+  (*m)->AddCollectable(RejectionCollector(svc));
+  (*m)->AddCollectable(services::CounterCollector(
+      "gut_agent_tls_handshake_failures_total", "TLS handshakes that failed on this agent's gRPC ports.",
+      [] { return static_cast<double>(services::TlsHandshakeFailures()); }));
+  if (advertise->empty()) {
+    const std::string host = address.substr(0, address.rfind(':'));
+    *advertise = absl::StrCat(host == "0.0.0.0" || host.empty() ? "127.0.0.1" : host, ":", (*m)->port());
+  }
+  return m;
 }
 
 }  // namespace gut::agent

@@ -19,6 +19,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "absl/status/statusor.h"
 #include "core/config/manifest.h"
 #include "services/grpc_exchange.h"
 #include "services/metrics.h"
@@ -53,6 +54,12 @@ class RunningTotal {
 // loop syncs anything), and a scrape right after an attack must already count all of it.
 // `svc` must outlive the endpoint the collector is added to.
 std::shared_ptr<prometheus::Collectable> RejectionCollector(const services::PeerService* svc);
+
+// The agent's /metrics endpoint on `address`, with the peer service's rejections and the TLS
+// handshake failures. `advertise`, if empty, becomes the endpoint's reachable address.
+absl::StatusOr<std::unique_ptr<services::MetricsEndpoint>> StartMetricsEndpoint(const std::string& address,
+                                                                                const services::PeerService* svc,
+                                                                                std::string* advertise);
 
 class AgentMetrics {
  public:

@@ -55,6 +55,9 @@ absl::Status CheckCommand(const gut::v1::RunCommand& c, int rank, int world, boo
   if (c.restore_round() < 0 || c.restore_round() > kMaxRound) {
     return Bad("command.restore_round", absl::StrCat("is ", c.restore_round()));
   }
+  for (int m : c.missing()) {
+    if (m < 0 || m >= world || c.missing_size() > world) return Bad("command.missing", absl::StrCat("holds rank ", m));
+  }
   return CheckTopology(c.topology(), rank, world, tls);
 }
 

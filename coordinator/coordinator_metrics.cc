@@ -1,6 +1,7 @@
 #include "coordinator/coordinator_metrics.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/codec/codec.h"
 #include "services/metrics.h"
@@ -28,13 +29,13 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
       left_(MakeGauge(r, "gut_coordinator_agents_left", "Agents that have finished, failed or stopped.")),
       epoch_(MakeGauge(r, "gut_coordinator_epoch", "Last epoch every active agent has reported.")),
       epochs_(MakeGauge(r, "gut_coordinator_epochs", "Epochs the run trains for (run.epochs).")),
-      progress_(MakeGauge(r, "gut_coordinator_progress_ratio", "Share of the run's epochs completed, 0 to 1.")),
+      progress_(MakeGauge(r, "gut_coordinator_progress_ratio", "Share of the run's rounds the slowest active agent has completed, 0 to 1.")),
       generation_(MakeGauge(r, "gut_coordinator_recovery_generation",
                             "Recovery generation: increases with every rollback or dropped rank.")),
       dropped_(MakeGauge(r, "gut_coordinator_agents_dropped",
                          "Ranks removed from the run (fault.on_peer_loss: drop).")),
       rounds_per_epoch_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_epoch", "Training rounds in one epoch.")),
-      eta_(MakeGaugeFamily(r, "gut_coordinator_eta_seconds", "Estimated seconds until the last epoch ends.")),
+      eta_(MakeGaugeFamily(r, "gut_coordinator_eta_seconds", "Estimated seconds until the run ends, from the agents' heartbeat rounds (NaN when stalled or over).")),
       // The test metric under its own name (model.loss): accuracy, or a regression's RMSE.
       acc_mean_(MakeGaugeFamily(r, MetricFamily(c),
                                 core::MetricName(c) == "rmse"
@@ -47,7 +48,7 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
       consensus_(MakeGaugeFamily(r, "gut_coordinator_consensus_distance",
                                  "Consensus distance estimated from the agents' parameter sketches at the last "
                                  "epoch.")),
-      rps_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_second", "Training rounds per second over the run so far.")),
+      rps_(MakeGaugeFamily(r, "gut_coordinator_rounds_per_second", "Rounds per second of the slowest active agent over the last 30 s (0 while stalled).")),
       agent_up_(MakeGaugeFamily(r, "gut_coordinator_agent_up",
                                 "1 while the agent of this rank sends heartbeats (or has finished).")),
       agent_round_(MakeGaugeFamily(r, "gut_coordinator_agent_round",
@@ -78,7 +79,10 @@ void CoordinatorMetrics::Update(const CoordinatorView& v) {
   generation_.Set(static_cast<double>(v.generation));
   dropped_.Set(static_cast<double>(v.dropped.size()));
   if (v.rounds_per_epoch > 0) rounds_per_epoch_.Set(static_cast<double>(v.rounds_per_epoch));
-  progress_.Set(static_cast<double>(v.epoch) / std::max(1, config_.epochs));
+  // From the agents' heartbeat rounds once their pace is known (within the first epoch), else epochs.
+  progress_.Set(v.progress.total > 0 ? v.progress.fraction() : static_cast<double>(v.epoch) / std::max(1, config_.epochs));
+  if (v.status != "running" || v.progress.stalled || std::isfinite(v.progress.eta_s)) eta_.Set(v.progress.eta_s);
+  if (std::isfinite(v.progress.rounds_per_s)) rps_.Set(v.progress.rounds_per_s);
   for (auto& [name, g] : status_) g->Set(name == v.status ? 1 : 0);
   for (const auto& [rank, a] : v.agents) {
     const std::string label = std::to_string(rank);
@@ -102,8 +106,6 @@ void CoordinatorMetrics::Update(const CoordinatorView& v) {
     }
     loss_.Set(v.last.train_loss);
     consensus_.Set(v.last.consensus);
-    rps_.Set(v.last.rounds_per_s);
-    eta_.Set(v.last.eta_s);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include <grpcpp/security/auth_context.h>
@@ -233,6 +234,26 @@ CoordinatorView CoordinatorService::ViewLocked() const {
     for (int j : g.neighbours(i))
       if (i < j) v.edges.emplace_back(i, j);
   v.dropped = members_.dropped();
+  v.now = absl::Now();
+  v.progress = progress_.Estimate(v.now);
+  // The round itself as of now (the tracker samples it five times a second; the last rounds of a
+  // run can pass between two samples).
+  if (members_.begun()) v.progress.round = std::max<int64_t>(0, SlowestRound());
+  if (finished_) {
+    // Every active agent's final report is in: each has run every round, though its goodbye and
+    // its last heartbeat's round may still be on the way.
+    v.progress.round = std::max(v.progress.round, v.progress.total);
+    for (auto& [r, a] : v.agents) {
+      if (!a.active()) continue;
+      a.state = AgentState::kFinished;
+      a.round = std::max(a.round, v.progress.total);
+      a.epoch = std::max(a.epoch, config_.epochs);
+    }
+  }
+  if (v.status != "running") {  // over, or not begun: nothing to wait for
+    v.progress.eta_s = std::numeric_limits<double>::quiet_NaN();
+    v.progress.stalled = false;
+  }
   for (int k = 0; k < static_cast<int>(Refusal::kCount); ++k) v.refused[k] = refused_[k];
   return v;
 }

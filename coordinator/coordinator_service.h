@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "coordinator/epoch_aggregator.h"
 #include "coordinator/membership.h"
+#include "coordinator/progress.h"
 #include "core/config/manifest.h"
 #include "core/models/model_file.h"
 #include "gut/v1/coordinator.grpc.pb.h"
@@ -67,6 +68,8 @@ struct CoordinatorView {
   std::map<int, AgentRecord> agents;
   std::vector<std::pair<int, int>> edges;  // the current graph (without dropped ranks)
   std::vector<DroppedRank> dropped;
+  ProgressEstimate progress;  // from heartbeat rounds (progress.h); no ETA once the run is over
+  absl::Time now;             // when the view was taken (for "last heard" and "stalled since")
   int64_t refused[static_cast<int>(Refusal::kCount)] = {};
 };
 
@@ -119,6 +122,9 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   void FillJoinResponse(int rank, uint32_t incarnation, gut::v1::JoinResponse* resp) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CoordinatorView ViewLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Changed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The monitor thread: the slowest active agent's heartbeat round into progress_.
+  void ObserveProgress(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t SlowestRound() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // -1: nobody joined yet
 
   const core::RunConfig config_;
   const CoordinatorOptions options_;
@@ -142,9 +148,11 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
+  ProgressTracker progress_ ABSL_GUARDED_BY(mu_);         // fed by the monitor thread
   std::vector<std::string> unwritten_ ABSL_GUARDED_BY(mu_);  // outputs the last WriteOutputs could not write
   absl::Time start_ = absl::Now();
   absl::Time last_tick_ = absl::InfinitePast();  // the monitor thread's own (no lock needed)
+  absl::Time last_progress_change_ = absl::InfinitePast();  // the monitor thread's own
   std::thread monitor_;
 };
 

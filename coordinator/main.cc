@@ -135,6 +135,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (config.deadline_s <= heartbeat_timeout_s + 1) {
+    spdlog::warn("exchange.deadline_s ({} s) is not above --heartbeat-timeout-s ({} s) + 1 s: the neighbours of an "
+                 "agent that hangs with its streams open give up before this coordinator notices it is gone",
+                 config.deadline_s, heartbeat_timeout_s);
+  }
   auto svc = gut::coordinator::CoordinatorService::Create(config, opt);
   if (!svc.ok()) {
     if (svc.status().code() == absl::StatusCode::kAlreadyExists) {
@@ -226,6 +231,11 @@ int main(int argc, char** argv) {
   if (result.code() == absl::StatusCode::kAborted && service.WaitComplete(absl::Seconds(10))) result = absl::OkStatus();
   if (!result.ok()) service.WriteUnfinished(stopped ? "stopped" : "failed", std::string(result.message()));
   if (gauges) gauges->Update(service.View());
+  // The page's last state, readable from disk once this process is gone.
+  if (auto s = gut::core::AtomicWrite(out_dir + "/status.html", gut::coordinator::StatusPageFile(service.View()));
+      !s.ok()) {
+    spdlog::error("{}", s.ToString());
+  }
   // Agents learn of a failure from their next heartbeat, and Prometheus sees the final status on
   // its next scrape: keep answering a little longer.
   if (linger_s > 0 && !stopped) absl::SleepFor(absl::Seconds(linger_s));

@@ -157,6 +157,9 @@ gut::v1::RunCommand Membership::CommandFor(int rank) const {
   }
   t->set_self_weight(w.self_weight(rank));
   for (const auto& d : dropped_) t->add_dropped(d.rank);
+  for (const auto& [r, a] : agents_) {
+    if (a.state == AgentState::kUnknown || a.state == AgentState::kLost || a.state == AgentState::kAway) c.add_missing(r);
+  }
   return c;
 }
 

@@ -21,10 +21,12 @@ void CoordinatorService::Monitor() {
     if (last_tick_ != absl::InfinitePast() && woke - last_tick_ > absl::Seconds(1)) {
       const absl::Duration gap = woke - last_tick_ - absl::Milliseconds(200);
       members_.ForgiveStall(gap, woke);
+      progress_.Forgive(gap);
       spdlog::warn("the coordinator did not run for {} (stopped, throttled or suspended): that time is not held "
                    "against any agent", absl::FormatDuration(gap));
     }
     last_tick_ = woke;
+    ObserveProgress(woke);
     const uint64_t before = members_.generation();
     const bool failed_before = !members_.failure().empty();
     // The bootstrap barrier's limit counts from start-up, also when no agent ever calls Join
@@ -54,6 +56,27 @@ void CoordinatorService::Monitor() {
     if (!failed_before && !members_.failure().empty()) {
       unwritten_ = aggregator_.WriteOutputs(members_, "failed", members_.failure());
     }
+  }
+}
+
+int64_t CoordinatorService::SlowestRound() const {
+  int64_t slowest = -1;
+  for (const auto& [r, a] : members_.agents()) {
+    if (a.active()) slowest = slowest < 0 ? a.round : std::min(slowest, a.round);
+  }
+  return slowest;
+}
+
+void CoordinatorService::ObserveProgress(absl::Time now) {
+  const int64_t slowest = SlowestRound();
+  if (slowest < 0 || !members_.begun()) return;
+  const int64_t rpe = members_.rounds_per_epoch();
+  progress_.Observe(slowest, rpe > 0 ? config_.epochs * rpe + config_.final_gossip_rounds : 0, now);
+  // Heartbeats change nothing else the gauges show: bring them (rounds, progress, ETA) up to date
+  // once a second.
+  if (now - last_progress_change_ >= absl::Seconds(1)) {
+    last_progress_change_ = now;
+    Changed();
   }
 }
 

@@ -17,38 +17,54 @@ namespace {
 // NaN and infinity are not JSON: they become null.
 nlohmann::json Number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-}  // namespace
-
-std::string StatusJson(const CoordinatorView& v) {
+nlohmann::json StatusObject(const CoordinatorView& v) {
+  const bool over = v.status != "running" && v.status != "joining";
   nlohmann::json agents = nlohmann::json::array();
   std::set<std::pair<int, int>> down;  // links an end reports as down
-  for (const auto& [rank, a] : v.agents) {
+  for (int rank = 0; rank < v.expected; ++rank) {
+    auto it = v.agents.find(rank);
+    if (it == v.agents.end()) {  // not joined yet: grey, and its links are pending, not lost
+      agents.push_back({{"rank", rank}, {"name", ""}, {"state", "joining"}, {"round", 0}, {"epoch", 0},
+                        {"loss", nullptr}, {"accuracy", nullptr}, {"last_heard_s", nullptr}});
+      continue;
+    }
+    const AgentRecord& a = it->second;
+    // Once the run is over nobody is live: an agent still beating has been told to stop.
+    std::string state = AgentStateName(a.state);
+    if (over && (a.state == AgentState::kAlive || a.state == AgentState::kUnknown)) state = "stopped";
     agents.push_back({{"rank", rank},
                       {"name", a.name},
-                      {"state", AgentStateName(a.state)},
+                      {"state", state},
                       {"round", a.round},
                       {"epoch", a.epoch},
                       {"loss", Number(a.loss)},
                       {"accuracy", Number(a.accuracy)},
                       {"incarnation", a.incarnation},
-                      {"generation", a.generation}});
+                      {"generation", a.generation},
+                      {"last_heard_s", a.last_seen == absl::InfinitePast()
+                                           ? nlohmann::json(nullptr)
+                                           : nlohmann::json(std::max(0.0, absl::ToDoubleSeconds(v.now - a.last_seen)))}});
     for (int p : a.peers_down) down.insert({std::min(rank, p), std::max(rank, p)});
   }
   nlohmann::json links = nlohmann::json::array();
   for (const auto& [i, j] : v.edges) {
+    auto joined = [&](int r) { return v.agents.count(r) > 0; };
     auto alive = [&](int r) {
       auto it = v.agents.find(r);
       return it != v.agents.end() && it->second.present();
     };
     const bool up = alive(i) && alive(j) && !down.count({i, j});
-    links.push_back({{"a", i}, {"b", j}, {"up", up}});
+    const char* state = !joined(i) || !joined(j) ? "pending" : over ? "ended" : up ? "up" : "down";
+    links.push_back({{"a", i}, {"b", j}, {"up", up}, {"state", state}});
   }
   nlohmann::json dropped = nlohmann::json::array();
   for (const auto& d : v.dropped) dropped.push_back({{"rank", d.rank}, {"round", d.round}});
+  const ProgressEstimate& p = v.progress;
   nlohmann::json j = {{"run_id", v.run_id},
                       {"metric", v.metric},
                       {"status", v.status},
                       {"failure", core::RedactPaths(v.failure)},
+                      {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", v.now, absl::UTCTimeZone())},
                       {"agents_expected", v.expected},
                       {"agents_joined", v.joined},
                       {"agents_active", v.active},
@@ -56,10 +72,20 @@ std::string StatusJson(const CoordinatorView& v) {
                       {"epoch", v.epoch},
                       {"epochs", v.epochs},
                       {"rounds_per_epoch", v.rounds_per_epoch},
-                      {"progress", v.epochs > 0 ? static_cast<double>(v.epoch) / v.epochs : 0.0},
+                      {"round", p.round},
+                      {"rounds_total", p.total},
+                      {"progress", p.total > 0 ? p.fraction() : v.epochs > 0 ? static_cast<double>(v.epoch) / v.epochs : 0.0},
+                      {"rounds_per_second", Number(p.rounds_per_s)},
+                      {"eta_seconds", Number(p.eta_s)},
+                      {"stalled_since", nullptr},
+                      {"stalled_for_s", nullptr},
                       {"agents", agents},
                       {"links", links},
                       {"dropped", dropped}};
+  if (p.stalled) {
+    j["stalled_since"] = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", p.stalled_since, absl::UTCTimeZone());
+    j["stalled_for_s"] = absl::ToDoubleSeconds(v.now - p.stalled_since);
+  }
   if (v.has_last) {
     j["last_epoch"] = {{"epoch", v.last.epoch},
                        {"train_loss", Number(v.last.train_loss)},
@@ -67,10 +93,28 @@ std::string StatusJson(const CoordinatorView& v) {
                        {"accuracy_min", v.last.evaluated ? Number(v.last.acc_min) : nullptr},
                        {"accuracy_max", v.last.evaluated ? Number(v.last.acc_max) : nullptr},
                        {"consensus", Number(v.last.consensus)},
-                       {"rounds_per_second", Number(v.last.rounds_per_s)},
-                       {"eta_seconds", Number(v.last.eta_s)}};
+                       {"rounds_per_second", Number(v.last.rounds_per_s)}};
   }
-  return j.dump();
+  return j;
+}
+
+}  // namespace
+
+std::string StatusJson(const CoordinatorView& v) { return StatusObject(v).dump(); }
+
+std::string StatusPageFile(const CoordinatorView& v) {
+  // The JSON sits in a data block the page reads instead of fetching status.json; "<" is escaped
+  // so that no text in it (an agent's name, a failure) can close the block.
+  std::string data = StatusObject(v).dump();
+  std::string escaped;
+  for (char c : data) {
+    if (c == '<') escaped += "\\u003c";
+    else escaped.push_back(c);
+  }
+  std::string page = StatusPageHtml();
+  const size_t at = page.find("<script>");
+  page.insert(at, absl::StrCat("<script type=\"application/json\" id=\"final-state\">", escaped, "</script>\n"));
+  return page;
 }
 
 const std::string& StatusPageHtml() {
@@ -93,7 +137,8 @@ const std::string& StatusPageHtml() {
   .state { font-weight: bold; }
   .legend span { display: inline-block; margin-right: 1em; }
   .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }
-  #error { color: #b00; }
+  #error, #stalled { color: #b00; }
+  #saved { color: #666; font-size: 0.9em; }
 </style>
 </head>
 <body>
@@ -105,7 +150,9 @@ const std::string& StatusPageHtml() {
     &middot; ETA <span id="eta">-</span> &middot; <span id="rate">-</span> rounds/s</div>
   <div><span id="metric-label">accuracy</span> <span id="acc">-</span> &middot; loss <span id="loss">-</span>
     &middot; consensus distance <span id="consensus">-</span></div>
+  <div id="stalled"></div>
   <div id="error"></div>
+  <div id="saved"></div>
 </div>
 <div id="layout">
   <div>
@@ -113,14 +160,17 @@ const std::string& StatusPageHtml() {
     <div class="legend" id="legend"></div>
   </div>
   <table id="table">
-    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th id="metric-col">accuracy</th></tr></thead>
+    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th id="metric-col">accuracy</th><th>last heard</th></tr></thead>
     <tbody></tbody>
   </table>
 </div>
 <script>
 "use strict";
-const colours = {alive: "#2ca02c", finished: "#1f77b4", unknown: "#999999", lost: "#d62728", away: "#ff7f0e",
-                 failed: "#7f0000", dropped: "#cccccc"};
+const colours = {joining: "#bbbbbb", alive: "#2ca02c", finished: "#1f77b4", unknown: "#999999", lost: "#d62728",
+                 away: "#ff7f0e", failed: "#7f0000", stopped: "#555555", dropped: "#dddddd"};
+// Links: up, down (an end lost or reporting it down), pending (an end not joined yet), ended.
+const linkStyle = {up: ["#888", 1.5, ""], down: ["#d62728", 3, "6 4"], pending: ["#cccccc", 1, "2 4"],
+                   ended: ["#aaaaaa", 1, ""]};
 document.getElementById("legend").innerHTML = Object.entries(colours).map(
     ([s, c]) => `<span><i class="dot" style="background:${c}"></i>${s}</span>`).join("");
 const fmt = (v, d) => (v === null || v === undefined) ? "-" : Number(v).toFixed(d);
@@ -140,9 +190,10 @@ function draw(st) {
   let s = "";
   for (const l of st.links) {
     const [x1, y1] = pos(l.a), [x2, y2] = pos(l.b);
-    s += `<line class="link" data-a="${l.a}" data-b="${l.b}" data-up="${l.up}" x1="${x1}" y1="${y1}" x2="${x2}" ` +
-         `y2="${y2}" stroke="${l.up ? "#888" : "#d62728"}" stroke-width="${l.up ? 1.5 : 3}"` +
-         `${l.up ? "" : " stroke-dasharray=\"6 4\""}/>`;
+    const [colour, width, dash] = linkStyle[l.state] || linkStyle.down;
+    s += `<line class="link" data-a="${l.a}" data-b="${l.b}" data-up="${l.up}" data-state="${l.state}" x1="${x1}" ` +
+         `y1="${y1}" x2="${x2}" y2="${y2}" stroke="${colour}" stroke-width="${width}"` +
+         `${dash ? ` stroke-dasharray="${dash}"` : ""}/>`;
   }
   for (const a of st.agents) {
     const [x, y] = pos(a.rank);
@@ -161,13 +212,22 @@ function render(st) {
   document.getElementById("status").textContent = st.status + (st.failure ? ": " + st.failure : "");
   document.getElementById("epoch").textContent = st.epoch + " / " + st.epochs;
   document.getElementById("generation").textContent = st.generation;
+  // "active" counts the ranks still in the run; those not heard from are named apart.
+  const missing = st.agents.filter(a => ["lost", "away", "unknown"].includes(a.state)).map(a => a.rank);
+  const joining = st.agents.filter(a => a.state === "joining").length;
   document.getElementById("agents").textContent = st.agents_active + " active of " + st.agents_expected +
+      (joining ? ", " + joining + " not joined yet" : "") +
+      (missing.length ? ", not heard from: " + missing.join(", ") : "") +
       (st.dropped.length ? " (dropped: " + st.dropped.map(d => d.rank).join(", ") + ")" : "");
   document.getElementById("progress").style.width = (100 * st.progress).toFixed(1) + "%";
   document.getElementById("percent").textContent = (100 * st.progress).toFixed(1) + "%";
   const last = st.last_epoch || {};
-  document.getElementById("eta").textContent = duration(last.eta_seconds);
-  document.getElementById("rate").textContent = fmt(last.rounds_per_second, 1);
+  // Progress, rate and ETA come from the agents' heartbeat rounds, from round 1 on.
+  document.getElementById("eta").textContent = duration(st.eta_seconds);
+  document.getElementById("rate").textContent = fmt(st.rounds_per_second, 1);
+  document.getElementById("stalled").textContent = st.stalled_since === null ? "" :
+      "stalled since " + st.stalled_since + " (" + duration(st.stalled_for_s) + "): no active agent has completed " +
+      "a round since round " + st.round;
   document.getElementById("acc").textContent = metric(last.accuracy_mean) +
       (last.accuracy_min === null || last.accuracy_min === undefined ? "" :
        " [" + metric(last.accuracy_min) + ", " + metric(last.accuracy_max) + "]");
@@ -177,7 +237,8 @@ function render(st) {
   document.querySelector("#table tbody").innerHTML = st.agents.map(a =>
       `<tr class="agent-row" data-rank="${a.rank}"><td>${a.rank}</td><td>${esc(a.name)}</td>` +
       `<td class="state" style="color:${colours[a.state] || "#999"}">${a.state}</td><td class="round">${a.round}</td>` +
-      `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${metric(a.accuracy)}</td></tr>`).join("");
+      `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${metric(a.accuracy)}</td>` +
+      `<td class="heard">${a.last_heard_s === null ? "-" : fmt(a.last_heard_s, 1) + " s ago"}</td></tr>`).join("");
 }
 async function tick() {
   try {
@@ -189,7 +250,15 @@ async function tick() {
   }
   setTimeout(tick, 1000);
 }
-tick();
+// status.html, written next to summary.json when the run ends, carries its final state itself.
+const saved = document.getElementById("final-state");
+if (saved) {
+  const st = JSON.parse(saved.textContent);
+  render(st);
+  document.getElementById("saved").textContent = "the run's final state, saved at " + st.time;
+} else {
+  tick();
+}
 </script>
 </body>
 </html>

@@ -394,10 +394,12 @@ absl::Status ExchangeCore::Collect(int64_t round, int slot, size_t n) {
     };
     // Time this process did not run (SIGSTOP, a throttled container, a suspended laptop: the whole
     // cluster freezes together) is not held against the neighbours: a slice that took much longer
-    // than asked was such a stall, and the deadline moves by it.
+    // than asked was such a stall, and the deadline moves by it. Nor is time while the coordinator
+    // judges a missing rank (CoordinatorJudging): the deadline starts afresh when it has decided.
     absl::Duration frozen;
     for (;;) {
       if (ready()) break;
+      const bool judged = !judged_.empty() && absl::Now() < judged_until_;
       // A neighbour that is connected gets the deadline; one that is down or said goodbye gets
       // the grace of a restart (the coordinator decides what happens long before it ends).
       bool lost = false;
@@ -405,17 +407,18 @@ absl::Status ExchangeCore::Collect(int64_t round, int slot, size_t n) {
         if (!e.in().Ready(round, slot) && !e.up()) lost = true;
       const absl::Duration limit = lost ? std::max(opt_.deadline, opt_.peer_loss_grace) : opt_.deadline;
       const absl::Duration waited = absl::Now() - t0 - frozen;
-      if (waited >= limit) {
+      if (waited >= limit && !judged) {
         wait_ns += absl::ToInt64Nanoseconds(waited);
         return absl::DeadlineExceededError(absl::StrCat("agent ", opt_.rank, ": round ", round, " slot ", slot,
                                                         ": no message from agent(s) ", MissingDescription(round, slot),
                                                         " within ", absl::FormatDuration(limit)));
       }
-      const absl::Duration slice = std::min(kWaitSlice, limit - waited);
+      const absl::Duration slice = judged ? kWaitSlice : std::min(kWaitSlice, limit - waited);
       const absl::Time before = absl::Now();
       if (!mu_.AwaitWithTimeout(absl::Condition(&ready), slice)) {
         const absl::Duration over = absl::Now() - before - slice;
-        if (over > absl::Seconds(1)) frozen += over;
+        if (judged) frozen += absl::Now() - before;
+        else if (over > absl::Seconds(1)) frozen += over;
       }
     }
     if (!interrupted_.ok()) return interrupted_;
@@ -515,6 +518,12 @@ void ExchangeCore::SayGoodbye(const std::string& reason, int64_t rounds) {
 void ExchangeCore::Interrupt(absl::Status why) {
   absl::MutexLock l(&mu_);
   if (interrupted_.ok()) interrupted_ = std::move(why);
+}
+
+void ExchangeCore::CoordinatorJudging(std::vector<int> missing, absl::Time fresh_until) {
+  absl::MutexLock l(&mu_);
+  judged_ = std::move(missing);
+  judged_until_ = fresh_until;
 }
 
 void ExchangeCore::Reset(uint64_t generation, std::vector<PeerAddress> neighbours, double self_weight,

@@ -108,6 +108,11 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   void SayGoodbye(const std::string& reason, int64_t rounds) ABSL_LOCKS_EXCLUDED(mu_);
   // Any thread: every wait returns `why` (e.g. ABORTED for a rollback) until Reset.
   void Interrupt(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Any thread: the coordinator says it is judging missing ranks (`missing`, empty: none) in an
+  // answer that stays fresh until `fresh_until`. While it does, a round wait does not count
+  // against exchange.deadline_s: an agent blocked behind a missing rank, directly or through its
+  // neighbours, waits for the coordinator's decision (drop or fail) instead of blaming whom it waits for.
+  void CoordinatorJudging(std::vector<int> missing, absl::Time fresh_until) ABSL_LOCKS_EXCLUDED(mu_);
   // Between rounds: a new recovery generation (and possibly new neighbours, addresses, weights).
   // Closes every stream and forgets every frame; the neighbours are dialed again.
   // `next_round` is the first round the agent will send again (the restored checkpoint's).
@@ -158,6 +163,8 @@ class ExchangeCore : public std::enable_shared_from_this<ExchangeCore> {
   int64_t max_sent_round_ ABSL_GUARDED_BY(mu_) = -1;
   int live_ ABSL_GUARDED_BY(mu_) = 0;  // streams of this core that have not had their last reaction
   absl::Status interrupted_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> judged_ ABSL_GUARDED_BY(mu_);  // CoordinatorJudging's ranks, fresh until judged_until_
+  absl::Time judged_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::thread dialer_;

@@ -122,6 +122,9 @@ absl::Status GrpcExchange::WaitConnected(absl::Duration timeout) { return core_-
 absl::Status GrpcExchange::Flush(absl::Duration timeout) { return core_->Flush(timeout); }
 void GrpcExchange::SayGoodbye(const std::string& reason, int64_t rounds) { core_->SayGoodbye(reason, rounds); }
 void GrpcExchange::Interrupt(absl::Status why) { core_->Interrupt(std::move(why)); }
+void GrpcExchange::CoordinatorJudging(std::vector<int> missing, absl::Time fresh_until) {
+  core_->CoordinatorJudging(std::move(missing), fresh_until);
+}
 void GrpcExchange::Reset(uint64_t generation, std::vector<PeerAddress> neighbours, double self_weight,
                          int64_t next_round) {
   core_->Reset(generation, std::move(neighbours), self_weight, next_round);

@@ -67,6 +67,8 @@ class GrpcExchange final : public core::Neighbourhood<float> {
   void SayGoodbye(const std::string& reason, int64_t rounds);
   // Any thread: every current and future wait returns `why` until Reset.
   void Interrupt(absl::Status why);
+  // Any thread: the coordinator judges these missing ranks; see ExchangeCore::CoordinatorJudging.
+  void CoordinatorJudging(std::vector<int> missing, absl::Time fresh_until);
   // A new recovery generation, with the (possibly changed) neighbourhood; see ExchangeCore::Reset.
   void Reset(uint64_t generation, std::vector<PeerAddress> neighbours, double self_weight, int64_t next_round);
   // Closes every stream (draining queued frames first) and detaches from the service.

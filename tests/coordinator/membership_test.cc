@@ -171,10 +171,17 @@ TEST_F(MembershipTest, ASilentAgentFailsTheRunAfterTheRejoinTimeout) {
   now_ += absl::Seconds(2);
   for (int r : {0, 1, 3}) ASSERT_TRUE(Beat(r, {}, 14).ok());
   EXPECT_EQ(m_->Tick(now_), "");
+  EXPECT_EQ(m_->CommandFor(1).missing_size(), 0) << "nobody is judged while every agent beats";
   now_ += absl::Seconds(2);  // rank 2 silent for 4 s > 3 s
   for (int r : {0, 1, 3}) ASSERT_TRUE(Beat(r, {}, 14).ok());
   EXPECT_NE(m_->Tick(now_).find("agent 2 ('a2') is silent since round 12"), std::string::npos);
   EXPECT_EQ(m_->agents().at(2).state, AgentState::kLost);
+  // Every agent, not only 2's neighbours, learns that 2 is being judged: rank 0 is two hops away
+  // from 2 on this ring and must wait for the decision instead of blaming 1 or 3.
+  for (int r : {0, 1, 3}) {
+    const auto c = m_->CommandFor(r);
+    EXPECT_EQ(std::vector<int>(c.missing().begin(), c.missing().end()), std::vector<int>{2}) << "rank " << r;
+  }
   EXPECT_TRUE(m_->waiting_for_agents());
   now_ += absl::Seconds(9);  // 13 s after its last heartbeat
   const std::string log = m_->Tick(now_);
@@ -193,6 +200,8 @@ TEST_F(MembershipTest, ASilentAgentIsDroppedAndTheSurvivorsGetANewTopology) {
   bye.set_round(25);
   ASSERT_TRUE(m_->Leave(bye, "", now_).ok());
   EXPECT_EQ(m_->agents().at(3).state, AgentState::kAway);
+  ASSERT_EQ(m_->CommandFor(1).missing_size(), 1);
+  EXPECT_EQ(m_->CommandFor(1).missing(0), 3) << "a stopped agent is judged as well";
   now_ += absl::Seconds(11);
   for (int r : {0, 1, 2}) ASSERT_TRUE(Beat(r, {24, 12}, 25).ok());
   const std::string log = m_->Tick(now_);
@@ -208,6 +217,7 @@ TEST_F(MembershipTest, ASilentAgentIsDroppedAndTheSurvivorsGetANewTopology) {
   EXPECT_EQ(c0.topology().neighbours(0).rank(), 1);
   EXPECT_DOUBLE_EQ(c0.topology().self_weight() + c0.topology().neighbours(0).weight(), 1.0);
   EXPECT_EQ(c0.topology().dropped(0), 3);
+  EXPECT_EQ(c0.missing_size(), 0) << "the judgement is over once it is dropped";
 }
 
 // fault.on_refused_peer (issue 20): agents accuse a neighbour whose messages they refused.
@@ -361,7 +371,11 @@ TEST_F(MembershipTest, SavedStateSurvivesARestart) {
   EXPECT_EQ(restored.dropped().size(), 1u);
   EXPECT_EQ(restored.agents().at(0).state, AgentState::kUnknown);
   EXPECT_EQ(restored.agents().at(3).state, AgentState::kDropped);
-  EXPECT_EQ(restored.CommandFor(0).SerializeAsString(), m_->CommandFor(0).SerializeAsString());
+  auto command = restored.CommandFor(0);
+  EXPECT_EQ(std::vector<int>(command.missing().begin(), command.missing().end()), (std::vector<int>{0, 1, 2}))
+      << "not heard from since the restart: judged until they are";
+  command.clear_missing();
+  EXPECT_EQ(command.SerializeAsString(), m_->CommandFor(0).SerializeAsString());
   EXPECT_TRUE(restored.waiting_for_agents()) << "not heard from since the restart";
   gut::v1::HeartbeatRequest h;
   for (int r : {0, 1, 2}) {
@@ -370,6 +384,7 @@ TEST_F(MembershipTest, SavedStateSurvivesARestart) {
     ASSERT_TRUE(restored.Heartbeat(h, "", now_).ok());
   }
   EXPECT_FALSE(restored.waiting_for_agents());
+  EXPECT_EQ(restored.CommandFor(0).missing_size(), 0);
   nlohmann::json broken = saved;
   broken.erase("agents");
   EXPECT_EQ(restored.FromJson(broken, now_).code(), absl::StatusCode::kDataLoss);

@@ -19,11 +19,14 @@
 namespace gut {
 namespace {
 
-// The page without its <script> (whose source mentions the same class names).
-std::string Body(const std::string& dom) {
-  const size_t a = dom.find("<script");
-  const size_t b = dom.find("</script>");
-  return a == std::string::npos || b == std::string::npos ? dom : dom.substr(0, a) + dom.substr(b + 9);
+// The page without its <script>s (whose source mentions the same class names and texts).
+std::string Body(std::string dom) {
+  for (size_t a; (a = dom.find("<script")) != std::string::npos;) {
+    const size_t b = dom.find("</script>", a);
+    if (b == std::string::npos) break;
+    dom.erase(a, b + 9 - a);
+  }
+  return dom;
 }
 
 // GET http://127.0.0.1:PORT/path: the whole response, or "" after `seconds`.
@@ -213,6 +216,77 @@ TEST_F(PageCluster, ARegressionNamesItsMetricRmseOnThePageAndInMetrics) {
   EXPECT_NE(coord.find("metric=\"rmse\""), std::string::npos) << "gut_run_info names the metric";
   EXPECT_NE(agent.find("\ngut_agent_test_rmse"), std::string::npos) << agent;
   EXPECT_EQ(agent.find("gut_agent_test_accuracy_ratio"), std::string::npos);
+}
+
+// Issue 21: the page tells the truth in time. While agents join, the missing ones are grey and
+// their links pending (not red "lost"); while the ring stalls (one agent stopped) there is no ETA,
+// a "stalled since" line, and the agent is named as not heard from; after the run, status.html
+// next to summary.json shows the final state: finished, no ETA, nobody live. Screenshots of the
+// three go to the build directory (docs/images/ holds copies).
+TEST_F(PageCluster, ThePageTellsJoiningAStallAndTheEnd) {
+  const char* browser = Browser();
+  if (browser == nullptr) GTEST_SKIP() << "chromium not installed (deploy/install-deps.sh --with-test-tools)";
+  const std::string manifest = WriteManifest(Manifest((dir_ / "data").string(), 10, "fp32"));
+  coordinator_args_ = {GUT_COORDINATOR, "--manifest", manifest, "--out", (dir_ / "out").string(), "--listen",
+                       "127.0.0.1:0", "--port-file", (dir_ / "port").string(), "--linger-s", "0", "--metrics",
+                       "127.0.0.1:0", "--heartbeat-timeout-s", "3"};
+  const pid_t coordinator = Spawn(coordinator_args_, (dir_ / "coordinator.log").string());
+  ASSERT_TRUE(WaitForFile(dir_ / "port", 20));
+  std::ifstream(dir_ / "port") >> port_;
+  std::vector<pid_t> agents;
+  auto start = [&](int r) {
+    agents.push_back(Spawn({GUT_AGENTD, "--coordinator", "127.0.0.1:" + port_, "--rank", std::to_string(r), "--name",
+                            "a" + std::to_string(r), "--fast-failure-detection", "--stop-timeout-s", "4"},
+                           AgentLog(r)));
+  };
+  start(0);
+  start(1);
+  const std::string url = PageUrl();
+  ASSERT_FALSE(url.empty()) << Read(dir_ / "coordinator.log");
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "2/4 in", 30)) << Read(dir_ / "coordinator.log");
+  const fs::path profile = dir_ / "chromium-profile";
+  auto look = [&](const std::string& at, const std::string& name) {
+    EXPECT_EQ(Browse(browser, profile, at, "--dump-dom", dir_ / (name + ".html")), 0);
+    EXPECT_EQ(Browse(browser, profile, at, "--screenshot=" + (dir_ / (name + ".png")).string() + " --window-size=1100,560",
+                     dir_ / (name + ".log")),
+              0);
+    if (fs::exists(dir_ / (name + ".png"))) {
+      fs::copy_file(dir_ / (name + ".png"), fs::path(GUT_BUILD_DIR) / (name + ".png"), fs::copy_options::overwrite_existing);
+    }
+    return Body(Read(dir_ / (name + ".html")));
+  };
+
+  const std::string joining = look(url, "status-joining");
+  EXPECT_NE(joining.find(">joining<"), std::string::npos) << joining;
+  EXPECT_EQ(Count(joining, "class=\"agent\" data-rank"), 4) << joining;
+  EXPECT_EQ(Count(joining, "data-state=\"joining\""), 2) << "ranks 2 and 3 have not joined";
+  EXPECT_EQ(Count(joining, "data-state=\"pending\""), 3) << "the links to them are pending";
+  EXPECT_EQ(Count(joining, "data-state=\"down\""), 0) << "no link is drawn lost while agents join";
+  EXPECT_NE(joining.find("2 not joined yet"), std::string::npos) << joining;
+
+  start(2);
+  start(3);
+  ASSERT_TRUE(WaitForLog(dir_ / "coordinator.log", "epoch   2/", 120)) << Read(dir_ / "coordinator.log");
+  ASSERT_EQ(kill(agents[2], SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(14));  // a stall: no round for 10 s (and 10 rounds' time)
+  const std::string stalled = look(url, "status-stalled");
+  EXPECT_NE(stalled.find("stalled since"), std::string::npos) << stalled;
+  EXPECT_NE(stalled.find("id=\"eta\">-<"), std::string::npos) << "no ETA while nothing moves";
+  EXPECT_NE(stalled.find("not heard from: 2"), std::string::npos) << stalled;
+  EXPECT_GE(Count(stalled, "data-state=\"down\""), 2) << "agent 2's links";
+  ASSERT_EQ(kill(agents[2], SIGCONT), 0);
+
+  for (pid_t a : agents) EXPECT_EQ(Wait(a, 120), 0);
+  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+  ASSERT_TRUE(fs::exists(dir_ / "out" / "status.html"));
+  const std::string end = look("file://" + (dir_ / "out" / "status.html").string(), "status-final");
+  EXPECT_NE(end.find("id=\"status\">finished<"), std::string::npos) << end;
+  EXPECT_NE(end.find("id=\"eta\">-<"), std::string::npos) << end;
+  EXPECT_NE(end.find("id=\"percent\">100.0%<"), std::string::npos) << end;
+  EXPECT_EQ(Count(end, "data-state=\"finished\""), 4) << end;
+  EXPECT_EQ(Count(end, "data-state=\"alive\""), 0) << "nobody is live after the run";
+  EXPECT_NE(end.find("the run's final state, saved at"), std::string::npos) << end;
+  EXPECT_EQ(end.find("stalled since"), std::string::npos);
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ class Ring {
       o.num_params = num_params_;
       o.codec = codec_;
       o.codec_seed = 5;
-      o.deadline = absl::Seconds(20);
+      o.deadline = deadline;
       o.tuning = tuning;
       if (i == 0) o.forge = forge;
       auto ex = GrpcExchange::Create(o, nodes_[i].service.get());
@@ -119,6 +119,7 @@ class Ring {
 
  public:
   StreamTuning tuning = StreamTuning::ForTests();  // the exchanges' (set before Connect)
+  absl::Duration deadline = absl::Seconds(20);       // exchange.deadline_s (set before Connect)
   std::vector<std::string> layout;                  // the hello's layout description
   std::string model_sha256;
   Forgery forge;  // agent 0's drill (set before Connect)
@@ -371,6 +372,40 @@ TEST(GrpcExchange, ReconnectsAndResendsAfterTheConnectionDrops) {
   EXPECT_EQ(stats.peers[0].rank, 1);
   EXPECT_GE(stats.peers[0].connects, 2) << "agent 0 reconnected to agent 1";
   EXPECT_EQ(stats.peers[1].connects, 1) << "the direct link to agent 2 was never broken";
+}
+
+// Issue 21: while the coordinator judges a missing rank, a round wait does not count against the
+// deadline (an agent two hops from the missing rank would otherwise blame a live neighbour);
+// once it no longer does, the whole deadline applies afresh.
+TEST(GrpcExchange, ARoundWaitDoesNotCountTheTimeTheCoordinatorJudges) {
+  Ring ring(3, {}, 1024, /*connect=*/false);
+  ring.deadline = absl::Seconds(1);
+  ring.Connect();
+  ring.Round(0);
+  std::vector<float> m(64, 1.f), out(64);
+  ASSERT_TRUE(ring[0].exchange->Broadcast(1, 0, absl::MakeSpan(m)).ok());
+  ASSERT_TRUE(ring[2].exchange->Broadcast(1, 0, absl::MakeSpan(m)).ok());  // agent 1 sends nothing
+  std::atomic<bool> judging{true};
+  std::thread coordinator([&] {  // heartbeat answers naming rank 1, each fresh for 0.5 s, for 3 s
+    while (judging) {
+      ring[0].exchange->CoordinatorJudging({1}, absl::Now() + absl::Milliseconds(500));
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ring[0].exchange->CoordinatorJudging({}, absl::Now() + absl::Milliseconds(500));
+  });
+  const absl::Time t0 = absl::Now();
+  std::thread stop([&] {
+    absl::SleepFor(absl::Seconds(3));
+    judging = false;
+  });
+  const absl::Status s = ring[0].exchange->ReceiveWeightedSum(1, 0, absl::MakeSpan(out));
+  const double waited = absl::ToDoubleSeconds(absl::Now() - t0);
+  stop.join();
+  coordinator.join();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_NE(s.message().find("no message from agent(s) 1 within 1s"), absl::string_view::npos) << s;
+  EXPECT_GE(waited, 3.9) << "the deadline counts only after the judgement (3 s) ends";
+  EXPECT_LT(waited, 6) << s;
 }
 
 TEST(GrpcExchange, WireBytesPerCodec) {
