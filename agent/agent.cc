@@ -40,6 +40,7 @@
 #include "services/restarting_server.h"
 #include "services/tls.h"
 #include "core/common/cli.h"
+#include "core/common/log_context.h"
 #include "core/common/numerics.h"
 
 namespace gut::agent {
@@ -200,6 +201,8 @@ absl::Status Agent::Join() {
   if (auto s = CheckJoinResponse(*resp, tls_.has_value()); !s.ok()) return s;
   join_ = std::move(*resp);
   core::SetLogName(absl::StrCat(o_.name, "/rank-", join_.rank()));
+  core::SetLogRunId(join_.run_id());
+  core::SetLogRank(join_.rank());
   spdlog::info("{} run {} as rank {} of {} (incarnation {}): generation {}, starting at round {}",
                join_.incarnation() > 1 ? "rejoined" : "joined", join_.run_id(), join_.rank(), join_.world_size(),
                join_.incarnation(), join_.command().generation(), join_.command().restore_round());
@@ -413,8 +416,7 @@ gut::v1::HeartbeatRequest Agent::HeartbeatState() {
     h.set_holding(participant_->holding());
   }
   if (exchange_) {
-    for (const auto& peer : exchange_->Stats().peers)
-      if (!peer.connected) h.add_peers_down(peer.rank);
+    services::AddPeerState(exchange_->Stats().peers, &h);
     services::AddRefusals(exchange_->Refusals(), &h);
     // SIGTERM: give the current round a moment to finish at a boundary (where a checkpoint can
     // be taken), then end any wait.
@@ -448,7 +450,7 @@ int Agent::Train() {
   bool first = true;
   for (;;) {
     if (command.action() == gut::v1::RunCommand::FAIL) {
-      spdlog::error("rank {}: {}", join_.rank(), command.reason());
+      core::LogEvent(spdlog::level::err, "run_failed", {}, absl::StrCat("rank ", join_.rank(), ": ", command.reason()));
       Finish("failed");
       return 1;
     }
@@ -508,7 +510,7 @@ int Agent::Train() {
       Finish("stopped");
       return 0;
     }
-    spdlog::error("rank {}: {}", join_.rank(), std::string(st.message()));
+    core::LogEvent(spdlog::level::err, "agent_failed", {}, absl::StrCat("rank ", join_.rank(), ": ", st.message()));
     Leave(true, false, std::string(st.message()));
     Finish("failed");
     return 1;

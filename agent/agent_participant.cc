@@ -1,6 +1,7 @@
 #include "agent/agent_participant.h"
 
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
+#include "core/common/log_context.h"
 #include "core/common/sketch.h"
 #include "core/exchange/message_guard.h"
 #include "core/report/run_report.h"
@@ -166,9 +168,17 @@ absl::Status AgentParticipant::EndEpoch(const core::EpochEnd& e) {
   const double rate = (round_ - start_round_) / std::max(1e-9, Since(start_));
   const double left = static_cast<double>(p_.config->epochs - e.epoch) * p_.rounds_per_epoch + p_.config->final_gossip_rounds;
   const report::Metric metric = report::Metric::For(*p_.config);
-  spdlog::info("rank {} epoch {}/{}: lr {:.4g} loss {:.4f} {} {} | {:.1f} rounds/s, wait {:.0f}%, ETA {:.0f}s", p_.rank,
-               e.epoch, p_.config->epochs, e.lr, e.train_loss, metric.key, ev ? metric.Format(ev->metric) : "-",
-               rate, 100 * wait_s_ / std::max(1e-9, wait_s_ + compute_s_), left / std::max(1e-9, rate));
+  const double wait = wait_s_ / std::max(1e-9, wait_s_ + compute_s_);
+  const std::string test_metric = "test_" + metric.key;
+  core::SetLogEpoch(e.epoch);
+  core::LogEvent(spdlog::level::info, "epoch",
+                 {{"epochs", static_cast<double>(p_.config->epochs)}, {"rounds", static_cast<double>(round_)},
+                  {"lr", e.lr}, {"train_loss", e.train_loss},
+                  {test_metric.c_str(), ev ? ev->metric : std::numeric_limits<double>::quiet_NaN()},
+                  {"rounds_per_s", rate}, {"wait_fraction", wait}, {"eta_s", left / std::max(1e-9, rate)}},
+                 fmt::format("rank {} epoch {}/{}: lr {:.4g} loss {:.4f} {} {} | {:.1f} rounds/s, wait {:.0f}%, ETA "
+                             "{:.0f}s", p_.rank, e.epoch, p_.config->epochs, e.lr, e.train_loss, metric.key,
+                             ev ? metric.Format(ev->metric) : "-", rate, 100 * wait, left / std::max(1e-9, rate)));
   return absl::OkStatus();
 }
 
@@ -192,7 +202,10 @@ absl::Status AgentParticipant::Finish(int64_t rounds) {
   const double acc = ev->metric;
   UpdateProgress(p_.config->epochs, 0, &acc);
   const report::Metric metric = report::Metric::For(*p_.config);
-  spdlog::info("rank {} done: final {} {} after {} rounds", p_.rank, metric.label, metric.Format(ev->metric), rounds);
+  const std::string final_metric = "test_" + metric.key;
+  core::LogEvent(spdlog::level::info, "finished", {{final_metric.c_str(), ev->metric}, {"rounds", static_cast<double>(rounds)}},
+                 fmt::format("rank {} done: final {} {} after {} rounds", p_.rank, metric.label,
+                             metric.Format(ev->metric), rounds));
   if (p_.metrics != nullptr) {
     p_.metrics->Epoch(p_.config->epochs, nullptr, &acc, &ev->loss, p_.client->consensus());
     SyncMetrics();

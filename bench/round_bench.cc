@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <functional>
+#include <tuple>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -145,8 +147,26 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A timing is only worth a ratio if the variant trained: every agent's parameters must have
+  // moved (a variant that silently stopped training once measured 0.01 ms against a 49 ms floor).
+  auto moved = [n](const std::function<std::vector<float>(int)>& params, const std::vector<std::vector<float>>& before) {
+    for (int i = 0; i < n; ++i)
+      if (params(i) == before[i]) return i;
+    return -1;
+  };
+  auto snapshot = [n](const std::function<std::vector<float>(int)>& params) {
+    std::vector<std::vector<float>> out;
+    for (int i = 0; i < n; ++i) out.push_back(params(i));
+    return out;
+  };
+  const std::function<std::vector<float>(int)> floor_params = [&](int i) {
+    return std::vector<float>(trainers[i]->point().begin(), trainers[i]->point().end());
+  };
+  const std::function<std::vector<float>(int)> sim_params = [&](int i) { return (*sim)->Params(i); };
+  const std::function<std::vector<float>(int)> base_params = [&](int i) { return (*base)->Params(i); };
   std::vector<double> fw, fc, sw, sc, bw, bc;
   for (int rep = 0; rep < reps; ++rep) {
+    const auto f0 = snapshot(floor_params), s0 = snapshot(sim_params), b0 = snapshot(base_params);
     Sample f = Time(rounds, n, floor_rounds);
     absl::Status failed;
     auto run = [&failed](gut::sim::Simulation& s, int r) {
@@ -157,6 +177,16 @@ int main(int argc, char** argv) {
     if (!failed.ok()) {
       std::fprintf(stderr, "%s\n", std::string(failed.message()).c_str());
       return 1;
+    }
+    for (const auto& [name, params, before] :
+         {std::make_tuple(std::string("the compute floor"), &floor_params, &f0),
+          std::make_tuple("gut-sim " + config->hyper.algorithm, &sim_params, &s0),
+          std::make_tuple("gut-sim " + baseline, &base_params, &b0)}) {
+      if (const int still = moved(*params, *before); still >= 0) {
+        std::fprintf(stderr, "round_bench: %s did no work in repetition %d: agent %d's parameters did not change "
+                     "over %d rounds; no ratio is printed\n", name.c_str(), rep + 1, still, rounds);
+        return 1;
+      }
     }
     fw.push_back(f.wall_ms_per_round); fc.push_back(f.cpu_ms_per_step);
     sw.push_back(s.wall_ms_per_round); sc.push_back(s.cpu_ms_per_step);

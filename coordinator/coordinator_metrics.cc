@@ -52,7 +52,10 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r, const core::RunC
       agent_up_(MakeGaugeFamily(r, "gut_coordinator_agent_up",
                                 "1 while the agent of this rank sends heartbeats (or has finished).")),
       agent_round_(MakeGaugeFamily(r, "gut_coordinator_agent_round",
-                                   "Rounds the agent of this rank has completed (last heartbeat).")) {
+                                   "Rounds the agent of this rank has completed (last heartbeat).")),
+      waited_on_(MakeCounterFamily(r, "gut_coordinator_agent_waited_on_seconds_total",
+                                   "Seconds the neighbours of this rank waited for its messages (from their "
+                                   "heartbeats): the rank the run waits for grows fastest.")) {
   auto& status = MakeGaugeFamily(r, "gut_coordinator_run_status",
                                  "1 for the run's current status (joining, running, finished, failed, stopped).");
   for (const char* s : {"joining", "running", "finished", "failed", "stopped"}) status_[s] = &status.Add({{"status", s}});
@@ -92,6 +95,9 @@ void CoordinatorMetrics::Update(const CoordinatorView& v) {
     }
     up_[rank]->Set(a.present() ? 1 : 0);
     round_[rank]->Set(static_cast<double>(a.round));
+    if (!waited_.count(rank)) waited_[rank] = &waited_on_.Add({{"rank", label}});
+    const auto w = v.waited_on.find(rank);
+    if (w != v.waited_on.end() && w->second > waited_[rank]->Value()) waited_[rank]->Increment(w->second - waited_[rank]->Value());
   }
   for (size_t k = 0; k < refused_.size(); ++k) {
     const double d = static_cast<double>(v.refused[k]) - refused_[k]->Value();

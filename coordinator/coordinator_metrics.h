@@ -32,7 +32,9 @@ class CoordinatorMetrics {
   std::map<std::string, prometheus::Gauge*> status_;
   prometheus::Family<prometheus::Gauge>& agent_up_;
   prometheus::Family<prometheus::Gauge>& agent_round_;
+  prometheus::Family<prometheus::Counter>& waited_on_;
   std::map<int, prometheus::Gauge*> up_, round_;
+  std::map<int, prometheus::Counter*> waited_;
   std::vector<prometheus::Counter*> refused_;
 };
 

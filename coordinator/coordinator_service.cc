@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/report_checks.h"
 #include "core/common/atomic_file.h"
+#include "core/common/log_context.h"
 #include "core/common/redact.h"
 #include "services/peer_wire.h"
 #include "services/tls.h"
@@ -236,6 +237,11 @@ CoordinatorView CoordinatorService::ViewLocked() const {
   v.dropped = members_.dropped();
   v.now = absl::Now();
   v.progress = progress_.Estimate(v.now);
+  for (const auto& [r, a] : v.agents) {
+    v.waited_on[r] = stragglers_.WaitedOn(r);
+    v.waited_on_recent[r] = stragglers_.WaitedOnRecently(r, v.now);
+  }
+  if (v.status == "running") v.straggler = stragglers_.Straggler(v.now);
   // The round itself as of now (the tracker samples it five times a second; the last rounds of a
   // run can pass between two samples).
   if (members_.begun()) v.progress.round = std::max<int64_t>(0, SlowestRound());
@@ -379,9 +385,11 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const gut::v1::J
                   std::string(joined.status().message()));
   }
   const JoinOutcome out = *joined;
-  spdlog::info("agent '{}' {} rank {} ({}), incarnation {}, {}/{} in", j.name,
-               out.retry ? "asked again (the same process) for" : out.rejoin ? "rejoined as" : "joined as",
-               out.rank, j.address, out.incarnation, members_.joined(), n);
+  core::LogEvent(spdlog::level::info, out.rejoin && !out.retry ? "agent_rejoined" : "agent_joined",
+                 {{"agent_rank", double(out.rank)}, {"incarnation", double(out.incarnation)}},
+                 absl::StrFormat("agent '%s' %s rank %d (%s), incarnation %d, %d/%d in", j.name,
+                                 out.retry ? "asked again (the same process) for" : out.rejoin ? "rejoined as" : "joined as",
+                                 out.rank, j.address, out.incarnation, members_.joined(), n));
   Persist();
   Changed();
 
@@ -489,9 +497,11 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* ctx, const gut::v1:
     unwritten_ = aggregator_.WriteOutputs(members_, "finished", "");
     const auto sum = aggregator_.Summarise(members_);
     const report::Metric metric = report::Metric::For(config_);
-    spdlog::info("run {} finished: final mean {} {} [min {}, max {}] over {} agents", run_id_, metric.label,
-                 metric.Format(sum.final_acc_mean), metric.Format(sum.final_acc_min), metric.Format(sum.final_acc_max),
-                 sum.agents);
+    const std::string key = "test_" + metric.key + "_mean";
+    core::LogEvent(spdlog::level::info, "run_complete", {{key.c_str(), sum.final_acc_mean}, {"agents", double(sum.agents)}},
+                   absl::StrFormat("run %s finished: final mean %s %s [min %s, max %s] over %d agents", run_id_,
+                                   metric.label, metric.Format(sum.final_acc_mean), metric.Format(sum.final_acc_min),
+                                   metric.Format(sum.final_acc_max), sum.agents));
     finished_ = true;
     Persist();
     Changed();
@@ -516,6 +526,16 @@ grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const gut::
     }
     return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
   }
+  // Waits count only for the sender's current neighbours, and only plausible ones: an agent can
+  // say it waited for its own neighbours, nobody else.
+  std::map<int, double> waits;
+  const std::vector<int>& nb = members_.graph().neighbours(req->rank());
+  for (const auto& w : req->waits()) {
+    if (std::isfinite(w.seconds()) && w.seconds() >= 0 && std::find(nb.begin(), nb.end(), w.rank()) != nb.end()) {
+      waits[w.rank()] = w.seconds();
+    }
+  }
+  stragglers_.Observe(req->rank(), waits, absl::Now());
   *resp->mutable_command() = members_.CommandFor(req->rank());
   Changed();
   return grpc::Status::OK;
@@ -549,10 +569,12 @@ grpc::Status CoordinatorService::Leave(grpc::ServerContext* ctx, const gut::v1::
                   std::string(s.message()));
   }
   if (req->failed()) {
-    spdlog::error("agent {} failed: {}", req->rank(), req->reason());
+    core::LogEvent(spdlog::level::err, "agent_failed", {{"agent_rank", double(req->rank())}},
+                   absl::StrCat("agent ", req->rank(), " failed: ", req->reason()));
   } else if (req->planned()) {
-    spdlog::info("agent {} stopped after round {} ({}); waiting up to {} s for it to come back", req->rank(),
-                 req->round(), req->reason(), config_.rejoin_timeout_s);
+    core::LogEvent(spdlog::level::info, "agent_stopped", {{"agent_rank", double(req->rank())}, {"round", double(req->round())}},
+                   absl::StrCat("agent ", req->rank(), " stopped after round ", req->round(), " (", req->reason(),
+                                "); waiting up to ", config_.rejoin_timeout_s, " s for it to come back"));
   } else {
     spdlog::info("agent {} left: {}", req->rank(), req->reason());
   }

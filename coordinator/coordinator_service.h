@@ -28,6 +28,7 @@
 #include "coordinator/epoch_aggregator.h"
 #include "coordinator/membership.h"
 #include "coordinator/progress.h"
+#include "coordinator/stragglers.h"
 #include "core/config/manifest.h"
 #include "core/models/model_file.h"
 #include "gut/v1/coordinator.grpc.pb.h"
@@ -70,6 +71,10 @@ struct CoordinatorView {
   std::vector<DroppedRank> dropped;
   ProgressEstimate progress;  // from heartbeat rounds (progress.h); no ETA once the run is over
   absl::Time now;             // when the view was taken (for "last heard" and "stalled since")
+  // Seconds each rank's neighbours waited for it: in all, and in the last 30 s (stragglers.h);
+  // the rank the run waits for (-1: none stands out).
+  std::map<int, double> waited_on, waited_on_recent;
+  int straggler = -1;
   int64_t refused[static_cast<int>(Refusal::kCount)] = {};
 };
 
@@ -149,6 +154,7 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   int64_t refused_[static_cast<int>(Refusal::kCount)] ABSL_GUARDED_BY(mu_) = {};
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
   ProgressTracker progress_ ABSL_GUARDED_BY(mu_);         // fed by the monitor thread
+  StragglerBoard stragglers_ ABSL_GUARDED_BY(mu_);        // fed by heartbeats
   std::vector<std::string> unwritten_ ABSL_GUARDED_BY(mu_);  // outputs the last WriteOutputs could not write
   absl::Time start_ = absl::Now();
   absl::Time last_tick_ = absl::InfinitePast();  // the monitor thread's own (no lock needed)

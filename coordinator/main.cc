@@ -21,8 +21,10 @@
 #include "coordinator/status_page.h"
 #include "core/common/atomic_file.h"
 #include "core/common/cli.h"
+#include "core/common/log_context.h"
 #include "core/common/process.h"
 #include "core/config/exchange_settings.h"
+#include "core/report/epoch_log.h"
 #include "services/grpc_options.h"
 #include "services/health_server.h"
 #include "services/library_logs.h"
@@ -177,8 +179,9 @@ int main(int argc, char** argv) {
     service.SetMetricsAddress(absl::StrCat(host, ":", metrics->port()));
     spdlog::info("metrics on http://{}:{}/metrics (bound to {}:{})", host, metrics->port(), bound, metrics->port());
   }
+  gut::core::SetLogRunId(service.run_id());
   service.OnEpoch([metric = gut::report::Metric::For(config)](const gut::report::EpochRecord& r) {
-    spdlog::info("{}", gut::report::FormatProgress(r, metric));
+    gut::report::LogEpochLine(r, metric);
   });
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -247,7 +250,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!result.ok()) {
-    spdlog::error("{}", std::string(result.message()));
+    gut::core::LogEvent(spdlog::level::err, "run_failed", {}, std::string(result.message()));
     return 1;
   }
   if (const auto unwritten = service.Unwritten(); !unwritten.empty()) {
@@ -256,6 +259,7 @@ int main(int argc, char** argv) {
                   absl::StrJoin(unwritten, ", "), out_dir);
     return 1;
   }
-  spdlog::info("wrote {}/metrics.csv, metrics.svg and summary.json", out_dir);
+  gut::core::LogEvent(spdlog::level::info, "run_finished", {},
+                      absl::StrCat("wrote ", out_dir, "/metrics.csv, metrics.svg, summary.json and status.html"));
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/coordinator_service.h"
+#include "core/common/log_context.h"
 
 namespace gut::coordinator {
 
@@ -44,9 +45,9 @@ void CoordinatorService::Monitor() {
     const std::string log = members_.Tick(absl::Now());
     if (!log.empty()) {
       if (members_.failure().empty()) {
-        spdlog::warn("{}", log);
+        core::LogEvent(spdlog::level::warn, "membership", {}, log);  // lost, dropped, held
       } else {
-        spdlog::error("{}", log);
+        core::LogEvent(spdlog::level::err, "run_failed", {}, log);
       }
       Persist();
       WriteAgents();  // a dropped rank leaves the scrape targets

@@ -41,6 +41,7 @@ nlohmann::json StatusObject(const CoordinatorView& v) {
                       {"accuracy", Number(a.accuracy)},
                       {"incarnation", a.incarnation},
                       {"generation", a.generation},
+                      {"waited_on_s", v.waited_on_recent.count(rank) ? v.waited_on_recent.at(rank) : 0.0},
                       {"last_heard_s", a.last_seen == absl::InfinitePast()
                                            ? nlohmann::json(nullptr)
                                            : nlohmann::json(std::max(0.0, absl::ToDoubleSeconds(v.now - a.last_seen)))}});
@@ -78,6 +79,7 @@ nlohmann::json StatusObject(const CoordinatorView& v) {
                       {"rounds_per_second", Number(p.rounds_per_s)},
                       {"eta_seconds", Number(p.eta_s)},
                       {"stalled_since", nullptr},
+                      {"straggler", v.straggler >= 0 ? nlohmann::json(v.straggler) : nlohmann::json(nullptr)},
                       {"stalled_for_s", nullptr},
                       {"agents", agents},
                       {"links", links},
@@ -139,6 +141,8 @@ const std::string& StatusPageHtml() {
   .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }
   #error, #stalled { color: #b00; }
   #saved { color: #666; font-size: 0.9em; }
+  #straggler { color: #a05a00; }
+  tr[data-straggler="true"] td { background: #fff1dc; }
 </style>
 </head>
 <body>
@@ -151,6 +155,7 @@ const std::string& StatusPageHtml() {
   <div><span id="metric-label">accuracy</span> <span id="acc">-</span> &middot; loss <span id="loss">-</span>
     &middot; consensus distance <span id="consensus">-</span></div>
   <div id="stalled"></div>
+  <div id="straggler"></div>
   <div id="error"></div>
   <div id="saved"></div>
 </div>
@@ -160,7 +165,7 @@ const std::string& StatusPageHtml() {
     <div class="legend" id="legend"></div>
   </div>
   <table id="table">
-    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th id="metric-col">accuracy</th><th>last heard</th></tr></thead>
+    <thead><tr><th>rank</th><th>name</th><th>state</th><th>round</th><th>epoch</th><th>loss</th><th id="metric-col">accuracy</th><th title="seconds its neighbours waited for its messages in the last 30 s">waited on</th><th>last heard</th></tr></thead>
     <tbody></tbody>
   </table>
 </div>
@@ -228,6 +233,10 @@ function render(st) {
   document.getElementById("stalled").textContent = st.stalled_since === null ? "" :
       "stalled since " + st.stalled_since + " (" + duration(st.stalled_for_s) + "): no active agent has completed " +
       "a round since round " + st.round;
+  const slow = st.agents.find(a => a.rank === st.straggler);
+  document.getElementById("straggler").textContent = slow === undefined ? "" :
+      "the run waits for agent " + slow.rank + " (" + slow.name + "): its neighbours waited " +
+      fmt(slow.waited_on_s, 1) + " s for it in the last 30 s";
   document.getElementById("acc").textContent = metric(last.accuracy_mean) +
       (last.accuracy_min === null || last.accuracy_min === undefined ? "" :
        " [" + metric(last.accuracy_min) + ", " + metric(last.accuracy_max) + "]");
@@ -235,10 +244,10 @@ function render(st) {
   document.getElementById("consensus").textContent = last.consensus === undefined ? "-" : Number(last.consensus).toExponential(3);
   draw(st);
   document.querySelector("#table tbody").innerHTML = st.agents.map(a =>
-      `<tr class="agent-row" data-rank="${a.rank}"><td>${a.rank}</td><td>${esc(a.name)}</td>` +
+      `<tr class="agent-row" data-rank="${a.rank}"${a.rank === st.straggler ? " data-straggler=\"true\"" : ""}><td>${a.rank}</td><td>${esc(a.name)}</td>` +
       `<td class="state" style="color:${colours[a.state] || "#999"}">${a.state}</td><td class="round">${a.round}</td>` +
       `<td>${a.epoch}</td><td>${fmt(a.loss, 4)}</td><td>${metric(a.accuracy)}</td>` +
-      `<td class="heard">${a.last_heard_s === null ? "-" : fmt(a.last_heard_s, 1) + " s ago"}</td></tr>`).join("");
+      `<td class="waited">${fmt(a.waited_on_s, 1)} s</td><td class="heard">${a.last_heard_s === null ? "-" : fmt(a.last_heard_s, 1) + " s ago"}</td></tr>`).join("");
 }
 async function tick() {
   try {

@@ -10,6 +10,15 @@
 
 namespace gut::services {
 
+void AddPeerState(const std::vector<PeerStats>& peers, gut::v1::HeartbeatRequest* h) {
+  for (const auto& peer : peers) {
+    if (!peer.connected) h->add_peers_down(peer.rank);
+    auto* w = h->add_waits();
+    w->set_rank(peer.rank);
+    w->set_seconds(peer.wait_seconds);
+  }
+}
+
 void AddRefusals(const core::RefusalLog& log, gut::v1::HeartbeatRequest* h) {
   for (const auto& [rank, count] : log.by_sender) {
     auto* r = h->add_refused();
@@ -71,7 +80,7 @@ absl::StatusOr<gut::v1::JoinResponse> CoordinatorClient::Join(const gut::v1::Joi
     if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!retry || absl::Now() >= until) return FromGrpc(s, "join");
+    if (!retry || absl::Now() >= until) return FromGrpc(s, "join at the coordinator " + address_);
     if (attempt % 15 == 0) spdlog::info("waiting for the run to start ({})", s.error_message());
   }
 }
@@ -89,7 +98,7 @@ absl::StatusOr<gut::v1::StatusResponse> CoordinatorClient::Status(absl::Duration
     if (s.ok()) s = CheckServer(ctx);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!retry || absl::Now() >= until) return FromGrpc(s, "status");
+    if (!retry || absl::Now() >= until) return FromGrpc(s, "status from the coordinator " + address_);
   }
 }
 
@@ -123,7 +132,7 @@ absl::StatusOr<std::string> CoordinatorClient::FetchModel(const gut::v1::FetchMo
       }
       return bytes;
     }
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= until) return FromGrpc(s, "model fetch");
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= until) return FromGrpc(s, "model file from the coordinator " + address_);
     absl::SleepFor(absl::Milliseconds(200));
   }
 }

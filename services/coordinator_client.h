@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -30,12 +31,15 @@
 #include "absl/time/time.h"
 #include "core/exchange/message_guard.h"
 #include "gut/v1/coordinator.grpc.pb.h"
+#include "services/peer_edge.h"
 #include "services/tls.h"
 
 namespace gut::services {
 
 // The neighbours whose messages this agent refused (the message guard), for its heartbeat.
 void AddRefusals(const core::RefusalLog& log, gut::v1::HeartbeatRequest* h);
+// The neighbours whose stream is down (peers_down) and the time waited for each (waits).
+void AddPeerState(const std::vector<PeerStats>& peers, gut::v1::HeartbeatRequest* h);
 
 class CoordinatorClient {
  public:

@@ -259,8 +259,8 @@ void ExchangeCore::StreamDone(PeerStream* s, const grpc::Status& st) {
         } else if (st.ok()) {
           spdlog::info("agent {}: agent {} closed its stream", opt_.rank, e.peer().rank);
         } else {
-          spdlog::warn("agent {}: stream with agent {} ended: {} (code {})", opt_.rank, e.peer().rank,
-                       st.error_message(), static_cast<int>(st.error_code()));
+          spdlog::warn("agent {}: agent {} {}", opt_.rank, e.peer().rank,
+                       StreamEndCause(static_cast<int>(st.error_code()), st.error_message()));
         }
       } else if (was_pending && !shutting_down_) {
         // A model mismatch does not go away by redialling: say so where the operator looks.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace gut::services {
@@ -76,6 +78,25 @@ std::optional<Mismatch> CompareComputation(const gut::v1::Hello& h, const Comput
     return Mismatch{Reject::kCodec, absl::StrCat("codec ", gut::v1::Codec_Name(h.codec()), " is not the run's")};
   }
   return std::nullopt;
+}
+
+std::string StreamEndCause(int grpc_code, const std::string& message) {
+  const std::string m = absl::AsciiStrToLower(message);
+  constexpr int kCancelled = 1, kUnavailable = 14;  // grpc::StatusCode, without gRPC's headers here
+  std::string cause;
+  if (absl::StrContains(m, "keepalive") || absl::StrContains(m, "ping timeout")) {
+    cause = "stopped answering: no keepalive ping answered (hung, paused, or cut off by the network)";
+  } else if (grpc_code == kUnavailable &&
+             (absl::StrContains(m, "connection reset") || absl::StrContains(m, "socket closed") ||
+              absl::StrContains(m, "broken pipe") || absl::StrContains(m, "end of tcp stream") ||
+              absl::StrContains(m, "connection refused"))) {
+    cause = "closed its connection (its process exited, was killed or restarted)";
+  } else if (grpc_code == kCancelled) {
+    cause = "cancelled its stream";
+  } else {
+    cause = "ended the stream with an error";
+  }
+  return absl::StrCat(cause, ": ", message, " (code ", grpc_code, ")");
 }
 
 }  // namespace gut::services

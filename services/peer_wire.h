@@ -43,6 +43,12 @@ enum class Reject {
 };
 const char* RejectName(Reject r);
 
+// Why a neighbour's stream ended, from gRPC's status code and text, as a phrase for the log: a
+// neighbour that "stopped answering" (no keepalive ping answered: hung, paused, or cut off by the
+// network) is another fault than one that "closed its connection" (its process exited, was
+// killed or restarted); the raw text follows the phrase.
+std::string StreamEndCause(int grpc_code, const std::string& message);
+
 // Where two layout descriptions (Hello.layout) first differ, as a phrase for the refusing side's
 // log: "tensor 4 differs: here 'parameter fc1.weight [120,400] float32', the peer '...'".
 std::string LayoutDifference(const std::vector<std::string>& here, const std::vector<std::string>& peer);

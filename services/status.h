@@ -16,11 +16,12 @@ inline grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-// `what` names the call for the message ("Join to 127.0.0.1:7000").
+// `what` names the call and where it went ("join at the coordinator 127.0.0.1:7000"); the gRPC
+// status name follows the server's text.
 inline absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat(what, ": ", s.error_message()));
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  return absl::Status(code, absl::StrCat(what, ": ", s.error_message(), " (gRPC status ", absl::StatusCodeToString(code), ")"));
 }
 
 }  // namespace gut::services

@@ -19,6 +19,7 @@
 #include "core/common/process.h"
 #include "core/config/exchange_settings.h"
 #include "core/config/manifest.h"
+#include "core/report/epoch_log.h"
 #include "sim/simulation.h"
 
 namespace {
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
   std::vector<gut::report::EpochRecord> seen;
   const gut::report::Metric metric = gut::report::Metric::For(config);
   auto summary = (*sim)->Run([&](const gut::report::EpochRecord& r) {
-    spdlog::info("{}", gut::report::FormatProgress(r, metric));
+    gut::report::LogEpochLine(r, metric);
     gut::core::SetLogRound(r.rounds);
     seen.push_back(r);
     if (auto s = gut::report::WriteMetricsCsv(csv, seen, gut::core::Durability::kFsync, metric); !s.ok())

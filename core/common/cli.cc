@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/common/log_context.h"
 #include "core/config/manifest.h"
 
 namespace gut::core {
@@ -45,22 +46,6 @@ class RoundFlag final : public spdlog::custom_flag_formatter {
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<RoundFlag>(); }
 };
-
-void AppendJsonEscaped(const char* b, const char* e, spdlog::memory_buf_t& dest) {
-  for (const char* p = b; p != e; ++p) {
-    const unsigned char c = static_cast<unsigned char>(*p);
-    if (c == '"' || c == '\\') {
-      dest.push_back('\\');
-      dest.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      dest.append(buf, buf + 6);
-    } else {
-      dest.push_back(static_cast<char>(c));
-    }
-  }
-}
 
 // %J: the message, escaped for a JSON string; %Q: the name, escaped.
 class JsonMessageFlag final : public spdlog::custom_flag_formatter {
@@ -97,7 +82,7 @@ void PrintFlagError(const std::string& program, const std::string& text, int arg
   AppendJsonEscaped(text.data(), text.data() + text.size(), msg);
   std::cerr << R"({"ts":")" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
             << R"(","level":"error","name":")" << std::string(name.data(), name.size())
-            << R"(","round":"-","event":"flag_error","msg":")" << std::string(msg.data(), msg.size()) << "\"}\n";
+            << R"(","round":"-","run_id":null,"rank":null,"epoch":null,"event":"flag_error","msg":")" << std::string(msg.data(), msg.size()) << "\"}\n";
 }
 
 }  // namespace
@@ -158,8 +143,9 @@ void SetupLogging(const LogOptions& log, const std::string& name) {
   auto logger = std::make_shared<spdlog::logger>("gut", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   f->add_flag<NameFlag>('N').add_flag<RoundFlag>('R').add_flag<JsonMessageFlag>('J').add_flag<JsonNameFlag>('Q');
+  f->add_flag<LogContextFlag>('X');
   if (log.format == "json") {
-    f->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","name":"%Q","round":"%R","msg":"%J"})");
+    f->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","name":"%Q","round":"%R",%X"msg":"%J"})");
   } else {
     f->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %N round=%R %v");
   }

@@ -3,7 +3,8 @@
 //
 // Logs: UTC timestamps in RFC 3339, the level, the process's name (agent name, "coordinator",
 // "gut-sim") and the current round, then the message; `--log-format json` writes one JSON object
-// per line with the same fields (ts, level, name, round, msg) for log shippers.
+// per line with the same fields (ts, level, name, round, msg) and run_id, rank, epoch, event and
+// the event's numbers (core/common/log_context.h) for log shippers.
 // Exit codes, documented in docs/operations/edge.md ("Restarts, failures and stopping"): 0 done
 // (or stopped on request), 1 the run failed, 2 bad input (flags, manifest, data files, TLS files).
 #ifndef GUT_CORE_COMMON_CLI_H_

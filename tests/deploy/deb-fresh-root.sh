@@ -9,7 +9,8 @@
 #      /var/lib/gut), plaintext on loopback: the installed fmnist example manifest with 2 agents,
 #      topology.graph=chain, run.epochs=1, on a tiny generated MNIST-layout data set; both agents
 #      must finish and the coordinator must write summary.json;
-#   5. dpkg --purge of both: binaries, conffiles and state are gone.
+#   5. dpkg --purge of gut-agentd keeps what gut-coordinator uses (/etc/gut/tls, /var/lib/gut);
+#      then of gut-coordinator: binaries, conffiles, state and those directories are gone.
 # Everything happens in a temporary directory; mounts (proc, sys, the apt caches) live in a private
 # mount namespace and go away with it. Downloaded .debs are kept in BUILD_DIR/container/apt-cache,
 # so a second run downloads nothing.
@@ -163,10 +164,15 @@ if [[ "${1:-}" == --inner ]]; then
   log "run finished: summary.json written${acc:+ (final $acc)}; both agents wrote params-final.f32 and metrics.csv"
   grep -E 'epoch|wrote' "$work/coordinator.log" | tail -n 3 || true
 
-  log "dpkg --purge gut-agentd gut-coordinator"
-  in_root dpkg --purge gut-agentd gut-coordinator >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
+  # Purging one package leaves what the other still uses (issue 21: /etc/gut/tls went with gut-agentd).
+  log "dpkg --purge gut-agentd, then gut-coordinator"
+  in_root dpkg --purge gut-agentd >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge gut-agentd"; }
+  for f in /etc/gut/tls /var/lib/gut /usr/bin/gut-coordinator /etc/gut/coordinator.env; do
+    in_root test -e "$f" || fail "$f went with gut-agentd although gut-coordinator is still installed"
+  done
+  in_root dpkg --purge gut-coordinator >>"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge gut-coordinator"; }
   for f in /usr/bin/gut-agentd /usr/bin/gut-coordinator /etc/gut/agentd.env /etc/gut/coordinator.env \
-    /var/lib/gut/agent /var/lib/gut/coordinator; do
+    /var/lib/gut/agent /var/lib/gut/coordinator /etc/gut/tls /var/lib/gut; do
     in_root test ! -e "$f" || fail "$f is still there after purge"
   done
   log "PASS"

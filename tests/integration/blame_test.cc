@@ -32,6 +32,10 @@ class Blame : public Cluster {
       EXPECT_EQ(Read(AgentLog(r)).find("no message from agent"), std::string::npos) << Read(AgentLog(r));
     }
     EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+    // The neighbours' logs say what happened: a hung agent stopped answering (keepalive), a killed
+    // one closed its connection.
+    const std::string said = signal == SIGSTOP ? "agent 3 stopped answering" : "agent 3 closed its connection";
+    EXPECT_NE((Read(AgentLog(0)) + Read(AgentLog(2))).find(said), std::string::npos) << Read(AgentLog(0));
     const auto summary = Summary();
     EXPECT_EQ(summary["status"], "finished") << summary.dump(1);
     ASSERT_EQ(summary["dropped"].size(), 1u) << summary.dump(1);
