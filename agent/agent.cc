@@ -380,7 +380,7 @@ void Agent::OnCommand(const gut::v1::RunCommand& command) {
   }
   std::lock_guard<std::mutex> l(mu_);
   // With every answer, not only new commands; an answer stays fresh for a few heartbeats.
-  if (participant_) participant_->Hold(c.hold_round());
+  if (participant_) participant_->Standing(c.hold_round(), c.stop_round());
   if (exchange_) {
     exchange_->CoordinatorJudging({c.missing().begin(), c.missing().end()},
                                   absl::Now() + absl::Seconds(4 * o_.heartbeat_s + 1));
@@ -418,11 +418,13 @@ gut::v1::HeartbeatRequest Agent::HeartbeatState() {
   if (exchange_) {
     services::AddPeerState(exchange_->Stats().peers, &h);
     services::AddRefusals(exchange_->Refusals(), &h);
-    // SIGTERM: give the current round a moment to finish at a boundary (where a checkpoint can
-    // be taken), then end any wait.
+    h.set_stopping(stopping());
+    // SIGTERM: the rounds up to the agreed stop round (else the current one) may finish; then waits end.
     if (stopping()) {
       if (stop_seen_ == absl::InfiniteFuture()) stop_seen_ = absl::Now();
-      if (absl::Now() - stop_seen_ > absl::Seconds(o_.stop_timeout_s / 4)) {
+      const double after = participant_ && participant_->stop_round() > 0 ? 0.75 * o_.stop_timeout_s
+                                                                          : std::max(2.5, o_.stop_timeout_s / 4);
+      if (absl::Now() - stop_seen_ > absl::Seconds(after)) {
         exchange_->Interrupt(absl::CancelledError("stop requested"));
       }
     }

@@ -37,7 +37,21 @@ AgentParticipant::AgentParticipant(ParticipantParts p) : p_(std::move(p)) {
 
 double AgentParticipant::Elapsed() const { return wall_offset_ + Since(start_); }
 
-bool AgentParticipant::StopRequested() { return pending_ || (p_.stop != nullptr && p_.stop->load()); }
+bool AgentParticipant::StopRequested() {
+  if (pending_) return true;
+  if (p_.stop == nullptr || !p_.stop->load()) return false;
+  // Every agent asked to stop stops at the same round (RunCommand.stop_round, decided by the
+  // coordinator), so that all of them hold a stop checkpoint of that round and none waits in a
+  // round its stopped neighbours will never send. Without an answer soon (no coordinator), it
+  // stops where it is.
+  const absl::Time until = absl::Now() + absl::Seconds(2);
+  for (;;) {
+    const int64_t s = stop_round_.load();
+    if (s > 0) return round_ >= s;
+    if (pending_ || absl::Now() >= until) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
 
 absl::Status AgentParticipant::TrainRound(int64_t round, double lr) {
   if (pending_) return absl::AbortedError("a recovery command is waiting");

@@ -72,6 +72,13 @@ class AgentParticipant final : public core::RunParticipant {
   // ---- recovery ----
   // A command is waiting: the next round (and any wait in the exchange) ends with ABORTED.
   void SetPending(bool pending) { pending_ = pending; }
+  // What every command answer says (any thread): RunCommand.hold_round (Hold) and stop_round,
+  // the round to stop and checkpoint at after SIGTERM.
+  void Standing(int64_t hold_round, int64_t stop_round) {
+    Hold(hold_round);
+    stop_round_ = stop_round;
+  }
+  int64_t stop_round() const { return stop_round_; }
   // RunCommand.hold_round: keep that checkpoint for a restore the coordinator prepares (any thread).
   void Hold(int64_t round) {
     if (p_.store != nullptr) p_.store->Pin(round);
@@ -103,6 +110,7 @@ class AgentParticipant final : public core::RunParticipant {
   std::unique_ptr<core::Algorithm<float>> algorithm_;
   std::vector<float> scratch_;
   std::atomic<bool> pending_{false};
+  std::atomic<int64_t> stop_round_{0};
   uint32_t topology_version_ = 1;
   // Everything below goes into checkpoints.
   int64_t round_ = 0;

@@ -103,6 +103,9 @@ class CoordinatorService final : public gut::v1::Coordinator::Service {
   // Blocks until the run is over (finished, failed, or every agent left) or `timeout` passes.
   // Returns OK for a finished run, the failure otherwise.
   absl::Status WaitFinished(absl::Duration timeout);
+  // After this process was asked to stop: keeps answering for up to `limit` while agents asked to
+  // stop at the same time (a Ctrl-C reaches every process) still need the stop round from here.
+  void LetStoppingAgentsLeave(absl::Duration limit) ABSL_LOCKS_EXCLUDED(mu_);
   // Waits only for the run's last report (agents that already left may have reports in flight).
   bool WaitComplete(absl::Duration timeout);
   // The run's outputs as they stand, with `status` ("stopped", "failed") and `why`, when the

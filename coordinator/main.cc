@@ -232,6 +232,7 @@ int main(int argc, char** argv) {
   // Every agent has left, but their last reports may still be on the way (an agent leaves once
   // its flush time is up, and its reporter keeps trying until the process ends).
   if (result.code() == absl::StatusCode::kAborted && service.WaitComplete(absl::Seconds(10))) result = absl::OkStatus();
+  if (stopped) service.LetStoppingAgentsLeave(absl::Seconds(10));
   if (!result.ok()) service.WriteUnfinished(stopped ? "stopped" : "failed", std::string(result.message()));
   if (gauges) gauges->Update(service.View());
   // The page's last state, readable from disk once this process is gone.

@@ -122,6 +122,8 @@ int64_t Membership::CommonCheckpoint(int64_t at_most, int exclude) const {
 void Membership::NewGeneration(int64_t restore, absl::Time) {
   accused_.clear();  // refusals of the old generation are restored away
   hold_ = 0;
+  stop_round_ = 0;
+  stop_asked_ = absl::InfinitePast();
   command_.set_generation(command_.generation() + 1);
   command_.set_restore_round(restore);
 }
@@ -142,6 +144,7 @@ bool Membership::waiting_for_agents() const {
 gut::v1::RunCommand Membership::CommandFor(int rank) const {
   gut::v1::RunCommand c = command_;
   c.set_hold_round(hold_);
+  c.set_stop_round(stop_round_);
   const core::MixingMatrix& w = current_ ? *current_ : base_;
   auto* t = c.mutable_topology();
   t->set_version(topology_version_);
@@ -191,6 +194,8 @@ absl::Status Membership::Heartbeat(const gut::v1::HeartbeatRequest& h, const std
   a.accuracy = h.accuracy();
   a.peers_down.assign(h.peers_down().begin(), h.peers_down().end());
   a.holding = h.holding();
+  a.stopping = h.stopping();
+  if (h.stopping() && stop_round_ == 0 && stop_asked_ == absl::InfinitePast()) stop_asked_ = now;
   if (h.rounds_per_epoch() > 0) rounds_per_epoch_ = h.rounds_per_epoch();
   if (a.state == AgentState::kUnknown || a.state == AgentState::kLost) a.state = AgentState::kAlive;
   // Accusations count only from the current generation and only against a current neighbour: an
@@ -338,6 +343,19 @@ std::string Membership::Tick(absl::Time now) {
     }
   }
   if (log.empty()) ApplyAccusations(now, &log);
+  if (stop_round_ == 0 && stop_asked_ != absl::InfinitePast() && now - stop_asked_ >= absl::Milliseconds(600)) {
+    std::vector<int> who;
+    for (const auto& [r, a] : agents_) {
+      if (!a.active()) continue;
+      stop_round_ = std::max(stop_round_, a.round);
+      if (a.stopping) who.push_back(r);
+    }
+    stop_round_ += 1;  // one past the highest completed round (membership.h)
+    if (log.empty()) {
+      log = absl::StrCat("agent(s) ", absl::StrJoin(who, ", "), " asked to stop: each stops at round ", stop_round_,
+                         " and checkpoints there");
+    }
+  }
   return log;
 }
 

@@ -71,6 +71,7 @@ struct AgentRecord : AgentHello {
   uint64_t generation = 0;           // the generation it last said it runs in
   std::vector<int> peers_down;
   int64_t holding = 0;               // the hold_round it says it keeps
+  bool stopping = false;             // asked to stop, waiting for (or heading to) the stop round
   bool active() const { return state != AgentState::kDropped; }
   bool present() const { return state == AgentState::kAlive || state == AgentState::kFinished; }
 };
@@ -119,6 +120,12 @@ class Membership {
   }
   // True while some active agent is lost, away or not heard from: a recovery waits for them.
   bool waiting_for_agents() const;
+  // Some agent that still sends heartbeats has been asked to stop and has not left yet.
+  bool agents_stopping() const {
+    for (const auto& [r, a] : agents_)
+      if (a.state == AgentState::kAlive && a.stopping) return true;
+    return false;
+  }
   gut::v1::RunCommand CommandFor(int rank) const;
   // The graph the run uses now (the manifest's, or what is left after drops).
   const core::Graph& graph() const { return current_ ? current_->graph() : base_.graph(); }
@@ -186,6 +193,14 @@ class Membership {
   // round of the accuser's first refusal. Cleared by every new generation.
   std::map<int, std::map<int, int64_t>> accused_;
   std::set<int> accusations_noted_;  // logged once after the run's end made them moot
+  // The round every agent asked to stop stops at (RunCommand.stop_round; 0: none yet). Decided a
+  // moment after the first agent says it is stopping, when the others asked at the same time
+  // (Ctrl-C) have said so too and wait at their round boundaries or inside a round: one past the
+  // highest round any active agent has completed (an agent that completed r rounds may already
+  // be inside round r, so its next boundary is r + 1), which all of them can reach. A new
+  // generation starts over.
+  int64_t stop_round_ = 0;
+  absl::Time stop_asked_ = absl::InfinitePast();
   int64_t hold_ = 0;  // the round a prepared drop will restore: every agent keeps its checkpoint
 };
 

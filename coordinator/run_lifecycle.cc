@@ -98,6 +98,19 @@ absl::Status CoordinatorService::WaitFinished(absl::Duration timeout) {
   return absl::OkStatus();
 }
 
+void CoordinatorService::LetStoppingAgentsLeave(absl::Duration limit) {
+  const absl::Time until = absl::Now() + limit;
+  // Their first "stopping" heartbeat is a heartbeat period away; then each waits for the round.
+  absl::SleepFor(absl::Milliseconds(800));
+  while (absl::Now() < until) {
+    {
+      absl::MutexLock l(&mu_);
+      if (!members_.agents_stopping()) return;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
 bool CoordinatorService::WaitComplete(absl::Duration timeout) {
   absl::MutexLock l(&mu_);
   auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return finished_ || !members_.failure().empty(); };

@@ -11,9 +11,8 @@
 #    and exits 4 (not "done": there is no summary.json);
 #  - while a launcher runs, a second one on the same --out refuses at once (exit 5) naming its pid;
 #  - Ctrl-C (SIGINT to the launcher) exits 130 with every process gone and a checkpoint on every
-#    rank. Every rank holding one of the same newest round (a --resume that loses nothing) is
-#    checked only with GUT_TEST_STOP_SAME_ROUND=1: it fails about half the time until the agents
-#    agree on the round they stop at (issue 21; the agents' side, not the launcher's);
+#    rank, every rank's newest of the same round (the agents stop at the round the coordinator
+#    names: RunCommand.stop_round), so a --resume loses nothing;
 #  - a launcher killed with -9 leaves its lock free, and a new launcher on its --out refuses
 #    (exit 5) while the processes it started still run, naming them.
 #   tests/launcher_contract.sh VERSION BUILD_DIR
@@ -151,10 +150,8 @@ if wait_for "$work/stop/logs/agent-00.log" "epoch 3/" 120; then
   same=$([[ $(printf '%s\n' "${rounds[@]}" | sort -u | wc -l) == 1 ]] && echo 1 || echo 0)
   if [[ $same == 1 ]]; then
     ok "after Ctrl-C every rank holds a checkpoint of round ${rounds[0]}"
-  elif [[ ${GUT_TEST_STOP_SAME_ROUND:-0} == 1 ]]; then
-    bad "after Ctrl-C the ranks' newest checkpoints differ: ${rounds[*]} (a --resume loses the difference)"
   else
-    echo "known issue (issue 21, not counted): after Ctrl-C the ranks' newest checkpoints differ: ${rounds[*]}"
+    bad "after Ctrl-C the ranks' newest checkpoints differ: ${rounds[*]} (a --resume loses the difference)"
   fi
 else
   bad "the Ctrl-C cluster did not reach epoch 3: $(tail -n 5 "$work/stop.err")"

@@ -356,6 +356,38 @@ TEST_F(MembershipTest, DroppingACutVertexFailsTheRunInstead) {
   EXPECT_NE(m_->failure().find("could no longer reach rank 0"), std::string::npos) << m_->failure();
 }
 
+// Issue 21: agents asked to stop together (a Ctrl-C) stop at one round, one past the highest round
+// any active agent has completed, so that each holds a stop checkpoint of the same round.
+TEST_F(MembershipTest, AgentsAskedToStopAreGivenOneStopRound) {
+  Make(Config("fail"));
+  Bootstrap();
+  auto stopping = [&](int r, int64_t round) {
+    gut::v1::HeartbeatRequest h;
+    h.set_rank(r);
+    h.set_incarnation(m_->agents().at(r).incarnation);
+    h.set_generation(m_->generation());
+    h.set_round(round);
+    h.set_stopping(true);
+    return m_->Heartbeat(h, "", now_);
+  };
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(Beat(r, {}, 20).ok());
+  ASSERT_TRUE(stopping(0, 21).ok());
+  EXPECT_EQ(m_->CommandFor(0).stop_round(), 0) << "not decided before the others have had a heartbeat to say so";
+  now_ += absl::Milliseconds(300);
+  ASSERT_TRUE(stopping(1, 22).ok());
+  ASSERT_TRUE(stopping(2, 21).ok());
+  ASSERT_TRUE(Beat(3, {}, 22).ok());  // not stopping: its round counts all the same
+  EXPECT_EQ(m_->Tick(now_), "");
+  now_ += absl::Milliseconds(400);
+  EXPECT_NE(m_->Tick(now_).find("agent(s) 0, 1, 2 asked to stop: each stops at round 23"), std::string::npos);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(m_->CommandFor(r).stop_round(), 23) << r;
+  ASSERT_TRUE(stopping(0, 30).ok());
+  now_ += absl::Seconds(1);
+  m_->Tick(now_);
+  EXPECT_EQ(m_->CommandFor(0).stop_round(), 23) << "decided once";
+  EXPECT_TRUE(m_->agents_stopping());
+}
+
 TEST_F(MembershipTest, SavedStateSurvivesARestart) {
   Make(Config("drop"));
   Bootstrap();
