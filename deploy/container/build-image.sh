@@ -6,7 +6,7 @@
 #   1. a Debian 12 minbase root (debootstrap, made once and cached in DIR: make-base.sh), imported
 #      as localhost/bookworm-minbase (again only when the cached root changed);
 #   2. podman build --network host -f deploy/container/Containerfile: localhost/gut:<version>
-#      (the project version) and localhost/gut:latest;
+#      (the project version) and localhost/gut:latest, labelled with the checkout's git revision;
 #   3. prints the image's size.
 #
 # Idempotent: a second run with nothing changed reuses every layer (seconds); after a source change
@@ -91,9 +91,24 @@ find "$ctx" -mindepth 1 -type d -empty -delete
 rm -rf "$ctx/.git"
 [[ -d "$here/.git" ]] && cp -a "$here/.git" "$ctx/.git"
 
-# 3. The image.
+# 3. The image, labelled with the project version and the checkout's revision
+# (org.opencontainers.image.revision): the commit, with "-dirty" when tracked files differ from it
+# (the rule of cmake/version.cmake, whose short form the daemons' --version prints); "unknown"
+# outside git. Read from the context (its files and its copy of .git), which is what the build
+# stage compiles, so a commit made meanwhile in the checkout does not get into the label; without
+# optional locks, so that the context's .git stays as copied. Passed as --label, not as a build
+# argument that a LABEL line expands: buildah 1.28 takes such a LABEL step from its cache even when
+# the argument changed (the image then names an older commit).
+revision=unknown
+if [[ -d "$ctx/.git" ]] && rev="$(git -C "$ctx" rev-parse --verify -q HEAD 2>/dev/null)" && [[ -n "$rev" ]]; then
+  revision="$rev"
+  [[ -z "$(git --no-optional-locks -C "$ctx" status --porcelain --untracked-files=no 2>/dev/null)" ]] ||
+    revision="$rev-dirty"
+fi
 start=$SECONDS
 podman build --network host --layers -f "$here/deploy/container/Containerfile" \
-  --build-arg "VERSION=$version" --build-arg "GUT_BUILD_KEY=$(printf '%s' "$here" | sha256sum | cut -c1-16)" -t "localhost/gut:$version" -t localhost/gut:latest "$ctx"
+  --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision" \
+  --build-arg "GUT_BUILD_KEY=$(printf '%s' "$here" | sha256sum | cut -c1-16)" \
+  -t "localhost/gut:$version" -t localhost/gut:latest "$ctx"
 size="$(podman image inspect --format '{{.Size}}' "localhost/gut:$version")"
-echo "build-image: localhost/gut:$version (and :latest) built in $((SECONDS - start)) s; size $((size / 1000000)) MB ($size bytes)"
+echo "build-image: localhost/gut:$version (and :latest, revision $revision) built in $((SECONDS - start)) s; size $((size / 1000000)) MB ($size bytes)"
