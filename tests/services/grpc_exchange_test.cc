@@ -386,6 +386,7 @@ TEST(GrpcExchange, ARoundWaitDoesNotCountTheTimeTheCoordinatorJudges) {
   ASSERT_TRUE(ring[0].exchange->Broadcast(1, 0, absl::MakeSpan(m)).ok());
   ASSERT_TRUE(ring[2].exchange->Broadcast(1, 0, absl::MakeSpan(m)).ok());  // agent 1 sends nothing
   std::atomic<bool> judging{true};
+  ring[0].exchange->CoordinatorJudging({1}, absl::Now() + absl::Milliseconds(500));  // before the wait starts
   std::thread coordinator([&] {  // heartbeat answers naming rank 1, each fresh for 0.5 s, for 3 s
     while (judging) {
       ring[0].exchange->CoordinatorJudging({1}, absl::Now() + absl::Milliseconds(500));
