@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>> wall(names.size()), cpu(names.size());
   for (int rep = 0; rep < reps; ++rep) {
     for (size_t k = 0; k < names.size(); ++k) {
+      const std::vector<float> before = sims[k]->Params(0);
       const double c0 = gut::core::CpuSeconds();
       const auto t0 = std::chrono::steady_clock::now();
       if (auto s = sims[k]->RunTrainingRounds(rounds); !s.ok()) {
@@ -113,6 +114,12 @@ int main(int argc, char** argv) {
         return 1;
       }
       const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // A timing counts only if the method trained: no ratio from a variant that did nothing.
+      if (sims[k]->Params(0) == before) {
+        std::fprintf(stderr, "%s did no work in repetition %d: agent 0's parameters did not change over %d rounds; "
+                     "no table is printed\n", names[k].c_str(), rep + 1, rounds);
+        return 1;
+      }
       wall[k].push_back(1e3 * w / rounds);
       cpu[k].push_back(1e3 * (gut::core::CpuSeconds() - c0) / (double(rounds) * n));
     }
