@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# observability.prometheus_live: a real Prometheus scrapes a real 4-agent loopback cluster and
-# every dashboard query, alert selector and target label is checked (prometheus_live_test.py).
+# observability.prometheus_live: a real Prometheus scrapes two real 4-agent loopback clusters in
+# turn: every dashboard query, alert selector and target label is checked on a healthy run that
+# finishes, a killed agent must page before its run fails, and the dashboard must show how each run
+# ended 10 minutes later (prometheus_live_test.py).
 #
-#   tests/observability/prometheus_live_test.sh [SOURCE_DIR [BUILD_DIR]]   (about 1-2 minutes)
+#   tests/observability/prometheus_live_test.sh [SOURCE_DIR [BUILD_DIR]]   (about 2 minutes)
 #
 # BUILD_DIR defaults to $GUT_BUILD_DIR, then SOURCE_DIR/build. Exit 77 (skipped) when Prometheus,
 # Debian's /usr/bin/python3 or the Fashion-MNIST data set is missing.
