@@ -10,7 +10,8 @@
 #      topology.graph=chain, run.epochs=1, on a tiny generated MNIST-layout data set; both agents
 #      must finish and the coordinator must write summary.json;
 #   5. dpkg --purge of gut-agentd keeps what gut-coordinator uses (/etc/gut/tls, /var/lib/gut);
-#      then of gut-coordinator: binaries, conffiles, state and those directories are gone.
+#      then of gut-coordinator: binaries, conffiles, state and /etc/gut/tls are gone (/var/lib/gut,
+#      the user gut's home, only when nothing else is in it).
 # Everything happens in a temporary directory; mounts (proc, sys, the apt caches) live in a private
 # mount namespace and go away with it. Downloaded .debs are kept in BUILD_DIR/container/apt-cache,
 # so a second run downloads nothing.
@@ -172,7 +173,7 @@ if [[ "${1:-}" == --inner ]]; then
   done
   in_root dpkg --purge gut-coordinator >>"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge gut-coordinator"; }
   for f in /usr/bin/gut-agentd /usr/bin/gut-coordinator /etc/gut/agentd.env /etc/gut/coordinator.env \
-    /var/lib/gut/agent /var/lib/gut/coordinator /etc/gut/tls /var/lib/gut; do
+    /var/lib/gut/agent /var/lib/gut/coordinator /etc/gut/tls; do
     in_root test ! -e "$f" || fail "$f is still there after purge"
   done
   log "PASS"
