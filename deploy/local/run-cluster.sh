@@ -302,6 +302,6 @@ if [[ $status == 0 ]]; then
       "$0 --manifest $manifest --out $out --resume" >&2
     exit 3
   fi
-  echo "run-cluster: done; results in $out (metrics.csv, metrics.svg, summary.json)"
+  echo "run-cluster: done; results in $out (metrics.csv, metrics.svg, summary.json, status.html)"
 fi
 exit $status
