@@ -75,11 +75,17 @@ struct Hyperparameters {
   // correction moves x directly instead of through the momentum buffer, which would carry each
   // round's compression error into the next 1/(1 - beta) steps.
   bool direct_consensus = false;
+  // exchange.overlap: 1 (docs/algorithms.md §12): the gradient is taken before this round's
+  // messages arrive, so that they travel while it is computed. Only for AlgorithmOverlaps().
+  bool overlap = false;
 };
 
 // Names accepted by CreateAlgorithm, with one line each for help texts.
 const std::vector<std::pair<std::string, std::string>>& AlgorithmNames();
 std::string AllowedAlgorithmNames();
+// Whether the method has an exchange.overlap variant, and the names of those that do.
+bool AlgorithmOverlaps(const std::string& name);
+std::string OverlapAlgorithmNames();
 
 // Checks the hyperparameters against the algorithm's requirements; errors name the field
 // (algorithm.name, algorithm.momentum, algorithm.mu, ...) and the allowed values.

@@ -11,9 +11,9 @@ namespace {
 template <typename T>
 class Dsgdm final : public detail::AdaptThenCombine<T> {
  public:
-  Dsgdm(std::string name, double momentum, bool nesterov, absl::Span<const T> x0,
+  Dsgdm(std::string name, double momentum, bool nesterov, bool overlap, absl::Span<const T> x0,
         double self_weight)
-      : detail::AdaptThenCombine<T>(std::move(name), x0, self_weight),
+      : detail::AdaptThenCombine<T>(std::move(name), overlap, x0, self_weight),
         beta_(static_cast<T>(momentum)), nesterov_(nesterov) {
     if (momentum != 0) m_.assign(x0.size(), T(0));
   }
@@ -45,13 +45,13 @@ class Dsgdm final : public detail::AdaptThenCombine<T> {
 
 template <typename T>
 std::unique_ptr<Algorithm<T>> MakeDsgdm(const std::string& name, double momentum, bool nesterov,
-                                        absl::Span<const T> x0, double self_weight) {
-  return std::make_unique<Dsgdm<T>>(name, momentum, nesterov, x0, self_weight);
+                                        bool overlap, absl::Span<const T> x0, double self_weight) {
+  return std::make_unique<Dsgdm<T>>(name, momentum, nesterov, overlap, x0, self_weight);
 }
 
-template std::unique_ptr<Algorithm<float>> MakeDsgdm(const std::string&, double, bool,
+template std::unique_ptr<Algorithm<float>> MakeDsgdm(const std::string&, double, bool, bool,
                                                      absl::Span<const float>, double);
-template std::unique_ptr<Algorithm<double>> MakeDsgdm(const std::string&, double, bool,
+template std::unique_ptr<Algorithm<double>> MakeDsgdm(const std::string&, double, bool, bool,
                                                       absl::Span<const double>, double);
 
 }  // namespace gut::core

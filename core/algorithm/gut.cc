@@ -2,6 +2,7 @@
 // All work is two fused element-wise passes over the flat vectors, one before the gradient
 // (bookkeeping and the gossiped point z = x + G) and one after it (tracking and the SGD step),
 // so the method adds no pass over memory that DSGD does not already make.
+#include <algorithm>
 #include <vector>
 
 #include "core/algorithm/methods.h"
@@ -19,18 +20,20 @@ class GutFamily final : public Algorithm<T> {
         mu_(static_cast<T>(o.mu)),
         tracking_(o.mu != 0 || o.force_tracking),
         direct_(o.direct_consensus && o.momentum != 0),
+        overlap_(o.overlap),
         gossip_(x0, self_weight),
         x_(x0.begin(), x0.end()),
         e_(x0.size()) {
     if (tracking_) delta_prev_.assign(x0.size(), T(0));
     if (o.momentum != 0) m_.assign(x0.size(), T(0));
+    if (overlap_) g_.assign(x0.size(), T(0));
   }
 
   std::string name() const override { return name_; }
   absl::Span<const T> params() const override { return x_; }
   double replica_error() const override { return gossip_.RelativeError(x_.data()); }
   int persistent_buffers() const override {
-    return 2 + (tracking_ ? 1 : 0) + (m_.empty() ? 0 : 1);
+    return 2 + (tracking_ ? 1 : 0) + (m_.empty() ? 0 : 1) + (overlap_ ? 1 : 0);
   }
 
   absl::Status RunPhase(int phase, const RoundContext<T>& ctx) override {
@@ -38,17 +41,31 @@ class GutFamily final : public Algorithm<T> {
       // Step 1: send e = x - x̂ (already formed by the previous round's last pass).
       if (!e_current_) gossip_.Difference(x_.data(), e_.data());
       e_current_ = false;
-      return ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(e_));
+      if (auto s = ctx.nbh->Broadcast(ctx.round, 0, absl::MakeSpan(e_)); !s.ok() || !overlap_) return s;
+      // exchange.overlap (docs/algorithms.md §12): the gradient is taken at x itself while the
+      // messages travel (not at the mixed point x + G, which needs them); it is kept here because
+      // the driver's workspace may not outlive the phase.
+      absl::Span<T> point = ctx.oracle->point();
+      std::copy(x_.begin(), x_.end(), point.begin());
+      if (auto s = ctx.oracle->ComputeGradient(); !s.ok()) return s;
+      const absl::Span<const T> g = ctx.oracle->gradient();
+      std::copy(g.begin(), g.end(), g_.begin());
+      return absl::OkStatus();
     }
     const absl::Span<T> r = ctx.scratch.size() == x_.size() ? ctx.scratch : OwnScratch();
     if (auto s = ctx.nbh->ReceiveWeightedSum(ctx.round, 0, r); !s.ok()) return s;
     if (first_) {
       eta_prev_ = static_cast<T>(ctx.lr);
     }
-    absl::Span<T> point = ctx.oracle->point();
-    PassBeforeGradient(r.data(), point.data());
-    if (auto s = ctx.oracle->ComputeGradient(); !s.ok()) return s;
-    PassAfterGradient(ctx.oracle->gradient().data(), static_cast<T>(ctx.lr));
+    if (overlap_) {
+      PassBeforeGradient<false>(r.data(), nullptr);
+      PassAfterGradient(g_.data(), static_cast<T>(ctx.lr));
+    } else {
+      absl::Span<T> point = ctx.oracle->point();
+      PassBeforeGradient<true>(r.data(), point.data());
+      if (auto s = ctx.oracle->ComputeGradient(); !s.ok()) return s;
+      PassAfterGradient(ctx.oracle->gradient().data(), static_cast<T>(ctx.lr));
+    }
     eta_prev_ = static_cast<T>(ctx.lr);
     first_ = false;
     e_current_ = true;
@@ -85,7 +102,9 @@ class GutFamily final : public Algorithm<T> {
   }
 
   // Steps 2-5: a = r + w_ii e + (1+beta)(s - c x̂) (old x̂, s; stored over e), x̂ += e, s += r,
-  // z = x + (s - c x̂).
+  // z = x + (s - c x̂). With kPoint false (exchange.overlap) the gradient is already taken and z is
+  // not formed.
+  template <bool kPoint>
   void PassBeforeGradient(const T* __restrict r, T* __restrict z) {
     const size_t n = x_.size();
     T* __restrict e = e_.data();
@@ -99,13 +118,13 @@ class GutFamily final : public Algorithm<T> {
         e[k] = rk + wii * ek + b * (s[k] - c * xh[k]);
         xh[k] += ek;
         s[k] += rk;
-        z[k] = x[k] + (s[k] - c * xh[k]);
+        if constexpr (kPoint) z[k] = x[k] + (s[k] - c * xh[k]);
       }
     } else {
       for (size_t k = 0; k < n; ++k) {
         xh[k] += e[k];
         s[k] += r[k];
-        z[k] = x[k] + (s[k] - c * xh[k]);
+        if constexpr (kPoint) z[k] = x[k] + (s[k] - c * xh[k]);
       }
     }
   }
@@ -194,10 +213,13 @@ class GutFamily final : public Algorithm<T> {
   // exchange.consensus_step < 1 with momentum (docs/algorithms.md §8.4): the gossip correction
   // bypasses the momentum buffer, as CHOCO-SGD's consensus step does; otherwise the reference form.
   bool direct_;
+  // exchange.overlap: the gradient is taken at x in phase 0, before this round's messages arrive.
+  bool overlap_;
   ReplicaGossip<T> gossip_;
   std::vector<T> x_;
   std::vector<T> e_, r_;  // transient: outgoing message (then the accumulator a), received sum
   std::vector<T> delta_prev_, m_;
+  std::vector<T> g_;  // exchange.overlap only: phase 0's gradient, used in phase 1 (not state)
   T eta_prev_ = T(0);
   bool first_ = true;
   bool e_current_ = false;  // e_ already holds x - x̂ for the next send

@@ -14,6 +14,7 @@ struct GutOptions {
   double mu = 0;        // 0 turns the tracking terms off (DSGD, QG-DSGDm as the reference runs them)
   bool force_tracking = false;  // keep the tracking terms even when mu == 0 (reduction tests)
   bool direct_consensus = false;  // Hyperparameters::direct_consensus (momentum methods only)
+  bool overlap = false;           // Hyperparameters::overlap
 };
 
 // GUT / QG-GUTm exactly as the reference code runs them (docs/algorithms.md §1.3), and with mu = 0 the
@@ -26,11 +27,11 @@ std::unique_ptr<Algorithm<T>> MakeGutFamily(const GutOptions& o, absl::Span<cons
 // is DSGD-ATC x <- W (x - eta g).
 template <typename T>
 std::unique_ptr<Algorithm<T>> MakeDsgdm(const std::string& name, double momentum, bool nesterov,
-                                        absl::Span<const T> x0, double self_weight);
+                                        bool overlap, absl::Span<const T> x0, double self_weight);
 
 // QG-DSGDm of Lin et al. (§2.3): quasi-global momentum from the gossip-inclusive displacement.
 template <typename T>
-std::unique_ptr<Algorithm<T>> MakeQgDsgdmLin(double momentum, double ema, bool nesterov,
+std::unique_ptr<Algorithm<T>> MakeQgDsgdmLin(double momentum, double ema, bool nesterov, bool overlap,
                                              absl::Span<const T> x0, double self_weight);
 
 // Gradient tracking, ATC form (§2.4): x <- W(x - eta y), y <- W y + g_new - g_old. Two messages

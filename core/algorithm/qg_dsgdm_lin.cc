@@ -12,9 +12,9 @@ namespace {
 template <typename T>
 class QgDsgdmLin final : public detail::AdaptThenCombine<T> {
  public:
-  QgDsgdmLin(double momentum, double ema, bool nesterov, absl::Span<const T> x0,
+  QgDsgdmLin(double momentum, double ema, bool nesterov, bool overlap, absl::Span<const T> x0,
              double self_weight)
-      : detail::AdaptThenCombine<T>("qg-dsgdm-lin", x0, self_weight),
+      : detail::AdaptThenCombine<T>("qg-dsgdm-lin", overlap, x0, self_weight),
         beta_(static_cast<T>(momentum)), ema_(static_cast<T>(ema)), nesterov_(nesterov),
         mhat_(x0.size(), T(0)), x_prev_(x0.size()) {}
   int persistent_buffers() const override { return 4; }
@@ -53,14 +53,14 @@ class QgDsgdmLin final : public detail::AdaptThenCombine<T> {
 }  // namespace
 
 template <typename T>
-std::unique_ptr<Algorithm<T>> MakeQgDsgdmLin(double momentum, double ema, bool nesterov,
+std::unique_ptr<Algorithm<T>> MakeQgDsgdmLin(double momentum, double ema, bool nesterov, bool overlap,
                                              absl::Span<const T> x0, double self_weight) {
-  return std::make_unique<QgDsgdmLin<T>>(momentum, ema, nesterov, x0, self_weight);
+  return std::make_unique<QgDsgdmLin<T>>(momentum, ema, nesterov, overlap, x0, self_weight);
 }
 
-template std::unique_ptr<Algorithm<float>> MakeQgDsgdmLin(double, double, bool,
+template std::unique_ptr<Algorithm<float>> MakeQgDsgdmLin(double, double, bool, bool,
                                                           absl::Span<const float>, double);
-template std::unique_ptr<Algorithm<double>> MakeQgDsgdmLin(double, double, bool,
+template std::unique_ptr<Algorithm<double>> MakeQgDsgdmLin(double, double, bool, bool,
                                                            absl::Span<const double>, double);
 
 }  // namespace gut::core

@@ -32,6 +32,18 @@ std::string AllowedAlgorithmNames() {
   return absl::StrJoin(n, ", ");
 }
 
+namespace {
+constexpr const char* kOverlapping[] = {"dsgd", "qg-dsgdm", "gut", "qg-gutm", "dsgd-atc", "dsgdm", "qg-dsgdm-lin"};
+}  // namespace
+
+bool AlgorithmOverlaps(const std::string& name) {
+  for (const char* a : kOverlapping)
+    if (name == a) return true;
+  return false;
+}
+
+std::string OverlapAlgorithmNames() { return absl::StrJoin(kOverlapping, ", "); }
+
 absl::Status ValidateHyperparameters(const Hyperparameters& h) {
   bool known = false;
   for (const auto& [name, help] : AlgorithmNames()) known |= (name == h.algorithm);
@@ -85,6 +97,12 @@ absl::Status ValidateHyperparameters(const Hyperparameters& h) {
           "otherwise, docs/algorithms.md §1.4 g); got mu = ", h.mu, ", momentum = ", h.momentum));
     }
   }
+  if (h.overlap && !AlgorithmOverlaps(a)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "exchange.overlap: 1 is defined for ", OverlapAlgorithmNames(), " (docs/algorithms.md §12); ", a,
+        " needs its neighbours' messages before its gradient or sends more than one message a round; "
+        "set exchange.overlap: 0"));
+  }
   if (a == "qg-dsgdm-lin" && h.qgm_beta >= 0 && !(h.qgm_beta < 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("algorithm.qgm_beta must be in [0, 1), got ", h.qgm_beta));
@@ -98,12 +116,15 @@ absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparamet
                                                               double self_weight) {
   if (auto s = ValidateHyperparameters(h); !s.ok()) return s;
   const std::string& a = h.algorithm;
-  if (a == "dsgd") return MakeGutFamily<T>({a, 0.0, 0.0}, x0, self_weight);
-  if (a == "qg-dsgdm") return MakeGutFamily<T>({a, h.momentum, 0.0, false, h.direct_consensus}, x0, self_weight);
-  if (a == "gut") return MakeGutFamily<T>({a, 0.0, h.mu}, x0, self_weight);
-  if (a == "qg-gutm") return MakeGutFamily<T>({a, h.momentum, h.mu, false, h.direct_consensus}, x0, self_weight);
-  if (a == "dsgd-atc") return MakeDsgdm<T>(a, 0.0, false, x0, self_weight);
-  if (a == "dsgdm") return MakeDsgdm<T>(a, h.momentum, h.nesterov, x0, self_weight);
+  const bool ov = h.overlap;
+  if (a == "dsgd") return MakeGutFamily<T>({a, 0.0, 0.0, false, false, ov}, x0, self_weight);
+  if (a == "qg-dsgdm")
+    return MakeGutFamily<T>({a, h.momentum, 0.0, false, h.direct_consensus, ov}, x0, self_weight);
+  if (a == "gut") return MakeGutFamily<T>({a, 0.0, h.mu, false, false, ov}, x0, self_weight);
+  if (a == "qg-gutm")
+    return MakeGutFamily<T>({a, h.momentum, h.mu, false, h.direct_consensus, ov}, x0, self_weight);
+  if (a == "dsgd-atc") return MakeDsgdm<T>(a, 0.0, false, ov, x0, self_weight);
+  if (a == "dsgdm") return MakeDsgdm<T>(a, h.momentum, h.nesterov, ov, x0, self_weight);
   if (a == "gt") return MakeGradientTracking<T>(x0, self_weight);
   if (a == "d2") return MakeD2<T>(h.lazy_mixing, x0, self_weight);
   if (a == "mt") return MakeMomentumTracking<T>(h.momentum, x0, self_weight);
@@ -119,7 +140,7 @@ absl::StatusOr<std::unique_ptr<Algorithm<T>>> CreateAlgorithm(const Hyperparamet
     return MakeCga<T>(h.momentum, h.tensor_sizes, x0, self_weight);
   }
   // qg-dsgdm-lin
-  return MakeQgDsgdmLin<T>(h.momentum, h.qgm_beta >= 0 ? h.qgm_beta : h.momentum, h.nesterov, x0,
+  return MakeQgDsgdmLin<T>(h.momentum, h.qgm_beta >= 0 ? h.qgm_beta : h.momentum, h.nesterov, ov, x0,
                            self_weight);
 }
 

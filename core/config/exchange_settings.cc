@@ -84,6 +84,13 @@ std::vector<std::string> ExchangeWarnings(const RunConfig& c) {
         "0.08 of fp32's bytes, within 0.2 points of fp32)",
         DescribeExchange(c), steps.long_runs_diverged));
   }
+  if (c.overlap != 0 && c.hyper.algorithm == "gut" && c.hyper.mu > 0.8) {
+    out.push_back(absl::StrFormat(
+        "exchange.overlap 1 with algorithm.mu %g: GUT taking its gradient before the messages arrive diverged on "
+        "the ring above mu = 0.8 (mu = 1 at every step measured, docs/algorithms.md §12); use mu <= 0.8 or "
+        "exchange.overlap: 0",
+        c.hyper.mu));
+  }
   // The methods that gossip replica differences with error feedback (ReplicaGossip).
   const std::string& a = c.hyper.algorithm;
   const bool mixes_replicas = a == "dsgd" || a == "qg-dsgdm" || a == "gut" || a == "qg-gutm" || a == "dsgd-atc" ||

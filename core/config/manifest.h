@@ -82,6 +82,9 @@ struct RunConfig {
   // form exactly when consensus_step < 1), "direct" or "reference" (the gossip correction through
   // the momentum buffer, as the paper's code). Resolved into hyper.direct_consensus at parse time.
   std::string consensus_form = "auto";
+  // exchange.overlap: 0 (lock-step: a round's gradient waits for its messages) or 1 (the gradient
+  // is taken while they travel, docs/algorithms.md §12). Copied into hyper.overlap at parse time.
+  int overlap = 0;
 };
 
 // Parses manifest text, applies `overrides` ("key.path=value", value parsed as YAML) and validates.
