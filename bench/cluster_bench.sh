@@ -13,7 +13,11 @@
 #   pair       a 2-agent cluster (mutual TLS, checkpoints) and pair-sim, gut-sim with 2 agents
 #   pair-plain the 2-agent cluster with --insecure
 #
-#   bench/cluster_bench.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR]
+#   bench/cluster_bench.sh [--manifest FILE] [--epochs N] [--reps R] [--out DIR] [--pair-overlap]
+#
+# --pair-overlap runs only the pair, lock-step against exchange.overlap: 1 (issue 23): per rep the
+# 2-agent cluster (mutual TLS) and pair-sim, each with overlap 0 and 1, and the ratios
+# pair/pair-sim for both, with the pair agents' compute / wait split.
 #
 # Ratios: tls/plain (what mTLS costs), tls/nockpt (what checkpointing every epoch costs: on the
 # run's wall time, since a checkpoint is written between rounds and so is not in the per-round
@@ -25,14 +29,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GUT_BUILD_DIR:-$here/build}"
 manifest="$here/deploy/examples/fmnist-ring16-qggutm-quick.yaml"
-epochs=2 reps=3 out="$here/out/cluster-bench"
+epochs=2 reps=3 out="$here/out/cluster-bench" pair_overlap=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --manifest) manifest=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --pair-overlap) pair_overlap=1; shift ;;
+    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 py=/usr/bin/python3
@@ -55,11 +60,6 @@ sim() {  # DIR [gut-sim args]
 }
 mkdir -p "$out"
 echo "# Service overhead per training round: $(basename "$manifest"), $epochs epochs, $reps reps, $(nproc) cores, $(date -u +%F)"
-echo
-echo "Command: \`bench/cluster_bench.sh --epochs $epochs --reps $reps\`; ms per training round (evaluation excluded)."
-echo
-echo "| rep | tls | plain | plain8 | nockpt | sim | pair | pair-plain | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | plain/sim | plain8/sim | pair/pair-sim | pair-plain/pair-sim | pair-plain compute / wait |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 r_tls=() r_ck=() r_sim=() r_plain=() r_pair=() r_pplain=()
 # A pair agent's mean compute and wait per round, ms (rank 0), from its last /metrics page.
 split() { $py - "$1/agents/rank-00/metrics.prom" <<'PY'
@@ -70,6 +70,32 @@ s = lambda k: float(re.search(r"^gut_agent_round_%s_seconds_sum (\S+)" % k, t, r
 print("%.2f / %.2f" % (1000 * s("compute") / n, 1000 * s("wait") / n))
 PY
 }
+if [[ $pair_overlap == 1 ]]; then
+  echo
+  echo "Command: \`bench/cluster_bench.sh --pair-overlap --epochs $epochs --reps $reps\`; 2 agents (chain), one process each."
+  echo
+  echo "| rep | pair | pair-sim | pair overlap | pair-sim overlap | pair/pair-sim | pair/pair-sim, overlap | overlap/lock-step (pair) | compute / wait | compute / wait, overlap |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  r0=() r1=()
+  for ((k = 1; k <= reps; k++)); do
+    cluster "$out/pair-o0" "${pair[@]}"
+    sim "$out/pair-sim-o0" "${pair[@]}"
+    cluster "$out/pair-o1" "${pair[@]}" --set exchange.overlap=1
+    sim "$out/pair-sim-o1" "${pair[@]}" --set exchange.overlap=1
+    c0=$(ms "$out/pair-o0") s0=$(ms "$out/pair-sim-o0") c1=$(ms "$out/pair-o1") s1=$(ms "$out/pair-sim-o1")
+    a=$(ratio "$c0" "$s0") b=$(ratio "$c1" "$s1")
+    r0+=("$a") r1+=("$b")
+    echo "| $k | $c0 | $s0 | $c1 | $s1 | $a | $b | $(ratio "$c1" "$c0") | $(split "$out/pair-o0") | $(split "$out/pair-o1") |"
+  done
+  echo
+  echo "median: pair/pair-sim $(median "${r0[@]}"), with overlap $(median "${r1[@]}")"
+  exit 0
+fi
+echo
+echo "Command: \`bench/cluster_bench.sh --epochs $epochs --reps $reps\`; ms per training round (evaluation excluded)."
+echo
+echo "| rep | tls | plain | plain8 | nockpt | sim | pair | pair-plain | pair-sim | tls wall s | nockpt wall s | tls/plain | tls/nockpt (wall) | tls/sim | plain/sim | plain8/sim | pair/pair-sim | pair-plain/pair-sim | pair-plain compute / wait |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for ((k = 1; k <= reps; k++)); do
   cluster "$out/tls"
   cluster "$out/plain" --insecure

@@ -46,6 +46,7 @@ check "--help" 0 out "--manifest FILE --out DIR" bash "$launcher" --help
 check "--version" 0 out "^gut-coordinator $version " bash "$launcher" --version
 check "unknown argument" 2 err "unknown argument '--frobnicate'" bash "$launcher" --frobnicate
 check "no manifest" 2 err "--manifest and --out are required" bash "$launcher" --out "$work/run"
+check "bad --peer-ports" 2 err "--peer-ports wants LISTEN_BASE:ADVERTISE_BASE, got '9000'" bash "$launcher" --peer-ports 9000 --manifest x --out "$work/run"
 printf 'run: {name: bad, epochs: -3}\n' >"$work/bad.yaml"
 check "bad manifest" 2 err "run.epochs must be in \[1, 100000\], got -3" bash "$launcher" --manifest "$work/bad.yaml" --out "$work/run"
 

@@ -13,6 +13,9 @@
 #               coordinator resumes from DIR, the agents from their checkpoints in DIR/agents
 #   --insecure  plaintext gRPC; by default every channel is mutual TLS with a throwaway CA and one
 #               certificate per process made for the run in DIR/tls (deploy/local/make-certs.sh)
+#   --peer-ports L:A  agent r listens for its neighbours on 127.0.0.1:(L+r) and tells them to dial
+#               127.0.0.1:(A+r) (gut-agentd --advertise): put a relay such as bench/link_emulator
+#               on A+r to carry that agent's messages over an emulated link (bench/edge_bench.sh)
 #   --version   the version of the binaries it starts
 #
 # Shows the coordinator's progress live; every process logs to DIR/logs/. The run's metrics.csv,
@@ -43,7 +46,7 @@ usage() {  # $1: exit status (0: asked for with --help, to stdout)
   sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
   exit "$1"
 }
-manifest="" out="" sets=() agent_args=() restart=0 resume=0 insecure=0
+manifest="" out="" sets=() agent_args=() restart=0 resume=0 insecure=0 peer_ports=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --manifest) manifest="${2:-}"; shift 2 ;;
@@ -53,6 +56,8 @@ while [[ $# -gt 0 ]]; do
     --resume) resume=1; shift ;;
     --insecure) insecure=1; shift ;;
     --agent-arg) agent_args+=("${2:-}"); shift 2 ;;  # extra flag for every gut-agentd (tests)
+    --peer-ports) peer_ports="${2:-}"; shift 2
+      [[ $peer_ports =~ ^[0-9]+:[0-9]+$ ]] || { echo "run-cluster: --peer-ports wants LISTEN_BASE:ADVERTISE_BASE, got '$peer_ports'" >&2; exit 2; } ;;
     -h|--help) usage 0 ;;
     --version) exec "$coordinator_bin" --version ;;
     *) echo "run-cluster: unknown argument '$1'" >&2; usage 2 ;;
@@ -179,7 +184,10 @@ start_agent() {  # $1: rank
   local dir
   dir="$(agent_dir "$1")"
   agent_log_start[$1]=$(( $(stat -c %s "$(agent_log "$1")" 2>/dev/null || echo 0) + 1 ))  # this start's lines
-  "$agent_bin" --coordinator "127.0.0.1:$port" --listen 127.0.0.1:0 --rank "$1" --name "agent-$1" \
+  local listen=(--listen 127.0.0.1:0)
+  [[ -n "$peer_ports" ]] &&
+    listen=(--listen "127.0.0.1:$((${peer_ports%%:*} + $1))" --advertise "127.0.0.1:$((${peer_ports##*:} + $1))")
+  "$agent_bin" --coordinator "127.0.0.1:$port" "${listen[@]}" --rank "$1" --name "agent-$1" \
     --checkpoint-dir "$dir" --metrics 127.0.0.1:0 $(tls_agent "$1") "${agent_args[@]}" >>"$(agent_log "$1")" 2>&1 {lock_fd}>&- &
   agent_pids[$1]=$!
   printf '%s\n' "$!" >"$(printf '%s/pids/agent-%02d.pid' "$out" "$1")"

@@ -152,6 +152,29 @@ TEST_F(Cluster, CompressedCodecsComputeExactlyWhatTheSimulatorComputes) {
   }
 }
 
+// exchange.overlap (docs/algorithms.md §12) with every codec, and in both method forms (replica
+// tracking, adapt-then-combine): the gradient runs while the messages travel, the numbers stay
+// gut-sim's bit for bit.
+TEST_F(Cluster, WithOverlapEveryCodecComputesExactlyWhatTheSimulatorComputes) {
+  const std::string data = (dir_ / "data").string();
+  const std::string qggutm = "{name: qg-gutm, lr: 0.05, momentum: 0.9, mu: 0.01}";
+  const std::string dsgdm = "{name: dsgdm, lr: 0.05, momentum: 0.9}";
+  struct Case {
+    std::string codec, algorithm;
+  };
+  for (const Case& c : {Case{"fp32", qggutm}, Case{"bf16", dsgdm}, Case{"int8", qggutm}, Case{"int4, zstd: true", qggutm},
+                        Case{"int2", dsgdm}, Case{"topk, topk_fraction: 0.1, sparse_values: int8", qggutm},
+                        Case{"randk, topk_fraction: 0.1", qggutm}, Case{"sign", dsgdm},
+                        Case{"lowrank, lowrank_rank: 2", qggutm}}) {
+    const std::string name = "overlap-" + c.codec.substr(0, c.codec.find(','));
+    SCOPED_TRACE(name);
+    const std::string text = Manifest(data, 1, c.codec + ", overlap: 1", 30, c.algorithm);
+    ASSERT_NE(text.find("overlap: 1"), std::string::npos);
+    std::ofstream(dir_ / (name + ".yaml")) << text;
+    CheckBitIdentical(name, dir_, text, (dir_ / (name + ".yaml")).string());
+  }
+}
+
 // The baselines that send two messages per round (GT, NGM: slots 0 and 1), per-neighbour
 // messages (NGM's and CGA's cross-gradients, RelaySGD's relays) and one-value messages (RelaySGD's
 // counts) go through the same gRPC exchange and still match gut-sim bit for bit.

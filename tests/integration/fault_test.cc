@@ -42,6 +42,54 @@ class Faults : public Cluster {
       EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0) << "agent " << r << " differs from gut-sim";
     }
   }
+  // Agent 1 is killed (SIGKILL) in epoch 3 and started again; the run ends as gut-sim's.
+  void KillRestartAndCompare(const std::string& text) {
+    pid_t coordinator;
+    auto agents = StartByHand(WriteManifest(text), &coordinator);
+    ASSERT_TRUE(WaitForEpoch(1, 3, 120)) << Read(AgentLog(1));
+    kill(agents[1], SIGKILL);
+    EXPECT_EQ(Wait(agents[1], 10), 128 + SIGKILL);
+    agents[1] = Restart(1);
+    for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
+    EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
+    const std::string log = Read(dir_ / "coordinator.log");
+    EXPECT_NE(log.find("rejoined as rank 1"), std::string::npos) << log;
+    EXPECT_NE(log.find("recovery: generation 2"), std::string::npos) << log;
+    ExpectSameAsSimulator(text);
+    auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
+    EXPECT_EQ(summary["status"], "finished");
+  }
+  // The launcher is stopped (SIGINT) in epoch 5 and run again with --resume; the run ends as gut-sim's.
+  void StopResumeAndCompare(const std::string& text) {
+    const std::string manifest = WriteManifest(text);
+    const fs::path out = dir_ / "cluster";
+    auto launcher = [&](bool resume) {
+      std::vector<std::string> args = {"/bin/bash", std::string(GUT_SOURCE_DIR) + "/deploy/local/run-cluster.sh",
+                                       "--manifest", manifest, "--out", out.string(), "--agent-arg",
+                                       "--fast-failure-detection"};
+      if (resume) args.push_back("--resume");
+      return Spawn(args, (dir_ / (resume ? "launcher-2.log" : "launcher-1.log")).string());
+    };
+    setenv("GUT_BUILD_DIR", GUT_BUILD_DIR, 1);
+    pid_t first = launcher(false);
+    ASSERT_TRUE(WaitForLog(out / "logs" / "coordinator.log", "epoch   5/", 120)) << Read(dir_ / "launcher-1.log");
+    kill(first, SIGINT);
+    EXPECT_EQ(Wait(first, 30), 130) << Read(dir_ / "launcher-1.log");
+    ASSERT_FALSE(fs::exists(out / "agents" / "rank-00" / "params-final.f32")) << "stopped before the end";
+    pid_t second = launcher(true);
+    EXPECT_EQ(Wait(second, 180), 0) << Read(dir_ / "launcher-2.log") << Read(out / "logs" / "coordinator.log");
+    for (int r = 0; r < 4; ++r) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "rank-%02d", r);
+      fs::create_directories(dir_ / ("rank-" + std::to_string(r)));
+      fs::copy_file(out / "agents" / name / "params-final.f32", dir_ / ("rank-" + std::to_string(r)) / "params-final.f32",
+                    fs::copy_options::overwrite_existing);
+    }
+    ExpectSameAsSimulator(text);
+    auto summary = nlohmann::json::parse(Read(out / "summary.json"));
+    EXPECT_EQ(summary["status"], "finished");
+    EXPECT_NE(Read(out / "logs" / "coordinator.log").find("(resumed)"), std::string::npos);
+  }
   // Waits until agent r's log says it finished epoch `epoch` (of this incarnation's log).
   bool WaitForEpoch(int r, int epoch, double seconds) {
     return WaitForLog(AgentLog(r), "epoch " + std::to_string(epoch) + "/", seconds);
@@ -160,22 +208,12 @@ TEST_F(Faults, AWholeClusterFreezeLongerThanEveryTimeoutBlamesNobody) {
   ExpectSameAsSimulator(text);
 }
 
-TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) {
-  const std::string text = Text(8);
-  pid_t coordinator;
-  auto agents = StartByHand(WriteManifest(text), &coordinator);
-  ASSERT_TRUE(WaitForEpoch(1, 3, 120)) << Read(AgentLog(1));
-  kill(agents[1], SIGKILL);
-  EXPECT_EQ(Wait(agents[1], 10), 128 + SIGKILL);
-  agents[1] = Restart(1);
-  for (int r = 0; r < 4; ++r) EXPECT_EQ(Wait(agents[r], 180), 0) << Read(AgentLog(r));
-  EXPECT_EQ(Wait(coordinator, 30), 0) << Read(dir_ / "coordinator.log");
-  const std::string log = Read(dir_ / "coordinator.log");
-  EXPECT_NE(log.find("rejoined as rank 1"), std::string::npos) << log;
-  EXPECT_NE(log.find("recovery: generation 2"), std::string::npos) << log;
-  ExpectSameAsSimulator(text);
-  auto summary = nlohmann::json::parse(Read(dir_ / "out" / "summary.json"));
-  EXPECT_EQ(summary["status"], "finished");
+TEST_F(Faults, KilledAgentRejoinsAndTheRunEndsBitIdentical) { KillRestartAndCompare(Text(8)); }
+
+// exchange.overlap (docs/algorithms.md §12) keeps no message across a round boundary: a crash and
+// rollback with it on ends bit-identical too.
+TEST_F(Faults, WithOverlapAKilledAgentRejoinsAndTheRunEndsBitIdentical) {
+  KillRestartAndCompare(Text(8, "int8, overlap: 1"));
 }
 
 TEST_F(Faults, RollingRestartBySigtermIsBitIdentical) {
@@ -290,36 +328,10 @@ TEST_F(Faults, CtrlCOfEveryProcessStopsEveryRankAtTheSameRound) {
   ExpectSameAsSimulator(text);
 }
 
-TEST_F(Faults, StoppedClusterResumesBitIdentical) {
-  const std::string text = Text(12, "int8");
-  const std::string manifest = WriteManifest(text);
-  const fs::path out = dir_ / "cluster";
-  auto launcher = [&](bool resume) {
-    std::vector<std::string> args = {"/bin/bash", std::string(GUT_SOURCE_DIR) + "/deploy/local/run-cluster.sh",
-                                     "--manifest", manifest, "--out", out.string(), "--agent-arg",
-                                     "--fast-failure-detection"};
-    if (resume) args.push_back("--resume");
-    return Spawn(args, (dir_ / (resume ? "launcher-2.log" : "launcher-1.log")).string());
-  };
-  setenv("GUT_BUILD_DIR", GUT_BUILD_DIR, 1);
-  pid_t first = launcher(false);
-  ASSERT_TRUE(WaitForLog(out / "logs" / "coordinator.log", "epoch   5/", 120)) << Read(dir_ / "launcher-1.log");
-  kill(first, SIGINT);
-  EXPECT_EQ(Wait(first, 30), 130) << Read(dir_ / "launcher-1.log");
-  ASSERT_FALSE(fs::exists(out / "agents" / "rank-00" / "params-final.f32")) << "stopped before the end";
-  pid_t second = launcher(true);
-  EXPECT_EQ(Wait(second, 180), 0) << Read(dir_ / "launcher-2.log") << Read(out / "logs" / "coordinator.log");
-  for (int r = 0; r < 4; ++r) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "rank-%02d", r);
-    fs::create_directories(dir_ / ("rank-" + std::to_string(r)));
-    fs::copy_file(out / "agents" / name / "params-final.f32", dir_ / ("rank-" + std::to_string(r)) / "params-final.f32",
-                  fs::copy_options::overwrite_existing);
-  }
-  ExpectSameAsSimulator(text);
-  auto summary = nlohmann::json::parse(Read(out / "summary.json"));
-  EXPECT_EQ(summary["status"], "finished");
-  EXPECT_NE(Read(out / "logs" / "coordinator.log").find("(resumed)"), std::string::npos);
+TEST_F(Faults, StoppedClusterResumesBitIdentical) { StopResumeAndCompare(Text(12, "int8")); }
+
+TEST_F(Faults, WithOverlapAStoppedClusterResumesBitIdentical) {
+  StopResumeAndCompare(Text(12, "topk, topk_fraction: 0.1, overlap: 1"));
 }
 
 }  // namespace

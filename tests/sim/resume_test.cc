@@ -102,6 +102,10 @@ INSTANTIATE_TEST_SUITE_P(
     Methods, ResumeTest,
     ::testing::Values(
         Case{"qggutm_int8", "{name: qg-gutm, lr: 0.03, momentum: 0.9, mu: 0.05}", "{graph: ring}", "int8"},
+        Case{"qggutm_int8_overlap", "{name: qg-gutm, lr: 0.03, momentum: 0.9, mu: 0.05}", "{graph: ring}",
+             "int8, overlap: 1"},
+        Case{"dsgdm_topk_overlap", "{name: dsgdm, lr: 0.03, momentum: 0.9}", "{graph: ring}",
+             "topk, topk_fraction: 0.1, overlap: 1"},
         Case{"gt", "{name: gt, lr: 0.03}", "{graph: ring}", "fp32"},
         Case{"cga", "{name: cga, lr: 0.03, momentum: 0.9}", "{graph: ring}", "fp32"},
         Case{"relaysgd", "{name: relaysgd, lr: 0.03, momentum: 0.9}", "{graph: chain, weights: metropolis}", "fp32"}),
