@@ -8,13 +8,16 @@
 #   bench/edge_bench.sh [--agents N] [--delay-ms D] [--rate-mbit R] [--codecs "fp32 int8"]
 #                       [--epochs E] [--reps K] [--manifest FILE] [--out DIR]
 #
-# Per run: ms per training round (summary.json), the agents' mean compute and wait per round
+# Per run: ms per training round (summary.json), the agents' own mean compute and wait per round
 # (gut_agent_round_{compute,wait}_seconds, every rank), the bytes of one message (the agents'
 # gut_agent_peer_sent_bytes_total per edge per round), and the physical limit of a synchronous
 # ring on these links:
-#   tx      = 2 x message bytes x 8 / R: the busiest link carries two messages per direction per
-#             round (the lower rank dials, so one agent of the ring is dialed by both neighbours;
-#             it is also what a device's own access link carries: two neighbours' messages)
+#   compute = the loopback round of the same codec and overlap, run beside it: what a round costs
+#             when the link costs nothing (with more agents than cores it is CPU-bound: the
+#             gradients, TLS and gRPC work of every agent on the machine's cores; an agent's own
+#             "compute" leaves out the time it waits for neighbours that wait for a core)
+#   tx      = message bytes x 8 / R (each connection, i.e. each edge, is its own emulated link
+#             per direction; one message per edge per direction per round)
 #   lock-step limit = compute + tx + D        overlap limit = max(compute, tx + D)
 # and round / limit. The last table gives, per rep and codec, overlap / lock-step on the links.
 set -euo pipefail
@@ -60,11 +63,12 @@ run() {  # DIR emulate(0|1) codec overlap
     { tail -5 "$dir.log" >&2; echo "edge_bench: run in $dir failed" >&2; exit 1; }
   stop_emulators
 }
-# One row: ms/round, compute, wait, message bytes, tx, limit, round/limit (ms).
-row() {  # DIR emulate overlap
-  $py - "$1" "$2" "$3" "$delay" "$rate" <<'PY'
+# One row: ms/round, the agents' compute and wait, message bytes, tx, limit, round / limit (ms).
+row() {  # DIR emulate overlap LOOPBACK_DIR
+  $py - "$1" "$2" "$3" "$delay" "$rate" "$4" <<'PY'
 import glob, json, re, sys
-d, emulate, overlap, delay, rate = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", float(sys.argv[4]), float(sys.argv[5])
+d, emulate, overlap, delay, rate, loop = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+ms_of = lambda x: json.load(open(x + "/summary.json"))["timing"]["ms_per_training_round"]
 s = json.load(open(d + "/summary.json"))
 ms = s["timing"]["ms_per_training_round"]
 comp = wait = n = 0.0
@@ -81,10 +85,11 @@ for f in glob.glob(d + "/agents/rank-*/metrics.prom"):
     sent += sum(v); edges += len(v)
 comp /= n; wait /= n
 msg = sent / edges / rounds
-tx = 2 * msg * 8 / (rate * 1e3) if emulate else 0.0  # ms
+floor = ms_of(loop)
+tx = msg * 8 / (rate * 1e3) if emulate else 0.0  # ms
 lat = delay if emulate else 0.0
-limit = max(comp, tx + lat) if overlap else comp + tx + lat
-print("%.1f | %.1f | %.1f | %.0f | %.1f | %.1f | %.2f" % (ms, comp, wait, msg, tx, limit, ms / limit))
+limit = max(floor, tx + lat) if overlap else floor + tx + lat
+print("%.1f | %.1f / %.1f | %.0f | %.1f | %.1f | %.1f | %.2f" % (ms, comp, wait, msg, floor, tx, limit, ms / limit))
 PY
 }
 ms() { $py -c "import json,sys; print(json.load(open(sys.argv[1]))['timing']['ms_per_training_round'])" "$1/summary.json"; }
@@ -94,17 +99,17 @@ echo
 echo "Command: \`bench/edge_bench.sh --agents $agents --delay-ms $delay --rate-mbit $rate --codecs \"$codecs\" --epochs $epochs --reps $reps\`"
 echo "Links: one-way delay $delay ms (RTT $((2 * delay)) ms), $rate Mbit/s per direction; mutual TLS. Times in ms per training round."
 echo
-echo "| rep | link | codec | overlap | round | compute | wait | message bytes | tx | limit | round / limit |"
+echo "| rep | link | codec | overlap | round | agents' compute / wait | message bytes | compute (loopback round) | tx | limit | round / limit |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 declare -A ratio
 for ((k = 1; k <= reps; k++)); do
   for codec in $codecs; do
-    for emulate in 1 0; do
+    for emulate in 0 1; do
       for overlap in 0 1; do
         dir="$out/$codec-e$emulate-o$overlap"
         run "$dir" "$emulate" "$codec" "$overlap"
         link=$([[ $emulate == 1 ]] && echo "emulated" || echo "loopback")
-        echo "| $k | $link | $codec | $overlap | $(row "$dir" "$emulate" "$overlap") |"
+        echo "| $k | $link | $codec | $overlap | $(row "$dir" "$emulate" "$overlap" "$out/$codec-e0-o$overlap") |"
       done
     done
     ratio[$k-$codec]=$($py -c "import sys; print('%.3f' % (float(sys.argv[1]) / float(sys.argv[2])))" \
