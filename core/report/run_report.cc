@@ -113,7 +113,7 @@ absl::Status WriteSummaryJson(const std::string& path, const core::RunConfig& c,
       {"model", c.model}, {"init", c.init}, {"codec", core::CodecName(c.codec.kind)}, {"zstd", c.codec.zstd},
       {"topk_fraction", c.codec.topk_fraction}, {"sparse_values", core::ValueCodingName(c.codec.sparse_values)},
       {"lowrank_rank", c.codec.lowrank_rank}, {"consensus_step", c.consensus_step},
-      {"consensus_form", c.hyper.direct_consensus ? "direct" : "reference"},
+      {"consensus_form", c.hyper.direct_consensus ? "direct" : "reference"}, {"overlap", c.overlap},
       {"manifest_yaml", core::ToYaml(c)}};
   const Metric metric = Metric::For(c);
   const std::string k = "test_" + metric.key;

@@ -172,6 +172,8 @@ TEST_F(Cluster, WithOverlapEveryCodecComputesExactlyWhatTheSimulatorComputes) {
     ASSERT_NE(text.find("overlap: 1"), std::string::npos);
     std::ofstream(dir_ / (name + ".yaml")) << text;
     CheckBitIdentical(name, dir_, text, (dir_ / (name + ".yaml")).string());
+    auto summary = nlohmann::json::parse(Read(dir_ / ("cluster-" + name) / "summary.json"));
+    EXPECT_EQ(summary["config"]["overlap"], 1) << "the run's record says how it ran";
   }
 }
 
