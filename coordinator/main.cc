@@ -212,8 +212,7 @@ int main(int argc, char** argv) {
   spdlog::info("run {}: {} agents, {} graph, {}, {} epochs; listening on port {}{}{}", service.run_id(),
                config.num_agents, config.graph, config.hyper.algorithm, config.epochs, port,
                tls ? " (mutual TLS)" : " (plaintext)", resume ? " (resumed)" : "");
-  spdlog::info("exchange: {}{}", gut::core::DescribeExchange(config),
-               config.overlap ? ", overlap: gradient while the messages travel" : "");
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(config));
   for (const auto& w : gut::core::ExchangeWarnings(config)) spdlog::warn("{}", w);
 
   std::signal(SIGINT, OnSignal);

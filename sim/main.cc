@@ -88,8 +88,7 @@ int main(int argc, char** argv) {
   spdlog::info("{}: {} agents, {} graph, {} (lr {}, momentum {}, mu {}), {} alpha {}, {} epochs", config.name,
                config.num_agents, config.graph, config.hyper.algorithm, config.hyper.lr, config.hyper.momentum,
                config.hyper.mu, config.dataset, config.alpha, config.epochs);
-  spdlog::info("exchange: {}{}", gut::core::DescribeExchange(config),
-               config.overlap ? ", overlap: gradient while the messages travel" : "");
+  spdlog::info("exchange: {}", gut::core::DescribeExchange(config));
   for (const auto& w : gut::core::ExchangeWarnings(config)) spdlog::warn("{}", w);
   auto sim = gut::sim::Simulation::Create(config);
   if (!sim.ok()) {

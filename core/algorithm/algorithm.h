@@ -83,6 +83,8 @@ struct Hyperparameters {
 // Names accepted by CreateAlgorithm, with one line each for help texts.
 const std::vector<std::pair<std::string, std::string>>& AlgorithmNames();
 std::string AllowedAlgorithmNames();
+// Whether the method gossips replica differences with error feedback (ReplicaGossip, §1.3).
+bool GossipsReplicas(const std::string& name);
 // Whether the method has an exchange.overlap variant, and the names of those that do.
 bool AlgorithmOverlaps(const std::string& name);
 std::string OverlapAlgorithmNames();

@@ -33,16 +33,21 @@ std::string AllowedAlgorithmNames() {
 }
 
 namespace {
-constexpr const char* kOverlapping[] = {"dsgd", "qg-dsgdm", "gut", "qg-gutm", "dsgd-atc", "dsgdm", "qg-dsgdm-lin"};
+// The methods built on ReplicaGossip: the GUT family (gut.cc) and adapt-then-combine
+// (adapt_then_combine.h).
+constexpr const char* kReplicaGossip[] = {"dsgd", "qg-dsgdm", "gut", "qg-gutm", "dsgd-atc", "dsgdm", "qg-dsgdm-lin"};
 }  // namespace
 
-bool AlgorithmOverlaps(const std::string& name) {
-  for (const char* a : kOverlapping)
+bool GossipsReplicas(const std::string& name) {
+  for (const char* a : kReplicaGossip)
     if (name == a) return true;
   return false;
 }
 
-std::string OverlapAlgorithmNames() { return absl::StrJoin(kOverlapping, ", "); }
+// Both replica-gossip shapes implement exchange.overlap (docs/algorithms.md §12), none of the others.
+bool AlgorithmOverlaps(const std::string& name) { return GossipsReplicas(name); }
+
+std::string OverlapAlgorithmNames() { return absl::StrJoin(kReplicaGossip, ", "); }
 
 absl::Status ValidateHyperparameters(const Hyperparameters& h) {
   bool known = false;

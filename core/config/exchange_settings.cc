@@ -91,11 +91,7 @@ std::vector<std::string> ExchangeWarnings(const RunConfig& c) {
         "exchange.overlap: 0",
         c.hyper.mu));
   }
-  // The methods that gossip replica differences with error feedback (ReplicaGossip).
-  const std::string& a = c.hyper.algorithm;
-  const bool mixes_replicas = a == "dsgd" || a == "qg-dsgdm" || a == "gut" || a == "qg-gutm" || a == "dsgd-atc" ||
-                              a == "dsgdm" || a == "qg-dsgdm-lin";
-  if (!Dense(c.codec.kind) && !mixes_replicas) {
+  if (!Dense(c.codec.kind) && !GossipsReplicas(c.hyper.algorithm)) {
     out.push_back(absl::StrFormat(
         "exchange.codec %s with algorithm.name %s: this method gossips whole vectors without error feedback, so a "
         "sparse or one-bit codec loses what it drops for good; expect lost accuracy (use fp32, bf16 or int8)",
@@ -112,6 +108,7 @@ std::string DescribeExchange(const RunConfig& c) {
   if (c.codec.kind == CodecKind::kLowRank) absl::StrAppend(&s, " rank ", c.codec.lowrank_rank);
   if (c.codec.zstd) absl::StrAppend(&s, "+zstd");
   absl::StrAppend(&s, ", consensus step ", c.consensus_step);
+  if (c.overlap != 0) absl::StrAppend(&s, ", overlap");
   return s;
 }
 

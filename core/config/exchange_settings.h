@@ -30,7 +30,8 @@ CodecOptions CodecForRun(const RunConfig& config, const ModelInfo& model);
 // Settings that are allowed but known to go wrong, one sentence each naming the keys to change.
 std::vector<std::string> ExchangeWarnings(const RunConfig& config);
 
-// How the codec is written in logs and reports: "topk 0.01 int8 values, gamma 0.1 +zstd".
+// How the exchange is written in logs and reports: "topk 0.1 (int8 values), consensus step 0.2",
+// with ", overlap" under exchange.overlap: 1.
 std::string DescribeExchange(const RunConfig& config);
 
 }  // namespace gut::core

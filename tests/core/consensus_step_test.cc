@@ -210,5 +210,24 @@ TEST(ConsensusStep, CodecsThatDivergedInEveryLongRunAreWarnedAbout) {
   }
 }
 
+// A sparse codec is warned about for the methods that gossip whole vectors (no error feedback),
+// not for those built on ReplicaGossip.
+TEST(ConsensusStep, SparseCodecsAreWarnedAboutOnlyWithoutErrorFeedback) {
+  const std::string base = "agents: {count: 4}\ntopology: {graph: ring}\ndata: {path: " + ::testing::TempDir() +
+                           "}\nexchange: {codec: topk, topk_fraction: 0.1}\n";
+  auto gt = ParseManifest(base + "algorithm: {name: gt, lr: 0.1}\n", "m.yaml", {});
+  ASSERT_TRUE(gt.ok()) << gt.status();
+  const auto warnings = ExchangeWarnings(*gt);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("exchange.codec topk with algorithm.name gt: this method gossips whole vectors"),
+            std::string::npos)
+      << warnings[0];
+  for (const char* a : {"dsgd", "dsgdm", "qg-dsgdm-lin"}) {
+    auto c = ParseManifest(base + "algorithm: {name: " + a + ", lr: 0.1, momentum: 0.5}\n", "m.yaml", {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(ExchangeWarnings(*c).empty()) << a;
+  }
+}
+
 }  // namespace
 }  // namespace gut::core

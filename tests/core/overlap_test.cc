@@ -193,6 +193,8 @@ data: {dataset: fashion-mnist, path: /tmp}
   auto again = core::ParseManifest(core::ToYaml(*on), "handed-over", {});
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->hyper.overlap) << "the agents get the key from the coordinator";
+  EXPECT_EQ(core::DescribeExchange(*on), "fp32, consensus step 1, overlap") << "the start-up log line";
+  EXPECT_EQ(core::DescribeExchange(*off), "fp32, consensus step 1");
 
   auto two = core::ParseManifest(base, "m.yaml", {"exchange.overlap=2"});
   ASSERT_FALSE(two.ok());
